@@ -1,0 +1,1 @@
+//! Criterion benchmarks for the oci-rs crates; see `benches/` and `BENCHMARKS.md`.

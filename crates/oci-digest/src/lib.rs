@@ -1,0 +1,47 @@
+//! OCI content digests: parsed strictly, hashed at hardware speed, verified while streaming.
+//!
+//! - [`Digest`]: a validated `algorithm:encoded` string (OCI image-spec grammar; `sha256` and
+//!   `sha512` need lowercase hex of their exact length), safe as a path component.
+//! - [`Algorithm`]: the registered algorithms.
+//! - [`Digester`]: incremental hashing whose state can be saved and restored, so a transfer can
+//!   resume without hashing again what it already has.
+//! - [`Verifier`] and its wrappers [`VerifyingReader`], [`VerifyingWriter`],
+//!   `VerifyingStream` (feature `stream`, on by default) and `VerifyingAsyncReader` (feature
+//!   `tokio`): check both size and digest as bytes pass. Too many bytes is an error at once; too
+//!   few or a wrong digest is an error at the end, naming the expected and actual digest.
+//!
+//! ```
+//! use std::io::Read;
+//! use oci_digest::{Algorithm, Digest, VerifyingReader};
+//!
+//! let layer = b"some layer bytes".to_vec();
+//! let pinned: Digest = Algorithm::Sha256.hash(&layer).to_string().parse()?;
+//!
+//! let mut reader = VerifyingReader::new(&layer[..], pinned, layer.len() as u64);
+//! std::io::copy(&mut reader, &mut std::io::sink())?;
+//! assert!(reader.verified().is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod algorithm;
+mod digest;
+mod digester;
+mod error;
+#[cfg(feature = "stream")]
+mod stream;
+#[cfg(feature = "tokio")]
+mod tokio_io;
+mod verify;
+
+pub use crate::algorithm::Algorithm;
+pub use crate::digest::Digest;
+pub use crate::digester::{Digester, STATE_VERSION};
+pub use crate::error::{MAX_ERROR_INPUT, ParseDigestError, StateError, VerifyError};
+#[cfg(feature = "stream")]
+pub use crate::stream::VerifyingStream;
+#[cfg(feature = "tokio")]
+pub use crate::tokio_io::VerifyingAsyncReader;
+pub use crate::verify::{Verified, Verifier, VerifyingReader, VerifyingWriter};

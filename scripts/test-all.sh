@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs what the tests need (the real
+# docker-registry, skopeo and umoci are test peers), then checks formatting, lints, docs and runs
+# every test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests talk to. Missing ones are installed; a test never skips for lack of one.
+pkgs=()
+command -v docker-registry >/dev/null || pkgs+=(docker-registry)
+command -v skopeo >/dev/null || pkgs+=(skopeo)
+command -v umoci >/dev/null || pkgs+=(umoci)
+command -v jq >/dev/null || pkgs+=(jq)
+command -v htpasswd >/dev/null || pkgs+=(apache2-utils)
+command -v openssl >/dev/null || pkgs+=(openssl)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing: ${pkgs[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+
+echo "== fmt"; cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== doc"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "== test"; cargo test --workspace --all-features
