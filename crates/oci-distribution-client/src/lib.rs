@@ -1,0 +1,2 @@
+//! Async client for the OCI distribution spec.
+#![forbid(unsafe_code)]

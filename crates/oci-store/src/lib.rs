@@ -1,0 +1,2 @@
+//! Content-addressed OCI stores.
+#![forbid(unsafe_code)]
