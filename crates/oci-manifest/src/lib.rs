@@ -1,2 +1,43 @@
 //! OCI and Docker image manifests and indexes kept as exact bytes.
+//!
+//! A digest names the exact bytes of a manifest, so this crate never re-serialises what it did
+//! not create: [`Manifest`] keeps the raw bytes beside the parsed fields, and everything built
+//! here produces new bytes with a new digest.
+//!
+//! - [`Manifest::parse`]: strict parsing and validation (schema version, media types, duplicate
+//!   JSON keys, descriptor digests, a size limit), Docker schema 1 recognised and refused;
+//!   [`Manifest::parse_verified`] also checks the bytes against the descriptor that named them.
+//! - [`Manifest::children`]: the graph edges, in a fixed order.
+//! - [`platform`]: parsing, normalisation, the host platform.
+//!
+//! ```
+//! use oci_manifest::{Manifest, media_types};
+//! let raw = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+//!   "manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+//!     "digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+//!     "size":0,"platform":{"os":"linux","architecture":"amd64"}}]}"#;
+//! let index = Manifest::parse(&raw[..], Some(media_types::OCI_INDEX)).unwrap();
+//! assert!(index.is_index());
+//! assert_eq!(index.manifests()[0].platform.as_ref().unwrap().architecture, "amd64");
+//! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod base64;
+mod descriptor;
+mod error;
+mod manifest;
+pub mod media_types;
+pub mod platform;
+mod strict;
+
+pub use crate::descriptor::{Descriptor, annotations};
+pub use crate::error::ManifestError;
+pub use crate::manifest::{
+    DEFAULT_MAX_INDEX_DEPTH, DEFAULT_MAX_MANIFEST_SIZE, Manifest, ManifestKind, ParseOptions,
+};
+pub use crate::platform::Platform;
+pub use oci_digest::{Algorithm, Digest};
