@@ -1,2 +1,70 @@
-//! Content-addressed OCI stores.
+//! Content-addressed OCI stores with tags, leases, exact reference counts, online garbage
+//! collection and fsck.
+//!
+//! - The traits: [`ReadStore`] (stat, verified fetch, range fetch), [`WriteStore`] (verified
+//!   push, resumable [`BlobWriter`]s keyed by an ingest key, delete), [`TagStore`] (resolve,
+//!   tag, untag, list) and [`ManagedStore`] (leases, [`parents`](ManagedStore::parents) and
+//!   [`refcount`](ManagedStore::refcount), [`gc`](ManagedStore::gc),
+//!   [`fsck`](ManagedStore::fsck)). [`Store`] is read + write + tags; all are object safe.
+//! - [`MemoryStore`]: in memory. [`LayoutStore`]: an OCI image layout on disk that skopeo,
+//!   umoci and oras read and write, with this crate's own state (ingests, leases, lock file) in
+//!   a `.oci-rs/` directory beside `index.json`.
+//!
+//! Invariants: content becomes visible only verified; existence is only ever asked of storage;
+//! content lives while a tag, an untagged `index.json` entry, a lease or an active ingest
+//! reaches it; garbage collection is safe beside other tasks and other processes.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use oci_manifest::{Descriptor, media_types};
+//! use oci_store::{GcOptions, ManagedStore, MemoryStore, ReadStore, TagStore, WriteStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let lease = store.create_lease(Duration::from_secs(300)).await?;
+//! let w = store.with_lease(&lease);
+//!
+//! // Post-order: the config first, then the manifest that refers to it, then the tag.
+//! let config = Bytes::from_static(b"{}");
+//! let config_desc = Descriptor::new(media_types::OCI_CONFIG, oci_digest::Algorithm::Sha256.hash(&config), 2);
+//! w.push_bytes(&config_desc, config).await?;
+//! let manifest = Bytes::from(format!(
+//!     r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[]}}"#,
+//!     media_types::OCI_MANIFEST, media_types::OCI_CONFIG, config_desc.digest));
+//! let manifest_desc = Descriptor::new(media_types::OCI_MANIFEST, oci_digest::Algorithm::Sha256.hash(&manifest), manifest.len() as u64);
+//! w.push_bytes(&manifest_desc, manifest).await?;
+//! w.tag(&manifest_desc, "latest").await?;
+//! store.release_lease(&lease).await?;
+//!
+//! store.gc(&GcOptions::default().with_min_age(Duration::ZERO)).await?;
+//! assert!(store.exists(&config_desc.digest).await?); // reachable from the tag
+//! assert_eq!(store.refcount(&config_desc.digest).await?, 1); // the manifest
+//! # Ok::<(), oci_store::StoreError>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod gc;
+// LAYOUT mod layout;
+mod lease;
+mod memory;
+mod traits;
+mod util;
+
+pub use crate::error::{Result, StoreError};
+pub use crate::gc::{
+    Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason,
+};
+// LAYOUT pub use crate::layout::{LayoutOptions, LayoutStore};
+pub use crate::lease::{Lease, LeaseInfo};
+pub use crate::memory::MemoryStore;
+pub use crate::traits::{
+    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, ManagedStore, PushOutcome, ReadStore,
+    Store, TagStore, WriteStore, bytes_stream, collect,
+};
+pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_tag};
+pub use oci_digest::{Algorithm, Digest};
+pub use oci_manifest::{Descriptor, Manifest};

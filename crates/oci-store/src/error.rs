@@ -1,0 +1,267 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use oci_digest::{Digest, ParseDigestError, VerifyError};
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything a store operation can fail with.
+///
+/// Variants carry what a person needs to act: the digest, tag, ingest key or path involved, and
+/// the lower error as [`source`](std::error::Error::source). Remote backends (a registry) report
+/// their own failures through [`StoreError::Backend`].
+///
+/// ```
+/// use oci_store::{MemoryStore, ReadStore, StoreError};
+/// use oci_manifest::Descriptor;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let missing = oci_digest::Algorithm::Sha256.hash(b"nothing here");
+/// let desc = Descriptor::new("application/octet-stream", missing.clone(), 12);
+/// match store.fetch(&desc).await {
+///     Err(StoreError::NotFound { digest }) => assert_eq!(digest, missing),
+///     other => panic!("unexpected {:?}", other.map(|_| ())),
+/// }
+/// # });
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No content with this digest is stored.
+    #[error("content {digest} not found")]
+    NotFound {
+        /// The digest looked up.
+        digest: Digest,
+    },
+    /// The tag does not exist.
+    #[error("tag {tag:?} not found")]
+    TagNotFound {
+        /// The tag looked up.
+        tag: String,
+    },
+    /// The tag is not a valid reference name.
+    #[error("invalid tag {tag:?}: {reason}")]
+    InvalidTag {
+        /// The offending tag (cut to 100 bytes).
+        tag: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Stored content has another size than its descriptor says.
+    #[error("content {digest} has {actual} bytes but its descriptor says {expected}")]
+    SizeMismatch {
+        /// The content's digest.
+        digest: Digest,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Size found.
+        actual: u64,
+    },
+    /// Content did not verify against its descriptor (wrong digest, too short, too long).
+    /// Nothing was made visible.
+    #[error("content {} failed verification", .0.expected())]
+    Verify(#[from] VerifyError),
+    /// A string that should be a digest is not one (for example in `index.json`, in an ingest
+    /// record, or a blob file name).
+    #[error("invalid digest in {context}")]
+    InvalidDigest {
+        /// Where the string was found.
+        context: String,
+        /// The parse error, carrying the offending input.
+        #[source]
+        source: ParseDigestError,
+    },
+    /// A manifest is larger than the limit the caller allowed.
+    #[error("manifest {digest} has {size} bytes, more than the limit of {limit}")]
+    ManifestTooLarge {
+        /// The manifest's digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Content declared (or sniffed) as a manifest could not be parsed.
+    #[error("manifest {digest} cannot be parsed")]
+    InvalidManifest {
+        /// The manifest's digest.
+        digest: Digest,
+        /// Why it cannot be parsed.
+        #[source]
+        source: oci_manifest::ManifestError,
+    },
+    /// Indexes nest deeper than the allowed limit (or, for hostile content, without end).
+    #[error("index nesting deeper than {limit} levels below {root} (at {digest})")]
+    NestingTooDeep {
+        /// The root the walk started from.
+        root: Digest,
+        /// The manifest found at the limit.
+        digest: Digest,
+        /// The depth limit.
+        limit: usize,
+    },
+    /// A manifest refers (directly or through others) to itself.
+    #[error("manifest {digest} refers to itself (cycle below {root})")]
+    Cycle {
+        /// The root the walk started from.
+        root: Digest,
+        /// The manifest that closes the cycle.
+        digest: Digest,
+    },
+    /// A resumable ingest is in use by another writer (in this or another process).
+    #[error("ingest {key:?} is in use by another writer")]
+    IngestBusy {
+        /// The ingest key.
+        key: String,
+    },
+    /// An ingest key is already used for other content.
+    #[error("ingest {key:?} is for {existing}, not {requested}")]
+    IngestMismatch {
+        /// The ingest key.
+        key: String,
+        /// Digest the existing ingest expects.
+        existing: Digest,
+        /// Digest the caller asked for.
+        requested: Digest,
+    },
+    /// The ingest key is not acceptable (empty, too long or with control characters).
+    #[error("invalid ingest key {key:?}: {reason}")]
+    InvalidIngestKey {
+        /// The offending key (cut to 100 bytes).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No ingest with this key exists.
+    #[error("ingest {key:?} not found")]
+    IngestNotFound {
+        /// The ingest key.
+        key: String,
+    },
+    /// The lease does not exist (never created, released, or expired and collected).
+    #[error("lease {id:?} not found")]
+    LeaseNotFound {
+        /// The lease id.
+        id: String,
+    },
+    /// The lease expired before the operation could pin content with it.
+    #[error("lease {id:?} has expired")]
+    LeaseExpired {
+        /// The lease id.
+        id: String,
+    },
+    /// A file of the layout is not what the OCI image layout specification (or this crate's own
+    /// state format) requires.
+    #[error("corrupt layout file {}: {reason}", path.display())]
+    CorruptLayout {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// The parse error, when there is one.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// The directory is not an OCI image layout (and creating one was not asked for).
+    #[error("{} is not an OCI image layout: {reason}", path.display())]
+    NotALayout {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing.
+        reason: &'static str,
+    },
+    /// A file system operation failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was being done ("open", "rename", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the content stream given to a write failed (the source, not the store).
+    #[error("reading the content for {digest} failed")]
+    Source {
+        /// The digest being written.
+        digest: Digest,
+        /// The stream's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation is not supported by this store (for example range reads on a registry that
+    /// refuses them).
+    #[error("{operation} is not supported by this store")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+    },
+    /// A failure of a store backend this crate does not know (a registry client, say).
+    #[error("store backend error: {context}")]
+    Backend {
+        /// What was being done, with the reference or digest involved.
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl StoreError {
+    /// Wraps an I/O error with the operation and path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> StoreError {
+        // A verification failure surfacing through an io::Error keeps its type.
+        if let Some(v) = VerifyError::from_io(&source) {
+            return StoreError::Verify(v.clone());
+        }
+        StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps an error of a backend this crate does not know.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> StoreError {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether this error says the content or tag does not exist.
+    ///
+    /// ```
+    /// let e = oci_store::StoreError::TagNotFound { tag: "latest".into() };
+    /// assert!(e.is_not_found());
+    /// ```
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound { .. }
+                | StoreError::TagNotFound { .. }
+                | StoreError::IngestNotFound { .. }
+                | StoreError::LeaseNotFound { .. }
+        )
+    }
+}
+
+/// Cuts a user-supplied string for an error message.
+pub(crate) fn cut(s: &str) -> String {
+    const MAX: usize = 100;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}

@@ -1,0 +1,557 @@
+//! Reference graph, garbage collection and fsck: the logic shared by every local store.
+//!
+//! Stores provide a snapshot (the blobs present with size and age, the roots) and a way to read
+//! small content; this module parses manifests (cached by digest forever, as content never
+//! changes), marks what is reachable and decides what goes. Existence is never cached: every
+//! collection works on a fresh listing.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use oci_digest::{Digest, VerifyError};
+use oci_manifest::{Descriptor, Manifest, media_types};
+
+use crate::error::{Result, StoreError};
+
+/// Who refers to a piece of content (an answer of
+/// [`ManagedStore::parents`](crate::ManagedStore::parents)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Parent {
+    /// A tag points at it.
+    Tag(String),
+    /// An entry of the layout's `index.json` without a tag (written by another tool) points at
+    /// it; the number is the entry's position.
+    UntaggedEntry(usize),
+    /// A lease pins it (the lease id).
+    Lease(String),
+    /// An active or resumable ingest is writing it (the ingest key).
+    Ingest(String),
+    /// A stored manifest or index lists it among its children.
+    Manifest(Digest),
+}
+
+impl fmt::Display for Parent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Parent::Tag(t) => write!(f, "tag {t:?}"),
+            Parent::UntaggedEntry(i) => write!(f, "untagged index.json entry #{i}"),
+            Parent::Lease(l) => write!(f, "lease {l}"),
+            Parent::Ingest(k) => write!(f, "ingest {k:?}"),
+            Parent::Manifest(d) => write!(f, "manifest {d}"),
+        }
+    }
+}
+
+/// Options of [`ManagedStore::gc`](crate::ManagedStore::gc).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// Report what would go, remove nothing.
+    pub dry_run: bool,
+    /// Unreferenced content younger than this is kept (with everything it refers to), so
+    /// content written by a tool that knows nothing of leases is not swept under it.
+    pub min_age: Duration,
+    /// Ingests that no writer holds and that received nothing for this long are removed.
+    pub stale_ingest_age: Duration,
+    /// Extra roots to keep.
+    pub keep: Vec<Digest>,
+}
+
+impl Default for GcOptions {
+    /// Not a dry run; `min_age` 10 minutes; `stale_ingest_age` 24 hours; nothing extra kept.
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            min_age: Duration::from_secs(600),
+            stale_ingest_age: Duration::from_secs(24 * 3600),
+            keep: Vec::new(),
+        }
+    }
+}
+
+impl GcOptions {
+    /// Default options with `dry_run` set.
+    ///
+    /// ```
+    /// assert!(oci_store::GcOptions::dry_run().dry_run);
+    /// ```
+    pub fn dry_run() -> Self {
+        GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        }
+    }
+
+    /// These options with `min_age` replaced.
+    pub fn with_min_age(mut self, min_age: Duration) -> Self {
+        self.min_age = min_age;
+        self
+    }
+
+    /// These options with `stale_ingest_age` replaced.
+    pub fn with_stale_ingest_age(mut self, age: Duration) -> Self {
+        self.stale_ingest_age = age;
+        self
+    }
+
+    /// These options with `dry_run` replaced.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// These options with `digest` added to the extra roots.
+    pub fn with_keep(mut self, digest: Digest) -> Self {
+        self.keep.push(digest);
+        self
+    }
+}
+
+/// Why content is (or would be) removed by garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SweepReason {
+    /// Nothing reachable from a root refers to it, and it is older than the minimum age.
+    Unreferenced,
+    /// A referrer (a manifest with a `subject`) whose subject is not alive.
+    SubjectGone {
+        /// The subject it refers to.
+        subject: Digest,
+    },
+}
+
+impl fmt::Display for SweepReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepReason::Unreferenced => f.write_str("unreferenced"),
+            SweepReason::SubjectGone { subject } => {
+                write!(f, "referrer whose subject {subject} is not alive")
+            }
+        }
+    }
+}
+
+/// One piece of content removed (or, in a dry run, to be removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Removal {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Why it goes.
+    pub reason: SweepReason,
+}
+
+/// What a garbage collection did (or would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Whether this was a dry run (nothing removed).
+    pub dry_run: bool,
+    /// Blobs present when the collection started.
+    pub blobs: usize,
+    /// Blobs found alive.
+    pub live: usize,
+    /// Blobs removed (or to be removed), with the reason.
+    pub removed: Vec<Removal>,
+    /// Bytes freed (or to be freed).
+    pub bytes_freed: u64,
+    /// Unreferenced blobs kept because they are younger than the minimum age.
+    pub young: Vec<Digest>,
+    /// Referenced content that is not stored (with who refers to it).
+    pub missing: Vec<(Digest, Parent)>,
+    /// Expired leases removed (or to be removed).
+    pub expired_leases: Vec<String>,
+    /// Stale ingests removed (or to be removed), by key.
+    pub stale_ingests: Vec<String>,
+}
+
+/// Options of [`ManagedStore::fsck`](crate::ManagedStore::fsck).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct FsckOptions {
+    /// Remove corrupt blobs, so that the next copy fetches them again.
+    pub repair: bool,
+}
+
+impl FsckOptions {
+    /// Options with `repair` set.
+    ///
+    /// ```
+    /// assert!(oci_store::FsckOptions::repair().repair);
+    /// ```
+    pub fn repair() -> Self {
+        FsckOptions { repair: true }
+    }
+}
+
+/// A blob whose bytes do not hash to its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Corrupt {
+    /// The digest it is stored under.
+    pub digest: Digest,
+    /// The digest its bytes have.
+    pub actual: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// What fsck found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsckReport {
+    /// Blobs re-hashed.
+    pub checked: usize,
+    /// Bytes re-hashed.
+    pub bytes: u64,
+    /// Blobs whose bytes do not match their digest.
+    pub corrupt: Vec<Corrupt>,
+    /// Content referred to by a root or by a manifest reachable from a root, but not stored.
+    pub missing: Vec<(Digest, Parent)>,
+    /// Stored content that nothing reachable from a root refers to (garbage collection would
+    /// remove it once old enough). Not a problem by itself.
+    pub dangling: Vec<Digest>,
+    /// Corrupt blobs removed by `repair`.
+    pub removed: Vec<Digest>,
+}
+
+impl FsckReport {
+    /// No corrupt and no missing content (dangling content is not a problem).
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine.
+
+/// A blob in a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlobMeta {
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A root of the graph.
+#[derive(Debug, Clone)]
+pub(crate) struct Root {
+    pub parent: Parent,
+    pub digest: Digest,
+    /// Declared media type, when the root came with a descriptor.
+    pub media_type: Option<String>,
+}
+
+/// What the parsed content of a blob says about the graph.
+#[derive(Debug)]
+pub(crate) enum Node {
+    /// A manifest or index.
+    Manifest {
+        children: Vec<Descriptor>,
+        subject: Option<Digest>,
+    },
+    /// Anything else.
+    Opaque,
+}
+
+/// Reads small content for parsing.
+pub(crate) trait Content {
+    /// The whole content of `digest`, or `None` when it is not stored.
+    fn read_small(&self, digest: &Digest, size_hint: u64) -> Result<Option<Bytes>>;
+}
+
+/// Parsed manifests by digest; content never changes, so entries never go stale.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCache {
+    map: Mutex<HashMap<Digest, Arc<Node>>>,
+}
+
+/// Largest manifest the graph parses.
+pub(crate) const MANIFEST_LIMIT: u64 = oci_manifest::DEFAULT_MAX_MANIFEST_SIZE as u64;
+
+static OPAQUE: std::sync::LazyLock<Arc<Node>> = std::sync::LazyLock::new(|| Arc::new(Node::Opaque));
+
+impl NodeCache {
+    fn get(&self, d: &Digest) -> Option<Arc<Node>> {
+        self.map.lock().ok()?.get(d).cloned()
+    }
+
+    fn put(&self, d: &Digest, n: Arc<Node>) {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(d.clone(), n);
+        }
+    }
+
+    /// Number of digests cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The graph node of `digest`: from the declared media type when it says "not a manifest",
+    /// else from the (verified) content. `None` when the content is not stored.
+    ///
+    /// Declared manifests that are too large, corrupt or unparsable are errors (the children
+    /// they protect cannot be known); undeclared content that does not parse is opaque.
+    pub(crate) fn node(
+        &self,
+        content: &dyn Content,
+        digest: &Digest,
+        size: u64,
+        declared: Option<&str>,
+    ) -> Result<Option<Arc<Node>>> {
+        let declared = declared.filter(|mt| !mt.is_empty());
+        if let Some(mt) = declared {
+            if !media_types::is_manifest(mt) {
+                return Ok(Some(OPAQUE.clone()));
+            }
+        }
+        if let Some(n) = self.get(digest) {
+            return Ok(Some(n));
+        }
+        if size > MANIFEST_LIMIT {
+            if declared.is_some() {
+                return Err(StoreError::ManifestTooLarge {
+                    digest: digest.clone(),
+                    size,
+                    limit: MANIFEST_LIMIT,
+                });
+            }
+            self.put(digest, OPAQUE.clone());
+            return Ok(Some(OPAQUE.clone()));
+        }
+        let Some(raw) = content.read_small(digest, size)? else {
+            return Ok(None);
+        };
+        let actual = digest.algorithm().hash(&raw);
+        if &actual != digest {
+            if declared.is_some() {
+                return Err(StoreError::Verify(VerifyError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                    size: raw.len() as u64,
+                }));
+            }
+            return Ok(Some(OPAQUE.clone()));
+        }
+        let looks_json = raw
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{');
+        if !looks_json && declared.is_none() {
+            self.put(digest, OPAQUE.clone());
+            return Ok(Some(OPAQUE.clone()));
+        }
+        let node = match Manifest::parse(raw, declared) {
+            Ok(m) => Arc::new(Node::Manifest {
+                children: m.children().to_vec(),
+                subject: m.subject().map(|s| s.digest.clone()),
+            }),
+            Err(source) if declared.is_some() => {
+                return Err(StoreError::InvalidManifest {
+                    digest: digest.clone(),
+                    source,
+                });
+            }
+            Err(_) => OPAQUE.clone(),
+        };
+        self.put(digest, node.clone());
+        Ok(Some(node))
+    }
+}
+
+/// Result of marking.
+#[derive(Debug, Default)]
+pub(crate) struct Marking {
+    pub live: HashSet<Digest>,
+    pub missing: Vec<(Digest, Parent)>,
+    pub young: Vec<Digest>,
+}
+
+/// What a mark needs.
+pub(crate) struct Graph<'a> {
+    pub blobs: &'a HashMap<Digest, BlobMeta>,
+    pub content: &'a dyn Content,
+    pub cache: &'a NodeCache,
+}
+
+impl Graph<'_> {
+    fn node(&self, d: &Digest, declared: Option<&str>) -> Result<Option<Arc<Node>>> {
+        match self.blobs.get(d) {
+            None => Ok(None),
+            Some(meta) => self.cache.node(self.content, d, meta.size, declared),
+        }
+    }
+
+    /// Marks everything reachable from `roots`; with `min_age`, unreferenced blobs younger than
+    /// it are roots too; referrers of live subjects are live.
+    pub(crate) fn mark(
+        &self,
+        roots: &[Root],
+        min_age: Option<(Duration, SystemTime)>,
+    ) -> Result<Marking> {
+        let mut m = Marking::default();
+        let mut expanded: HashSet<Digest> = HashSet::new();
+        let mut queue: Vec<(Digest, Option<String>, Option<Parent>)> = roots
+            .iter()
+            .map(|r| {
+                // Ingests are roots for content that does not exist yet: never "missing".
+                let p = (!matches!(r.parent, Parent::Ingest(_))).then(|| r.parent.clone());
+                (r.digest.clone(), r.media_type.clone(), p)
+            })
+            .collect();
+        self.drain(&mut queue, &mut m, &mut expanded)?;
+
+        if let Some((min_age, now)) = min_age {
+            for (d, meta) in self.blobs {
+                if m.live.contains(d) {
+                    continue;
+                }
+                let age = now.duration_since(meta.modified).unwrap_or(Duration::ZERO);
+                if age < min_age {
+                    m.young.push(d.clone());
+                    queue.push((d.clone(), None, None));
+                }
+            }
+            self.drain(&mut queue, &mut m, &mut expanded)?;
+        }
+
+        // Referrers: manifests whose subject is alive live too (to a fixpoint, as a referrer
+        // can itself be a subject).
+        loop {
+            for (d, _) in self.blobs {
+                if m.live.contains(d) {
+                    continue;
+                }
+                if let Some(node) = self.node(d, None)? {
+                    if let Node::Manifest {
+                        subject: Some(s), ..
+                    } = &*node
+                    {
+                        if m.live.contains(s) {
+                            queue.push((d.clone(), None, None));
+                        }
+                    }
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+            self.drain(&mut queue, &mut m, &mut expanded)?;
+        }
+        m.young.sort();
+        Ok(m)
+    }
+
+    fn drain(
+        &self,
+        queue: &mut Vec<(Digest, Option<String>, Option<Parent>)>,
+        m: &mut Marking,
+        expanded: &mut HashSet<Digest>,
+    ) -> Result<()> {
+        while let Some((d, mt, parent)) = queue.pop() {
+            if !self.blobs.contains_key(&d) {
+                if let Some(p) = parent {
+                    m.missing.push((d, p));
+                }
+                continue;
+            }
+            m.live.insert(d.clone());
+            let may_be_manifest = mt.as_deref().is_none_or(media_types::is_manifest);
+            if !may_be_manifest || expanded.contains(&d) {
+                continue;
+            }
+            expanded.insert(d.clone());
+            if let Some(node) = self.node(&d, mt.as_deref())? {
+                if let Node::Manifest { children, .. } = &*node {
+                    for c in children {
+                        queue.push((
+                            c.digest.clone(),
+                            Some(c.media_type.clone()),
+                            Some(Parent::Manifest(d.clone())),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why each blob that is not live goes.
+    pub(crate) fn sweep_list(&self, marking: &Marking) -> Result<Vec<Removal>> {
+        let mut out = Vec::new();
+        for (d, meta) in self.blobs {
+            if marking.live.contains(d) {
+                continue;
+            }
+            let reason = match self.node(d, None)?.as_deref() {
+                Some(Node::Manifest {
+                    subject: Some(s), ..
+                }) => SweepReason::SubjectGone { subject: s.clone() },
+                _ => SweepReason::Unreferenced,
+            };
+            out.push(Removal {
+                digest: d.clone(),
+                size: meta.size,
+                reason,
+            });
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// Every stored manifest that lists `target` among its children.
+    pub(crate) fn manifest_parents(&self, target: &Digest) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for d in self.blobs.keys() {
+            if let Some(node) = self.node(d, None)? {
+                if let Node::Manifest { children, .. } = &*node {
+                    if children.iter().any(|c| &c.digest == target) {
+                        out.push(d.clone());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reverse edges of every stored manifest: child -> manifests listing it.
+    pub(crate) fn reverse_edges(&self) -> Result<HashMap<Digest, Vec<Digest>>> {
+        let mut rev: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for d in self.blobs.keys() {
+            if let Some(node) = self.node(d, None)? {
+                if let Node::Manifest { children, .. } = &*node {
+                    let mut seen = HashSet::new();
+                    for c in children {
+                        if seen.insert(&c.digest) {
+                            rev.entry(c.digest.clone()).or_default().push(d.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for v in rev.values_mut() {
+            v.sort();
+        }
+        Ok(rev)
+    }
+}
+
+/// Collects the parents of `target` from roots and manifest parents, sorted.
+pub(crate) fn parents_from(target: &Digest, roots: &[Root], manifests: Vec<Digest>) -> Vec<Parent> {
+    let mut out: Vec<Parent> = roots
+        .iter()
+        .filter(|r| &r.digest == target)
+        .map(|r| r.parent.clone())
+        .collect();
+    out.extend(manifests.into_iter().map(Parent::Manifest));
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,415 @@
+//! The store traits: read, write, tags, and the local-only management features.
+//!
+//! A store is one content namespace addressed by digest, plus tags. Manifests and blobs live in
+//! the same namespace (as in oras-go's `Target`); a [`Descriptor`]'s media type tells a backend
+//! that cares (a registry) which kind of content it handles.
+//!
+//! Traits are object safe: `&dyn Store` and `Arc<dyn Store>` work, so code such as a graph copy
+//! can be written once for memory, disk and registry stores.
+
+use std::fmt;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use futures_util::StreamExt;
+use oci_digest::Digest;
+use oci_manifest::{Descriptor, Manifest};
+
+use crate::error::{Result, StoreError};
+use crate::gc::{FsckOptions, FsckReport, GcOptions, GcReport, Parent};
+use crate::lease::{Lease, LeaseInfo};
+
+/// A stream of content chunks, as produced by [`ReadStore::fetch`] and consumed by
+/// [`WriteStore::push`].
+///
+/// A stream that ends without an error item delivered all of its content.
+pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Makes a [`BlobStream`] of one chunk of bytes already in memory.
+///
+/// ```
+/// let s = oci_store::bytes_stream(bytes::Bytes::from_static(b"abc"));
+/// # drop(s);
+/// ```
+pub fn bytes_stream(data: Bytes) -> BlobStream {
+    Box::pin(futures_util::stream::once(async move { Ok(data) }))
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PushOutcome {
+    /// The content was verified and is now stored.
+    Written,
+    /// The store already had the content; nothing was written (the stream may not have been read
+    /// to the end).
+    AlreadyExists,
+}
+
+/// State of a resumable ingest (an in-flight write keyed by an ingest key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IngestStatus {
+    /// The ingest key given to [`WriteStore::writer`].
+    pub key: String,
+    /// What the content must verify against.
+    pub expected: Descriptor,
+    /// Bytes received so far; the next write continues at this offset.
+    pub offset: u64,
+    /// When the ingest was started.
+    pub started_at: SystemTime,
+    /// When bytes were last received.
+    pub updated_at: SystemTime,
+}
+
+/// Read side of a store.
+///
+/// Existence is always asked of the storage itself: an answer of [`stat`](ReadStore::stat) is
+/// never served from a cache.
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{MemoryStore, ReadStore, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let data = Bytes::from_static(b"layer bytes");
+/// let desc = Descriptor::new(
+///     "application/vnd.oci.image.layer.v1.tar",
+///     oci_digest::Algorithm::Sha256.hash(&data),
+///     data.len() as u64,
+/// );
+/// store.push_bytes(&desc, data.clone()).await?;
+///
+/// assert_eq!(store.stat(&desc.digest).await?, Some(11));
+/// assert_eq!(store.fetch_bytes(&desc, 1024).await?, data);
+/// let part = store.fetch_range(&desc, 6..11).await?;
+/// assert_eq!(oci_store::collect(part, 1024).await?, Bytes::from_static(b"bytes"));
+/// # Ok::<(), oci_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// The size of the content stored under `digest`, or `None` when it is not stored.
+    ///
+    /// Asked of the storage every time, never of a cache. On a store viewed
+    /// [`with_lease`](ManagedStore::with_lease), content found by `stat` is pinned by the lease
+    /// (so "already there, skip it" stays true until the lease ends).
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Whether content with `digest` is stored; same as `stat(digest).is_some()`.
+    async fn exists(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.stat(digest).await?.is_some())
+    }
+
+    /// Streams the content named by `desc`, verified against its digest and size: a stream that
+    /// ends without an error item carried exactly the described content. A mismatch is an error
+    /// item of kind `InvalidData` wrapping an [`oci_digest::VerifyError`].
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the content is not stored; [`StoreError::SizeMismatch`]
+    /// when the store knows at once that the stored size differs.
+    async fn fetch(&self, desc: &Descriptor) -> Result<BlobStream>;
+
+    /// Streams the bytes `range` of the content named by `desc`.
+    ///
+    /// The bytes are **not** verified (a range cannot be); a caller resuming a download must
+    /// verify the whole content itself (for instance by feeding a saved
+    /// [`oci_digest::Verifier`] the range). A range past the end is cut to the content's size.
+    async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream>;
+
+    /// Fetches small content into memory, verified, refusing content whose descriptor is larger
+    /// than `limit` bytes before reading anything.
+    async fn fetch_bytes(&self, desc: &Descriptor, limit: u64) -> Result<Bytes> {
+        if desc.size > limit {
+            return Err(StoreError::ManifestTooLarge {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit,
+            });
+        }
+        let stream = self.fetch(desc).await?;
+        collect(stream, limit).await.map_err(|e| match e {
+            StoreError::Io { source, .. } => StoreError::Source {
+                digest: desc.digest.clone(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Fetches and parses the manifest or index named by `desc`, verified, with the default size
+    /// limit ([`oci_manifest::DEFAULT_MAX_MANIFEST_SIZE`]).
+    async fn fetch_manifest(&self, desc: &Descriptor) -> Result<Manifest> {
+        let raw = self
+            .fetch_bytes(desc, oci_manifest::DEFAULT_MAX_MANIFEST_SIZE as u64)
+            .await?;
+        Manifest::parse(raw, Some(desc.media_type.as_str())).map_err(|source| {
+            StoreError::InvalidManifest {
+                digest: desc.digest.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Collects a [`BlobStream`] into memory, failing when it carries more than `limit` bytes.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let s = oci_store::bytes_stream(bytes::Bytes::from_static(b"abc"));
+/// assert_eq!(&oci_store::collect(s, 3).await?[..], b"abc");
+/// let s = oci_store::bytes_stream(bytes::Bytes::from_static(b"abcd"));
+/// assert!(oci_store::collect(s, 3).await.is_err());
+/// # Ok::<(), oci_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub async fn collect(mut stream: BlobStream, limit: u64) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| StoreError::io("read stream", "<stream>", e))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(StoreError::io(
+                "read stream",
+                "<stream>",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("content longer than the limit of {limit} bytes"),
+                ),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// A resumable write of one piece of content, obtained from [`WriteStore::writer`].
+///
+/// Bytes are hashed as they arrive; [`commit`](BlobWriter::commit) makes the content visible
+/// only when it verified against the expected descriptor. Dropping a writer without commit or
+/// abort keeps the ingest, so the same key can resume it later (in this or another process).
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// The ingest key.
+    fn key(&self) -> &str;
+    /// What the content must verify against.
+    fn expected(&self) -> &Descriptor;
+    /// Bytes received so far; the next [`write`](BlobWriter::write) continues here.
+    fn offset(&self) -> u64;
+    /// Appends a chunk.
+    ///
+    /// # Errors
+    /// [`StoreError::Verify`] at once when the chunk would go past the expected size.
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Verifies the content and makes it visible.
+    ///
+    /// # Errors
+    /// [`StoreError::Verify`] when the content is short or has another digest; the ingest is
+    /// then removed (nothing became visible), so the caller starts again.
+    async fn commit(self: Box<Self>) -> Result<PushOutcome>;
+    /// Discards the ingest.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Write side of a store.
+///
+/// Writes are **verified or invisible**: content becomes visible only after its bytes hashed to
+/// the expected digest and matched the expected size; a failed or interrupted write leaves
+/// nothing visible.
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{MemoryStore, PushOutcome, ReadStore, StoreError, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let data = Bytes::from_static(b"0123456789");
+/// let desc = Descriptor::new("application/octet-stream", oci_digest::Algorithm::Sha256.hash(&data), 10);
+///
+/// // A resumable write: the first half, then (later, maybe after a restart) the rest.
+/// let mut w = store.writer("download-1", &desc).await?;
+/// w.write(data.slice(..5)).await?;
+/// drop(w);
+/// let mut w = store.writer("download-1", &desc).await?;
+/// assert_eq!(w.offset(), 5);
+/// w.write(data.slice(5..)).await?;
+/// assert_eq!(w.commit().await?, PushOutcome::Written);
+///
+/// // Wrong bytes are refused and leave nothing behind.
+/// let other = Descriptor::new("application/octet-stream", oci_digest::Algorithm::Sha256.hash(b"x"), 1);
+/// assert!(matches!(store.push_bytes(&other, Bytes::from_static(b"y")).await, Err(StoreError::Verify(_))));
+/// assert_eq!(store.stat(&other.digest).await?, None);
+/// # Ok::<(), StoreError>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait WriteStore: ReadStore {
+    /// Stores the content of `data`, which must verify against `desc`.
+    ///
+    /// Returns [`PushOutcome::AlreadyExists`] without reading `data` when the content is already
+    /// stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Verify`] when the bytes do not match `desc` (nothing is written);
+    /// [`StoreError::Source`] when `data` fails.
+    async fn push(&self, desc: &Descriptor, data: BlobStream) -> Result<PushOutcome>;
+
+    /// [`push`](WriteStore::push) of bytes already in memory.
+    async fn push_bytes(&self, desc: &Descriptor, data: Bytes) -> Result<PushOutcome> {
+        self.push(desc, bytes_stream(data)).await
+    }
+
+    /// Opens (or resumes) the resumable ingest `key` for content `desc`.
+    ///
+    /// # Errors
+    /// [`StoreError::IngestBusy`] when another writer holds the key;
+    /// [`StoreError::IngestMismatch`] when the key is in use for another digest.
+    async fn writer(&self, key: &str, desc: &Descriptor) -> Result<Box<dyn BlobWriter>>;
+
+    /// The state of ingest `key`, or `None` when there is none.
+    async fn ingest_status(&self, key: &str) -> Result<Option<IngestStatus>>;
+
+    /// All ingests (active or interrupted).
+    async fn ingests(&self) -> Result<Vec<IngestStatus>>;
+
+    /// Discards ingest `key`.
+    ///
+    /// # Errors
+    /// [`StoreError::IngestNotFound`]; [`StoreError::IngestBusy`] when a writer holds it.
+    async fn abort_ingest(&self, key: &str) -> Result<()>;
+
+    /// Removes content `digest` at once, whatever refers to it. Local stores should rather let
+    /// [`ManagedStore::gc`] decide what goes.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it is not stored.
+    async fn delete(&self, digest: &Digest) -> Result<()>;
+}
+
+/// Tags: names for root content (images, indexes, artifacts).
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{MemoryStore, TagStore, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let raw = Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+/// let desc = Descriptor::new(oci_manifest::media_types::OCI_INDEX, oci_digest::Algorithm::Sha256.hash(&raw), raw.len() as u64);
+/// store.push_bytes(&desc, raw).await?;
+/// store.tag(&desc, "v1").await?;
+/// assert_eq!(store.resolve("v1").await?.digest, desc.digest);
+/// assert_eq!(store.tags().await?, vec!["v1".to_string()]);
+/// store.untag("v1").await?;
+/// assert!(store.resolve("v1").await.is_err());
+/// # Ok::<(), oci_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait TagStore: Send + Sync {
+    /// The descriptor tag `tag` points to.
+    ///
+    /// # Errors
+    /// [`StoreError::TagNotFound`].
+    async fn resolve(&self, tag: &str) -> Result<Descriptor>;
+    /// Points `tag` at `desc` (replacing what it pointed to). The content must be stored.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidTag`]; [`StoreError::NotFound`] when the content is not stored.
+    async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()>;
+    /// Removes `tag` (the content stays until garbage collection).
+    ///
+    /// # Errors
+    /// [`StoreError::TagNotFound`].
+    async fn untag(&self, tag: &str) -> Result<()>;
+    /// All tags, sorted.
+    async fn tags(&self) -> Result<Vec<String>>;
+}
+
+/// A complete store: read, write and tags. Implemented for every type that has the three.
+pub trait Store: ReadStore + WriteStore + TagStore {}
+
+impl<T: ReadStore + WriteStore + TagStore + ?Sized> Store for T {}
+
+/// How long a lease lives unless renewed.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Local-only features: leases, exact reference counts, garbage collection and fsck.
+///
+/// A multi-step write (layers, config, manifest, then tag) runs on a view of the store taken
+/// [`with_lease`](ManagedStore::with_lease): everything written, or found already there, through
+/// the view is pinned by the lease until it is released or expires, so a concurrent
+/// [`gc`](ManagedStore::gc) (in this or another process) cannot remove it before the tag exists.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{GcOptions, ManagedStore, MemoryStore, ReadStore, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let lease = store.create_lease(Duration::from_secs(60)).await?;
+/// let leased = store.with_lease(&lease);
+/// let data = Bytes::from_static(b"layer");
+/// let desc = Descriptor::new("application/vnd.oci.image.layer.v1.tar", oci_digest::Algorithm::Sha256.hash(&data), 5);
+/// leased.push_bytes(&desc, data).await?;
+///
+/// let gc = GcOptions::default().with_min_age(Duration::ZERO);
+/// store.gc(&gc).await?;
+/// assert!(store.exists(&desc.digest).await?);          // pinned by the lease
+/// assert_eq!(store.refcount(&desc.digest).await?, 1);  // the lease
+///
+/// store.release_lease(&lease).await?;
+/// store.gc(&gc).await?;
+/// assert!(!store.exists(&desc.digest).await?);         // nothing refers to it any more
+/// # Ok::<(), oci_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait ManagedStore: Store {
+    /// Creates a lease that lives for `ttl` unless renewed or released.
+    async fn create_lease(&self, ttl: Duration) -> Result<Lease>;
+    /// Extends a lease to live `ttl` from now.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseNotFound`] when it was released or collected after expiry.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease>;
+    /// Ends a lease; what it pinned becomes collectable unless something else refers to it.
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+    /// All leases with what they pin.
+    async fn leases(&self) -> Result<Vec<LeaseInfo>>;
+    /// A view of this store whose writes (and `stat` hits) are pinned by `lease`.
+    fn with_lease(&self, lease: &Lease) -> Self
+    where
+        Self: Sized;
+    /// Who refers to `digest`: tags, untagged index entries, leases, active ingests and stored
+    /// manifests whose children include it. Computed from storage every time (parsed manifests
+    /// are cached by digest; existence is not).
+    async fn parents(&self, digest: &Digest) -> Result<Vec<Parent>>;
+    /// The number of [`parents`](ManagedStore::parents).
+    async fn refcount(&self, digest: &Digest) -> Result<usize> {
+        Ok(self.parents(digest).await?.len())
+    }
+    /// Garbage collection: marks from the roots, sweeps the rest (or, with `dry_run`, reports
+    /// what would go and why).
+    async fn gc(&self, options: &GcOptions) -> Result<GcReport>;
+    /// Re-hashes every blob and checks the graph below the roots.
+    async fn fsck(&self, options: &FsckOptions) -> Result<FsckReport>;
+}
+
+impl fmt::Display for PushOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PushOutcome::Written => "written",
+            PushOutcome::AlreadyExists => "already exists",
+        })
+    }
+}

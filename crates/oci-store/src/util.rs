@@ -1,0 +1,92 @@
+//! Small validations shared by the stores.
+
+use oci_digest::Digest;
+use oci_manifest::Descriptor;
+
+use crate::error::{Result, StoreError, cut};
+
+/// Longest tag (reference name) accepted.
+pub const MAX_TAG_LEN: usize = 255;
+/// Longest ingest key accepted.
+pub const MAX_INGEST_KEY_LEN: usize = 1024;
+
+/// Checks a tag: 1 to 255 characters from `[A-Za-z0-9._:/@+-]`, starting with a letter, digit or
+/// `_` (OCI tags, and the fuller reference names other tools put in `index.json`).
+///
+/// ```
+/// assert!(oci_store::validate_tag("v1.0").is_ok());
+/// assert!(oci_store::validate_tag("../x").is_err());
+/// assert!(oci_store::validate_tag("").is_err());
+/// ```
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidTag {
+            tag: cut(tag),
+            reason,
+        })
+    };
+    if tag.is_empty() {
+        return bad("empty");
+    }
+    if tag.len() > MAX_TAG_LEN {
+        return bad("longer than 255 characters");
+    }
+    let first = tag.as_bytes()[0];
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return bad("must start with a letter, digit or '_'");
+    }
+    if !tag
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
+    {
+        return bad("only letters, digits and ._-:/@+ are allowed");
+    }
+    Ok(())
+}
+
+/// Checks an ingest key: 1 to 1024 bytes without control characters. Keys never become paths
+/// directly (stores hash them).
+pub(crate) fn validate_ingest_key(key: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidIngestKey {
+            key: cut(key),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_INGEST_KEY_LEN {
+        return bad("longer than 1024 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("control characters are not allowed");
+    }
+    Ok(())
+}
+
+/// The error for stored content whose size differs from its descriptor.
+pub(crate) fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
+    if actual != desc.size {
+        return Err(StoreError::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// `NotFound` for `digest`.
+pub(crate) fn not_found(digest: &Digest) -> StoreError {
+    StoreError::NotFound {
+        digest: digest.clone(),
+    }
+}
+
+/// Clamps `range` to `size`.
+pub(crate) fn clamp(range: std::ops::Range<u64>, size: u64) -> std::ops::Range<u64> {
+    let start = range.start.min(size);
+    let end = range.end.clamp(start, size);
+    start..end
+}
