@@ -1,14 +1,17 @@
 //! OCI and Docker image manifests and indexes kept as exact bytes.
 //!
 //! A digest names the exact bytes of a manifest, so this crate never re-serialises what it did
-//! not create: [`Manifest`] keeps the raw bytes beside the parsed fields, and everything built
-//! here produces new bytes with a new digest.
+//! not create: [`Manifest`] keeps the raw bytes beside the parsed fields, and everything made
+//! here ([`build`], [`convert`], [`reduce`]) is new bytes with a new digest.
 //!
 //! - [`Manifest::parse`]: strict parsing and validation (schema version, media types, duplicate
 //!   JSON keys, descriptor digests, a size limit), Docker schema 1 recognised and refused;
 //!   [`Manifest::parse_verified`] also checks the bytes against the descriptor that named them.
 //! - [`Manifest::children`]: the graph edges, in a fixed order.
-//! - [`platform`]: parsing, normalisation, the host platform.
+//! - [`platform`]: parsing, normalisation, the host platform, containerd-style ranked matching,
+//!   and [`platform::select`] of the best entry of an index.
+//! - [`build`]: deterministic builders; [`reduce`]: an index cut down to some platforms, with
+//!   what it still references; [`convert`]: Docker schema 2 <-> OCI.
 //!
 //! ```
 //! use oci_manifest::{Manifest, media_types};
@@ -27,11 +30,14 @@
 )]
 
 mod base64;
+pub mod build;
+pub mod convert;
 mod descriptor;
 mod error;
 mod manifest;
 pub mod media_types;
 pub mod platform;
+mod reduce;
 mod strict;
 
 pub use crate::descriptor::{Descriptor, annotations};
@@ -40,4 +46,5 @@ pub use crate::manifest::{
     DEFAULT_MAX_INDEX_DEPTH, DEFAULT_MAX_MANIFEST_SIZE, Manifest, ManifestKind, ParseOptions,
 };
 pub use crate::platform::Platform;
+pub use crate::reduce::{Reduced, reduce};
 pub use oci_digest::{Algorithm, Digest};

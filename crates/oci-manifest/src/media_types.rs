@@ -38,11 +38,15 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker container image configuration.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker uncompressed tar layer.
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// Docker gzip-compressed tar layer.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker "foreign" gzip layer (Windows base layers, not pushed to registries).
 pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+/// Docker "foreign" uncompressed layer.
+pub const DOCKER_LAYER_FOREIGN_TAR: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
 /// Docker zstd-compressed tar layer (as written by some Docker/BuildKit versions).
 pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 /// Docker schema 1 manifest, unsigned (obsolete; recognised only to be rejected clearly).
@@ -98,6 +102,7 @@ pub fn is_non_distributable(media_type: &str) -> bool {
     matches!(
         essence(media_type),
         DOCKER_LAYER_FOREIGN_GZIP
+            | DOCKER_LAYER_FOREIGN_TAR
             | OCI_LAYER_NONDIST_TAR
             | OCI_LAYER_NONDIST_GZIP
             | OCI_LAYER_NONDIST_ZSTD

@@ -362,3 +362,331 @@ pub fn host() -> Platform {
     p.variant = variant.map(str::to_owned);
     p
 }
+
+/// Windows `major.minor.build[.revision]`, when `os.version` has that shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct WinVersion {
+    major: u8,
+    minor: u8,
+    build: u16,
+    revision: u32,
+}
+
+impl WinVersion {
+    fn parse(v: &str) -> Option<WinVersion> {
+        let mut it = v.split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        let build = it.next()?.parse().ok()?;
+        let revision = match it.next() {
+            Some(r) => r.parse().ok()?,
+            None => 0,
+        };
+        Some(WinVersion {
+            major,
+            minor,
+            build,
+            revision,
+        })
+    }
+}
+
+/// Windows Server 2022 (LTSC 2022): from this build on, a host runs containers of any build
+/// from 20348 up to its own (stable ABI); before it, host and container builds must be equal.
+const WIN_LTSC2022: u16 = 20348;
+
+/// Whether a Windows host of version `host` can run a container built for `ctr`.
+fn windows_compatible(host: WinVersion, ctr: WinVersion) -> bool {
+    if (host.major, host.minor) != (ctr.major, ctr.minor) {
+        return false;
+    }
+    if host.build < WIN_LTSC2022 {
+        return host.build == ctr.build;
+    }
+    (WIN_LTSC2022..=host.build).contains(&ctr.build)
+}
+
+/// How well a candidate fits; smaller is better. Compare ranks with `<`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    /// Position in the ranked list of acceptable os/arch/variant (0: exactly what was asked).
+    step: usize,
+    /// Windows: 0 same build, 1 another compatible build, 2 no version given.
+    os_version_tier: u8,
+    /// Windows: newer builds and revisions first.
+    newer: std::cmp::Reverse<(u16, u32)>,
+}
+
+/// Matches and ranks candidate platforms against a wanted one, following containerd's
+/// `platforms.Only`: the wanted platform first, then what it can also run —
+///
+/// - `arm64` (= `arm64/v8`): `arm64`, then `arm/v8`, `arm/v7`, `arm/v6`, `arm/v5`;
+///   `arm64/v8.N` also accepts `arm64/v8.(N-1)` .. `arm64/v8` first; `arm64/v9.N` accepts
+///   `v9.(N-1)` .. `v9`, then `v8.(N+5)` (at most `v8.9`) down to `v8`;
+/// - `arm/vN`: `arm/vN` down to `arm/v5`;
+/// - `amd64/vN`: `amd64/vN` down to `amd64` (`v1`), then `386`;
+/// - other architectures: only themselves.
+///
+/// OS, architecture and variant are compared after [`normalize`]. OS features of a candidate
+/// must all be in the wanted platform's. For `windows` with an `os.version`, a candidate's
+/// version must be compatible (same major.minor, and the same build before Windows Server
+/// 2022, or a build from 20348 up to the host's after it) and the same build ranks first.
+///
+/// ```
+/// use oci_manifest::platform::{parse, Matcher};
+/// let m = Matcher::new(&parse("linux/arm64").unwrap());
+/// let v7 = parse("linux/arm/v7").unwrap();
+/// let v6 = parse("linux/arm/v6").unwrap();
+/// assert!(m.matches(&v7));
+/// assert!(m.rank(&v7) < m.rank(&v6));
+/// assert!(!m.matches(&parse("linux/amd64").unwrap()));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    wanted: Platform,
+    steps: Vec<(String, Option<String>)>,
+    win: Option<WinVersion>,
+    features: Vec<String>,
+}
+
+impl Matcher {
+    /// A matcher accepting `wanted` and what it can also run, ranked (containerd's `Only`).
+    pub fn new(wanted: &Platform) -> Matcher {
+        let wanted = normalize(wanted);
+        let steps = vector(&wanted.architecture, wanted.variant.as_deref());
+        Matcher::with_steps(wanted, steps)
+    }
+
+    /// A matcher accepting only `wanted` itself after normalisation (containerd's
+    /// `OnlyStrict`): `linux/arm64` does not accept `linux/arm/v7`, `amd64` not `386`.
+    pub fn strict(wanted: &Platform) -> Matcher {
+        let wanted = normalize(wanted);
+        let steps = vec![(wanted.architecture.clone(), wanted.variant.clone())];
+        Matcher::with_steps(wanted, steps)
+    }
+
+    fn with_steps(wanted: Platform, steps: Vec<(String, Option<String>)>) -> Matcher {
+        let win = if wanted.os == "windows" {
+            wanted.os_version.as_deref().and_then(WinVersion::parse)
+        } else {
+            None
+        };
+        let mut features = wanted.os_features.clone().unwrap_or_default();
+        features.sort();
+        features.dedup();
+        Matcher {
+            wanted,
+            steps,
+            win,
+            features,
+        }
+    }
+
+    /// The wanted platform, normalised.
+    pub fn wanted(&self) -> &Platform {
+        &self.wanted
+    }
+
+    /// The platforms accepted, best first (OS version and features aside).
+    pub fn accepted(&self) -> Vec<Platform> {
+        self.steps
+            .iter()
+            .map(|(a, v)| {
+                let mut p = Platform::new(self.wanted.os.clone(), a.clone());
+                p.variant = v.clone();
+                p
+            })
+            .collect()
+    }
+
+    /// Whether `candidate` is acceptable. `unknown/unknown` (attestations) never is.
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        self.rank(candidate).is_some()
+    }
+
+    /// How well `candidate` fits (smaller is better), or `None` when it does not.
+    pub fn rank(&self, candidate: &Platform) -> Option<Rank> {
+        if candidate.is_unknown() {
+            return None;
+        }
+        let c = normalize(candidate);
+        if c.os != self.wanted.os {
+            return None;
+        }
+        let step = self
+            .steps
+            .iter()
+            .position(|(a, v)| *a == c.architecture && *v == c.variant)?;
+        if let Some(cf) = &c.os_features
+            && !cf.iter().all(|f| self.features.binary_search(f).is_ok())
+        {
+            return None;
+        }
+        let (os_version_tier, newer) = match (self.win, c.os_version.as_deref()) {
+            (Some(_), None) => (2, (0, 0)),
+            (Some(host), Some(v)) => {
+                let ctr = WinVersion::parse(v)?;
+                if !windows_compatible(host, ctr) {
+                    return None;
+                }
+                let tier = if ctr.build == host.build { 0 } else { 1 };
+                (tier, (ctr.build, ctr.revision))
+            }
+            (None, v) => (
+                0,
+                (0, v.and_then(WinVersion::parse).map_or(0, |w| w.revision)),
+            ),
+        };
+        Some(Rank {
+            step,
+            os_version_tier,
+            newer: std::cmp::Reverse(newer),
+        })
+    }
+}
+
+/// containerd's platform vector: what `arch/variant` can run, best first.
+fn vector(arch: &str, variant: Option<&str>) -> Vec<(String, Option<String>)> {
+    let mut out = vec![(arch.to_owned(), variant.map(str::to_owned))];
+    let num = |v: Option<&str>| -> Option<u32> { v?.strip_prefix('v')?.parse().ok() };
+    match arch {
+        "amd64" => {
+            if let Some(n) = num(variant).filter(|&n| n > 1) {
+                for k in (1..n).rev() {
+                    // v1 is spelt without a variant.
+                    let v = (k > 1).then(|| format!("v{k}"));
+                    out.push(("amd64".to_owned(), v));
+                }
+            }
+            out.push(("386".to_owned(), None));
+        }
+        "arm" => {
+            if let Some(n) = num(variant).filter(|&n| n > 5) {
+                for k in (5..n).rev() {
+                    out.push(("arm".to_owned(), Some(format!("v{k}"))));
+                }
+            }
+        }
+        "arm64" => {
+            let v = variant.unwrap_or("v8");
+            let (major, minor) = match v.strip_prefix('v').map(|r| r.split_once('.')) {
+                Some(Some((ma, mi))) => (ma.parse::<u32>().ok(), mi.parse::<u32>().ok()),
+                Some(None) => (v[1..].parse::<u32>().ok(), Some(0)),
+                None => (None, None),
+            };
+            if let (Some(mut major), Some(mut minor)) = (major, minor)
+                && major >= 8
+                && minor <= 9
+            {
+                let arm64 = |ma: u32, mi: u32| {
+                    let v = match (ma, mi) {
+                        (8, 0) => None,
+                        (ma, 0) => Some(format!("v{ma}")),
+                        (ma, mi) => Some(format!("v{ma}.{mi}")),
+                    };
+                    ("arm64".to_owned(), v)
+                };
+                if major == 9 {
+                    for mi in (0..minor).rev() {
+                        out.push(arm64(9, mi));
+                    }
+                    minor = (minor + 5).min(9);
+                    major = 8;
+                    out.push(arm64(8, minor));
+                }
+                if major == 8 {
+                    for mi in (0..minor).rev() {
+                        out.push(arm64(8, mi));
+                    }
+                }
+                // Every arm64 v8.x/v9.x CPU runs 32-bit arm/v8 and below.
+                out.extend(vector("arm", Some("v8")));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The best entry of `index` for `wanted`, ranked by [`Matcher::new`]; see [`select_with`].
+///
+/// ```
+/// use oci_manifest::{Manifest, platform::{parse, select}};
+/// let raw = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+///  {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v6"},
+///   "digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111"},
+///  {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"platform":{"os":"linux","architecture":"arm","variant":"v7"},
+///   "digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"}]}"#;
+/// let index = Manifest::parse(&raw[..], None).unwrap();
+/// let best = select(&index, &parse("linux/arm64").unwrap()).unwrap();
+/// assert!(best.digest.as_str().starts_with("sha256:2222"));
+/// let err = select(&index, &parse("linux/amd64").unwrap()).unwrap_err();
+/// assert!(err.to_string().contains("available: linux/arm/v6, linux/arm/v7"), "{err}");
+/// ```
+pub fn select<'a>(
+    index: &'a crate::Manifest,
+    wanted: &Platform,
+) -> Result<&'a crate::Descriptor, crate::ManifestError> {
+    select_with(index, &Matcher::new(wanted))
+}
+
+/// The best entry of `index` under `matcher`: among entries whose platform matches, the best
+/// ranked, the first in the index on ties. Entries without a platform are taken only when no
+/// entry with a platform matches, and only when they are manifests and not attestations.
+/// Entries with platform `unknown/unknown`, and BuildKit attestation manifests, are never
+/// chosen. Fails with [`ManifestError::NoMatchingPlatform`](crate::ManifestError::NoMatchingPlatform)
+/// listing what the index offers; an image manifest (not an index) fails the same way.
+pub fn select_with<'a>(
+    index: &'a crate::Manifest,
+    matcher: &Matcher,
+) -> Result<&'a crate::Descriptor, crate::ManifestError> {
+    let entries = index.manifests();
+    let mut best: Option<(Rank, &crate::Descriptor)> = None;
+    for d in entries {
+        if is_attestation(d) {
+            continue;
+        }
+        if let Some(p) = &d.platform
+            && let Some(r) = matcher.rank(p)
+            && best.as_ref().is_none_or(|(b, _)| r < *b)
+        {
+            best = Some((r, d));
+        }
+    }
+    if let Some((_, d)) = best {
+        return Ok(d);
+    }
+    if let Some(d) = entries
+        .iter()
+        .find(|d| d.platform.is_none() && d.is_manifest() && !is_attestation(d))
+    {
+        return Ok(d);
+    }
+    Err(crate::ManifestError::NoMatchingPlatform {
+        index: index.digest().clone(),
+        wanted: matcher.wanted().to_string(),
+        available: available(index).iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// The platforms of the image entries of `index`, in index order, without duplicates,
+/// attestations (`unknown/unknown`) and entries without a platform left out.
+pub fn available(index: &crate::Manifest) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    for d in index.manifests() {
+        if let Some(p) = &d.platform
+            && !is_attestation(d)
+            && !out.contains(p)
+        {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Whether an index entry is a build attestation rather than an image: platform
+/// `unknown/unknown`, or BuildKit's `vnd.docker.reference.type: attestation-manifest`.
+pub fn is_attestation(d: &crate::Descriptor) -> bool {
+    d.platform.as_ref().is_some_and(Platform::is_unknown)
+        || d.annotation(crate::annotations::DOCKER_REFERENCE_TYPE) == Some("attestation-manifest")
+}
