@@ -37,30 +37,57 @@ pub struct Digest {
 /// Lowercase hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Byte classes for branch-free validation: a digest's hex is random, so per-byte range checks
+/// would mispredict on every other byte; one table lookup and an AND per byte do not.
+const ALG_COMPONENT: u8 = 1; // [a-z0-9]
+const ALG_SEPARATOR: u8 = 2; // [+._-]
+const ENCODED: u8 = 4; // [a-zA-Z0-9=_-]
+const LOWER_HEX: u8 = 8; // [0-9a-f]
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            c |= ALG_COMPONENT;
+        }
+        if matches!(b, b'+' | b'.' | b'_' | b'-') {
+            c |= ALG_SEPARATOR;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-') {
+            c |= ENCODED;
+        }
+        if b.is_ascii_digit() || matches!(b, b'a'..=b'f') {
+            c |= LOWER_HEX;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// The classes every byte of `bytes` has in common.
+#[inline]
+fn common_class(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0xff, |acc, &b| acc & CLASS[usize::from(b)])
+}
+
 /// Validates the grammar of an algorithm: components `[a-z0-9]+` joined by one of `+._-`.
 fn valid_algorithm_grammar(alg: &[u8]) -> bool {
     let mut prev_sep = true; // at the start, as after a separator: a component must follow
     for &b in alg {
-        match b {
-            b'a'..=b'z' | b'0'..=b'9' => prev_sep = false,
-            b'+' | b'.' | b'_' | b'-' => {
-                if prev_sep {
-                    return false;
-                }
-                prev_sep = true;
-            }
-            _ => return false,
+        let c = CLASS[usize::from(b)];
+        if c & ALG_COMPONENT != 0 {
+            prev_sep = false;
+        } else if c & ALG_SEPARATOR != 0 && !prev_sep {
+            prev_sep = true;
+        } else {
+            return false;
         }
     }
     !prev_sep
-}
-
-/// Validates the grammar of the encoded part: `[a-zA-Z0-9=_-]+`.
-fn valid_encoded_grammar(enc: &[u8]) -> bool {
-    !enc.is_empty()
-        && enc
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
 impl Digest {
@@ -97,7 +124,8 @@ impl Digest {
                 "algorithm must be [a-z0-9]+ components joined by one of + . _ -",
             ));
         }
-        if !valid_encoded_grammar(enc) {
+        let enc_class = common_class(enc);
+        if enc_class & ENCODED == 0 {
             return Err(ParseDigestError::format(
                 s,
                 "encoded part must match [a-zA-Z0-9=_-]+",
@@ -108,7 +136,7 @@ impl Digest {
         let Some(algorithm) = Algorithm::from_name(alg_str) else {
             return Err(ParseDigestError::unsupported(s, alg_str));
         };
-        if !enc.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if enc_class & LOWER_HEX == 0 {
             return Err(ParseDigestError::format(
                 s,
                 "encoded part of a registered algorithm must be lowercase hex",
