@@ -1,0 +1,281 @@
+//! The crate's error type.
+
+use std::fmt;
+
+use oci_digest::{Digest, VerifyError};
+
+use crate::reference::InvalidReferenceReason;
+
+/// One entry of a registry's error body (`{"errors":[{"code","message","detail"}]}`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct RegistryErrorEntry {
+    /// The registry's error code (`BLOB_UNKNOWN`, `MANIFEST_UNKNOWN`, `DENIED`, ...).
+    #[serde(default)]
+    pub code: String,
+    /// The registry's message.
+    #[serde(default)]
+    pub message: String,
+    /// Free-form detail, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// The error entries of a registry's answer, printed as `CODE: message; CODE: message`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryErrors(pub Vec<RegistryErrorEntry>);
+
+impl RegistryErrors {
+    /// Parses an error body; a body that is not the registry error JSON gives no entries.
+    ///
+    /// ```
+    /// use oci_distribution_client::RegistryErrors;
+    /// let e = RegistryErrors::parse(br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#);
+    /// assert_eq!(e.0[0].code, "BLOB_UNKNOWN");
+    /// assert!(RegistryErrors::parse(b"<html>").0.is_empty());
+    /// ```
+    pub fn parse(body: &[u8]) -> RegistryErrors {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default)]
+            errors: Vec<RegistryErrorEntry>,
+        }
+        RegistryErrors(
+            serde_json::from_slice::<Body>(body)
+                .map(|b| b.errors)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether any entry has this code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.0.iter().any(|e| e.code == code)
+    }
+}
+
+impl fmt::Display for RegistryErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no error details");
+        }
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.code, e.message)?;
+            if let Some(d) = &e.detail {
+                write!(f, " ({d})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A reference string broke one of Docker's rules.
+    #[error("invalid reference {input:?}: {reason}")]
+    InvalidReference {
+        /// The input (truncated when very long).
+        input: String,
+        /// The rule it broke.
+        reason: InvalidReferenceReason,
+    },
+    /// The client configuration is unusable (unreadable CA file, bad proxy, bad option).
+    #[error("invalid client configuration: {what}")]
+    InvalidConfig {
+        /// What is wrong.
+        what: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The request could not be sent or its answer not read (after the configured retries).
+    #[error("{method} {url}: transport error after {attempts} attempt(s)")]
+    Transport {
+        /// HTTP method.
+        method: String,
+        /// URL (never with credentials).
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an error status.
+    #[error("{method} {url}: registry answered {status}: {errors}")]
+    Registry {
+        /// HTTP method.
+        method: String,
+        /// URL.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The parsed error body.
+        errors: RegistryErrors,
+    },
+    /// Authentication failed (401/403 after a fresh challenge, or a token request refused).
+    #[error("{method} {url}: not authorized ({status}): {errors}")]
+    Unauthorized {
+        /// HTTP method.
+        method: String,
+        /// URL.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The parsed error body.
+        errors: RegistryErrors,
+    },
+    /// A manifest's bytes did not hash to the digest it was pinned to or announced with.
+    #[error(
+        "manifest {reference}: digest mismatch: expected {expected} ({source_of_expected}), got {actual}"
+    )]
+    ManifestDigestMismatch {
+        /// The reference asked for.
+        reference: String,
+        /// The digest expected.
+        expected: Digest,
+        /// Where the expected digest came from (`pinned reference`, `Docker-Content-Digest`).
+        source_of_expected: &'static str,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// A manifest is larger than the configured limit.
+    #[error(
+        "manifest {reference} is larger than the limit of {limit} bytes ({size} bytes or more)"
+    )]
+    ManifestTooLarge {
+        /// The reference asked for.
+        reference: String,
+        /// The limit.
+        limit: u64,
+        /// The size announced or read so far.
+        size: u64,
+    },
+    /// A blob's bytes did not match its descriptor.
+    #[error("blob {digest} of {repository}: content does not verify")]
+    Verify {
+        /// The repository.
+        repository: String,
+        /// The blob's digest.
+        digest: Digest,
+        /// What did not match.
+        #[source]
+        source: VerifyError,
+    },
+    /// A digest the registry announced does not match ours.
+    #[error("{what} {repository}: registry returned digest {actual}, expected {expected}")]
+    DigestHeaderMismatch {
+        /// What was pushed or fetched (`blob`, `manifest`).
+        what: &'static str,
+        /// The repository.
+        repository: String,
+        /// Our digest.
+        expected: Digest,
+        /// The registry's digest.
+        actual: String,
+    },
+    /// The registry said something the protocol does not allow (missing `Location`, a range
+    /// that does not continue the upload, ...).
+    #[error("{method} {url}: protocol violation: {what}")]
+    Protocol {
+        /// HTTP method.
+        method: String,
+        /// URL.
+        url: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// The registry claims content it does not serve (HEAD says it exists, GET gives nothing,
+    /// a manifest PUT succeeds but the manifest cannot be read back).
+    #[error(
+        "registry claims {what} {digest} in {repository} exists but does not serve it: {detail}"
+    )]
+    RegistryLies {
+        /// `blob` or `manifest`.
+        what: &'static str,
+        /// The repository.
+        repository: String,
+        /// The content's digest.
+        digest: Digest,
+        /// What was observed.
+        detail: String,
+    },
+    /// A `docker-credential-*` helper failed.
+    #[error("credential helper docker-credential-{helper} for {registry}: {message}")]
+    CredentialHelper {
+        /// The helper's suffix (`pass`, `ecr-login`, ...).
+        helper: String,
+        /// The registry asked for.
+        registry: String,
+        /// What went wrong.
+        message: String,
+        /// The underlying I/O error, if any.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Docker's `config.json` could not be read or parsed.
+    #[error("docker config {path}: {message}")]
+    DockerConfig {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The content handed to a push failed (a source stream error).
+    #[error("{context}")]
+    Source {
+        /// What was being read.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest could not be parsed.
+    #[error("manifest {reference}: cannot parse")]
+    Manifest {
+        /// The reference.
+        reference: String,
+        /// The parse error.
+        #[source]
+        source: oci_manifest::ManifestError,
+    },
+    /// An operation needs a digest but the reference has none, or the like.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// The HTTP status the registry answered, if this error came from an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Registry { status, .. } | Error::Unauthorized { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the registry answered 404.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// The registry's error entries, if any.
+    pub fn registry_errors(&self) -> Option<&RegistryErrors> {
+        match self {
+            Error::Registry { errors, .. } | Error::Unauthorized { errors, .. } => Some(errors),
+            _ => None,
+        }
+    }
+
+    /// Converts to an `io::Error` for stream items: verification failures keep their
+    /// [`VerifyError`] findable with [`VerifyError::from_io`].
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            Error::Verify { source, .. } => source.into(),
+            Error::Source { source, .. } => source,
+            other => std::io::Error::other(other),
+        }
+    }
+}
