@@ -188,6 +188,7 @@ impl Eq for Manifest {}
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Wire {
+    #[serde(default, deserialize_with = "present")]
     schema_version: Option<serde_json::Value>,
     media_type: Option<String>,
     artifact_type: Option<String>,
@@ -199,6 +200,11 @@ struct Wire {
     // Docker schema 1 markers.
     fs_layers: Option<IgnoredAny>,
     signatures: Option<IgnoredAny>,
+}
+
+/// `Some` for any value present, `null` included (plain `Option` would turn `null` into `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl Manifest {

@@ -413,7 +413,7 @@ pub struct Rank {
     step: usize,
     /// Windows: 0 same build, 1 another compatible build, 2 no version given.
     os_version_tier: u8,
-    /// Windows: newer builds and revisions first.
+    /// Windows: newer builds and revisions first (also when no version was asked for).
     newer: std::cmp::Reverse<(u16, u32)>,
 }
 
@@ -534,7 +534,8 @@ impl Matcher {
             }
             (None, v) => (
                 0,
-                (0, v.and_then(WinVersion::parse).map_or(0, |w| w.revision)),
+                v.and_then(WinVersion::parse)
+                    .map_or((0, 0), |w| (w.build, w.revision)),
             ),
         };
         Some(Rank {
