@@ -275,7 +275,7 @@ fn match_table() {
 #[test]
 fn ranking_orders_candidates() {
     let m = Matcher::new(&p("linux/arm64"));
-    let mut cands = vec![
+    let mut cands = [
         p("linux/arm/v5"),
         p("linux/arm/v7"),
         p("linux/arm64"),
