@@ -287,12 +287,6 @@ impl NodeCache {
         }
     }
 
-    /// Number of digests cached.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
     /// The graph node of `digest`: from the declared media type when it says "not a manifest",
     /// else from the (verified) content. `None` when the content is not stored.
     ///
@@ -306,10 +300,10 @@ impl NodeCache {
         declared: Option<&str>,
     ) -> Result<Option<Arc<Node>>> {
         let declared = declared.filter(|mt| !mt.is_empty());
-        if let Some(mt) = declared {
-            if !media_types::is_manifest(mt) {
-                return Ok(Some(OPAQUE.clone()));
-            }
+        if let Some(mt) = declared
+            && !media_types::is_manifest(mt)
+        {
+            return Ok(Some(OPAQUE.clone()));
         }
         if let Some(n) = self.get(digest) {
             return Ok(Some(n));
@@ -424,19 +418,17 @@ impl Graph<'_> {
         // Referrers: manifests whose subject is alive live too (to a fixpoint, as a referrer
         // can itself be a subject).
         loop {
-            for (d, _) in self.blobs {
+            for d in self.blobs.keys() {
                 if m.live.contains(d) {
                     continue;
                 }
-                if let Some(node) = self.node(d, None)? {
-                    if let Node::Manifest {
+                if let Some(node) = self.node(d, None)?
+                    && let Node::Manifest {
                         subject: Some(s), ..
                     } = &*node
-                    {
-                        if m.live.contains(s) {
-                            queue.push((d.clone(), None, None));
-                        }
-                    }
+                    && m.live.contains(s)
+                {
+                    queue.push((d.clone(), None, None));
                 }
             }
             if queue.is_empty() {
@@ -467,15 +459,15 @@ impl Graph<'_> {
                 continue;
             }
             expanded.insert(d.clone());
-            if let Some(node) = self.node(&d, mt.as_deref())? {
-                if let Node::Manifest { children, .. } = &*node {
-                    for c in children {
-                        queue.push((
-                            c.digest.clone(),
-                            Some(c.media_type.clone()),
-                            Some(Parent::Manifest(d.clone())),
-                        ));
-                    }
+            if let Some(node) = self.node(&d, mt.as_deref())?
+                && let Node::Manifest { children, .. } = &*node
+            {
+                for c in children {
+                    queue.push((
+                        c.digest.clone(),
+                        Some(c.media_type.clone()),
+                        Some(Parent::Manifest(d.clone())),
+                    ));
                 }
             }
         }
@@ -509,12 +501,11 @@ impl Graph<'_> {
     pub(crate) fn manifest_parents(&self, target: &Digest) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         for d in self.blobs.keys() {
-            if let Some(node) = self.node(d, None)? {
-                if let Node::Manifest { children, .. } = &*node {
-                    if children.iter().any(|c| &c.digest == target) {
-                        out.push(d.clone());
-                    }
-                }
+            if let Some(node) = self.node(d, None)?
+                && let Node::Manifest { children, .. } = &*node
+                && children.iter().any(|c| &c.digest == target)
+            {
+                out.push(d.clone());
             }
         }
         out.sort();
@@ -525,13 +516,13 @@ impl Graph<'_> {
     pub(crate) fn reverse_edges(&self) -> Result<HashMap<Digest, Vec<Digest>>> {
         let mut rev: HashMap<Digest, Vec<Digest>> = HashMap::new();
         for d in self.blobs.keys() {
-            if let Some(node) = self.node(d, None)? {
-                if let Node::Manifest { children, .. } = &*node {
-                    let mut seen = HashSet::new();
-                    for c in children {
-                        if seen.insert(&c.digest) {
-                            rev.entry(c.digest.clone()).or_default().push(d.clone());
-                        }
+            if let Some(node) = self.node(d, None)?
+                && let Node::Manifest { children, .. } = &*node
+            {
+                let mut seen = HashSet::new();
+                for c in children {
+                    if seen.insert(&c.digest) {
+                        rev.entry(c.digest.clone()).or_default().push(d.clone());
                     }
                 }
             }

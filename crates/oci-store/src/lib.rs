@@ -48,7 +48,7 @@
 
 mod error;
 mod gc;
-// LAYOUT mod layout;
+mod layout;
 mod lease;
 mod memory;
 mod traits;
@@ -58,7 +58,7 @@ pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
     Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason,
 };
-// LAYOUT pub use crate::layout::{LayoutOptions, LayoutStore};
+pub use crate::layout::{LayoutOptions, LayoutStore};
 pub use crate::lease::{Lease, LeaseInfo};
 pub use crate::memory::MemoryStore;
 pub use crate::traits::{

@@ -157,10 +157,10 @@ impl State {
     }
 
     fn pin(&mut self, lease: Option<&Lease>, digest: &Digest) {
-        if let Some(l) = lease {
-            if let Some((_, pins)) = self.leases.get_mut(l.id()) {
-                pins.push(digest.clone());
-            }
+        if let Some(l) = lease
+            && let Some((_, pins)) = self.leases.get_mut(l.id())
+        {
+            pins.push(digest.clone());
         }
     }
 
@@ -423,10 +423,10 @@ impl BlobWriter for MemoryWriter {
 
 impl Drop for MemoryWriter {
     fn drop(&mut self) {
-        if !self.done {
-            if let Some(i) = self.store.state().ingests.get_mut(&self.key) {
-                i.busy = false;
-            }
+        if !self.done
+            && let Some(i) = self.store.state().ingests.get_mut(&self.key)
+        {
+            i.busy = false;
         }
     }
 }

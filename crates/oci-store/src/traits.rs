@@ -66,6 +66,45 @@ pub struct IngestStatus {
     pub updated_at: SystemTime,
 }
 
+/// Where a store's content lives when it is one repository of a registry: the registry
+/// (`host[:port]`) and the repository name. Two stores with the same registry and different
+/// repositories can share blobs by a cross-repository mount ([`WriteStore::mount`]) instead of a
+/// transfer. Local stores have no location ([`ReadStore::location`] is `None`).
+///
+/// ```
+/// let a = oci_store::Location::new("127.0.0.1:5000", "team/app");
+/// assert_eq!(a.to_string(), "127.0.0.1:5000/team/app");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Location {
+    /// The registry, `host[:port]`.
+    pub registry: String,
+    /// The repository name within the registry (`team/app`).
+    pub repository: String,
+}
+
+impl Location {
+    /// A location from a registry and a repository name.
+    pub fn new(registry: impl Into<String>, repository: impl Into<String>) -> Location {
+        Location {
+            registry: registry.into(),
+            repository: repository.into(),
+        }
+    }
+
+    /// Whether `other` is another repository of the same registry (a mount can work).
+    pub fn can_mount_from(&self, other: &Location) -> bool {
+        self.registry == other.registry && self.repository != other.repository
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)
+    }
+}
+
 /// Read side of a store.
 ///
 /// Existence is always asked of the storage itself: an answer of [`stat`](ReadStore::stat) is
@@ -155,6 +194,24 @@ pub trait ReadStore: Send + Sync {
                 source,
             }
         })
+    }
+
+    /// Where this store lives, when it is a repository of a registry; `None` (the default) for
+    /// local stores. Used by a copy to decide whether a cross-repository mount can replace a
+    /// transfer.
+    fn location(&self) -> Option<Location> {
+        None
+    }
+
+    /// The manifests that declare `subject` as their subject (signatures, SBOMs, attestations),
+    /// as descriptors with `artifactType` and annotations (as the OCI referrers API lists them).
+    ///
+    /// `Ok(None)` (the default) means the store has no referrers index of its own: callers then
+    /// use the tag schema fallback (an index tagged `<alg>-<encoded>` of the subject's digest,
+    /// listing the referrers).
+    async fn referrers(&self, subject: &Descriptor) -> Result<Option<Vec<Descriptor>>> {
+        let _ = subject;
+        Ok(None)
     }
 }
 
@@ -290,6 +347,30 @@ pub trait WriteStore: ReadStore {
     /// # Errors
     /// [`StoreError::NotFound`] when it is not stored.
     async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Makes blob `desc` available here by a cross-repository mount from `from`, without sending
+    /// its bytes. `Ok(true)` when the store now has the content, `Ok(false)` when a mount is not
+    /// possible (the default: local stores, another registry, or a registry that refused and
+    /// wants an upload).
+    async fn mount(&self, desc: &Descriptor, from: &Location) -> Result<bool> {
+        let _ = (desc, from);
+        Ok(false)
+    }
+
+    /// Stores `data` (verified against `desc`) even when the store claims to have it already:
+    /// the repair after an existence answer turned out to be a lie (a registry whose cache
+    /// remembers content its storage lost, a corrupt local file). A registry uploads the bytes
+    /// through its upload API without asking HEAD first; for a manifest it also uploads the
+    /// bytes as a blob, then PUTs the manifest. The default removes what is stored under the
+    /// digest (if anything), then [`push`](WriteStore::push)es.
+    async fn push_forced(&self, desc: &Descriptor, data: BlobStream) -> Result<PushOutcome> {
+        match self.delete(&desc.digest).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        self.push(desc, data).await
+    }
 }
 
 /// Tags: names for root content (images, indexes, artifacts).

@@ -1,1 +1,1097 @@
-//! placeholder
+//! `LayoutStore`: an OCI image layout on disk, plus this crate's own state beside it.
+
+mod fsutil;
+mod index;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci_digest::{Algorithm, Digest, Digester, VerifyingStream};
+use oci_manifest::Descriptor;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::error::{Result, StoreError};
+use crate::gc::{
+    BlobMeta, Content, Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Graph, NodeCache,
+    Parent, Root, parents_from,
+};
+use crate::lease::{Lease, LeaseInfo, from_millis, new_id, to_millis, valid_id};
+use crate::traits::{
+    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, TagStore,
+    WriteStore,
+};
+use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
+
+use self::fsutil::{
+    LockGuard, atomic_write, blocking, ioe, list_dir, lock_store, mkdirs, read_opt,
+    remove_dir_if_exists, remove_if_exists, sync_dir, try_lock,
+};
+use self::index::{IndexFile, check_marker};
+use self::writer::LayoutWriter;
+
+/// Name of the directory, beside `index.json`, holding this crate's own state (ingests, leases,
+/// lock files, temporary files). Other tools ignore it.
+pub const STATE_DIR: &str = ".oci-rs";
+
+/// Read size for streaming blobs.
+const READ_CHUNK: usize = 1 << 20;
+
+/// How [`LayoutStore::open_with`] opens a directory.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LayoutOptions {
+    /// Create the layout (directory, `oci-layout`, empty `index.json`) when it does not exist.
+    pub create: bool,
+}
+
+impl LayoutOptions {
+    /// Options that create the layout when missing.
+    ///
+    /// ```
+    /// assert!(oci_store::LayoutOptions::create().create);
+    /// ```
+    pub fn create() -> Self {
+        LayoutOptions { create: true }
+    }
+}
+
+/// An OCI image layout on disk: `oci-layout`, `index.json` (tags are
+/// `org.opencontainers.image.ref.name` annotations, rewritten atomically) and
+/// `blobs/<alg>/<encoded>`, readable and writable by skopeo, umoci and oras; plus, in
+/// [`STATE_DIR`], in-flight ingests (resumable by key), leases and lock files.
+///
+/// Invariants kept here:
+/// - **Verified or invisible**: bytes go to an ingest file, are fsynced and verified, then renamed
+///   into `blobs/` and the directory is fsynced. A crash leaves either no blob or the whole one.
+/// - **Storage is the only truth** for existence: `stat` asks the file system every time.
+/// - **Safe beside other processes**: commits, pins and lease changes take a shared advisory lock,
+///   garbage collection and `index.json` rewrites an exclusive one (`std::fs::File::lock`), so a
+///   collection sees every write either complete and pinned or not started.
+///
+/// Cloning is cheap; clones share the parsed-manifest cache.
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{LayoutOptions, LayoutStore, ReadStore, TagStore, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let dir = std::env::temp_dir().join(format!("oci-store-doc-{}", std::process::id()));
+/// let store = LayoutStore::open_with(&dir, &LayoutOptions::create()).await?;
+/// let data = Bytes::from_static(b"hello");
+/// let desc = Descriptor::new("text/plain", oci_digest::Algorithm::Sha256.hash(&data), 5);
+/// store.push_bytes(&desc, data).await?;
+/// assert!(dir.join("blobs/sha256").join(desc.digest.encoded()).is_file());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), oci_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct LayoutStore {
+    inner: Arc<Inner>,
+    lease: Option<Lease>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    state: PathBuf,
+    cache: NodeCache,
+    listing: Mutex<Option<Arc<Listing>>>,
+}
+
+/// A listing of `blobs/`, reusable while the blob directories do not change.
+#[derive(Debug)]
+struct Listing {
+    stamps: Vec<Option<SystemTime>>,
+    taken: SystemTime,
+    blobs: HashMap<Digest, BlobMeta>,
+    reverse: HashMap<Digest, Vec<Digest>>,
+}
+
+/// Roots, expired lease ids, stale ingests (directory and key).
+type RootsFound = (Vec<Root>, Vec<String>, Vec<(PathBuf, String)>);
+
+/// Record of an ingest, `meta.json` in its directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IngestMeta {
+    key: String,
+    expected: Descriptor,
+    started_ms: u64,
+}
+
+/// Record of a lease, `<id>.json` in `leases/` (pins are in `<id>.pins`, one digest a line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseMeta {
+    expires_ms: u64,
+}
+
+impl LayoutStore {
+    /// Opens an existing layout (written by this crate or by another tool).
+    ///
+    /// # Errors
+    /// [`StoreError::NotALayout`] when `oci-layout` is missing; [`StoreError::CorruptLayout`]
+    /// when it or `index.json` is invalid.
+    pub async fn open(path: impl AsRef<Path>) -> Result<LayoutStore> {
+        Self::open_with(path, &LayoutOptions::default()).await
+    }
+
+    /// Opens a layout, creating it with [`LayoutOptions::create`].
+    pub async fn open_with(path: impl AsRef<Path>, options: &LayoutOptions) -> Result<LayoutStore> {
+        let root = path.as_ref().to_owned();
+        let create = options.create;
+        let r = root.clone();
+        blocking(move || Self::open_blocking(&r, create)).await?;
+        let state = root.join(STATE_DIR);
+        Ok(LayoutStore {
+            inner: Arc::new(Inner {
+                root,
+                state,
+                cache: NodeCache::default(),
+                listing: Mutex::new(None),
+            }),
+            lease: None,
+        })
+    }
+
+    fn open_blocking(root: &Path, create: bool) -> Result<()> {
+        let marker = root.join("oci-layout");
+        let index = root.join("index.json");
+        let state = root.join(STATE_DIR);
+        match read_opt(&marker)? {
+            Some(raw) => check_marker(&marker, &raw)?,
+            None if create => {
+                mkdirs(&root.join("blobs").join("sha256"))?;
+                mkdirs(&state.join("tmp"))?;
+                if read_opt(&index)?.is_none() {
+                    atomic_write(
+                        &state.join("tmp"),
+                        &index,
+                        &IndexFile::default().to_bytes()?,
+                    )?;
+                }
+                atomic_write(
+                    &state.join("tmp"),
+                    &marker,
+                    br#"{"imageLayoutVersion":"1.0.0"}"#,
+                )?;
+            }
+            None => {
+                return Err(StoreError::NotALayout {
+                    path: root.to_owned(),
+                    reason: "no oci-layout file",
+                });
+            }
+        }
+        match read_opt(&index)? {
+            Some(raw) => {
+                IndexFile::parse(&index, &raw)?;
+            }
+            None => {
+                return Err(StoreError::NotALayout {
+                    path: root.to_owned(),
+                    reason: "no index.json",
+                });
+            }
+        }
+        for d in ["tmp", "ingests", "leases"] {
+            mkdirs(&state.join(d))?;
+        }
+        Ok(())
+    }
+
+    /// The layout's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Where the blob `digest` lives: `blobs/<alg>/<encoded>` (digests are validated, so this
+    /// never leaves the layout).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.inner.root, digest)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.inner.state.join("tmp")
+    }
+
+    fn ingest_dir(&self, key: &str) -> PathBuf {
+        self.inner
+            .state
+            .join("ingests")
+            .join(Algorithm::Sha256.hash(key.as_bytes()).encoded())
+    }
+
+    fn lease_paths(&self, id: &str) -> (PathBuf, PathBuf) {
+        let dir = self.inner.state.join("leases");
+        (
+            dir.join(format!("{id}.json")),
+            dir.join(format!("{id}.pins")),
+        )
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<LockGuard> {
+        lock_store(&self.inner.state, exclusive)
+    }
+
+    fn read_index(&self) -> Result<IndexFile> {
+        let path = self.inner.root.join("index.json");
+        match read_opt(&path)? {
+            Some(raw) => IndexFile::parse(&path, &raw),
+            None => Err(StoreError::NotALayout {
+                path: self.inner.root.clone(),
+                reason: "no index.json",
+            }),
+        }
+    }
+
+    fn write_index(&self, idx: &IndexFile) -> Result<()> {
+        atomic_write(
+            &self.tmp_dir(),
+            &self.inner.root.join("index.json"),
+            &idx.to_bytes()?,
+        )
+    }
+
+    // --- leases -------------------------------------------------------------------------------
+
+    /// Fails unless `lease` exists and has not expired. Caller holds the store lock.
+    fn check_lease(&self, lease: &Lease) -> Result<()> {
+        let (json, _) = self.lease_paths(lease.id());
+        let Some(raw) = read_opt(&json)? else {
+            return Err(StoreError::LeaseNotFound {
+                id: lease.id().to_owned(),
+            });
+        };
+        let meta: LeaseMeta =
+            serde_json::from_slice(&raw).map_err(|e| StoreError::CorruptLayout {
+                path: json.clone(),
+                reason: "invalid lease record".into(),
+                source: Some(e),
+            })?;
+        if SystemTime::now() >= from_millis(meta.expires_ms) {
+            return Err(StoreError::LeaseExpired {
+                id: lease.id().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends `digest` to the pins of the view's lease, if any. Caller holds the store lock and
+    /// checked the lease.
+    fn pin(&self, digest: &Digest) -> Result<()> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        let (_, pins) = self.lease_paths(lease.id());
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&pins)
+            .map_err(ioe("open", &pins))?;
+        f.write_all(format!("{digest}\n").as_bytes())
+            .map_err(ioe("write", &pins))?;
+        f.sync_data().map_err(ioe("fsync", &pins))
+    }
+
+    fn read_leases(&self) -> Result<Vec<(LeaseInfo, bool)>> {
+        let dir = self.inner.state.join("leases");
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for (name, path) in list_dir(&dir)? {
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if !valid_id(id) {
+                continue;
+            }
+            let Some(raw) = read_opt(&path)? else {
+                continue; // released meanwhile
+            };
+            // An unreadable record keeps its pins alive (never lose content on doubt).
+            let expires = serde_json::from_slice::<LeaseMeta>(&raw)
+                .map(|m| from_millis(m.expires_ms))
+                .unwrap_or(SystemTime::now() + Duration::from_secs(3600));
+            let (_, pins_path) = self.lease_paths(id);
+            let pins = read_opt(&pins_path)?
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .lines()
+                        .filter_map(|l| Digest::parse(l.trim()).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                LeaseInfo {
+                    lease: Lease::new(id.to_owned(), expires),
+                    pins,
+                },
+                now >= expires,
+            ));
+        }
+        out.sort_by(|a, b| a.0.lease.id().cmp(b.0.lease.id()));
+        Ok(out)
+    }
+
+    fn remove_lease_files(&self, id: &str) -> Result<bool> {
+        let (json, pins) = self.lease_paths(id);
+        let existed = remove_if_exists(&json)?;
+        remove_if_exists(&pins)?;
+        Ok(existed)
+    }
+
+    // --- ingests ------------------------------------------------------------------------------
+
+    fn read_ingest(dir: &Path) -> Result<Option<IngestStatus>> {
+        let meta_path = dir.join("meta.json");
+        let Some(raw) = read_opt(&meta_path)? else {
+            return Ok(None);
+        };
+        let Ok(meta) = serde_json::from_slice::<IngestMeta>(&raw) else {
+            return Ok(None);
+        };
+        let data = dir.join("data");
+        let (offset, updated) = match fs::metadata(&data) {
+            Ok(m) => (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, from_millis(meta.started_ms)),
+            Err(e) => return Err(StoreError::io("stat", &data, e)),
+        };
+        Ok(Some(IngestStatus {
+            key: meta.key,
+            expected: meta.expected,
+            offset,
+            started_at: from_millis(meta.started_ms),
+            updated_at: updated,
+        }))
+    }
+
+    fn list_ingests(&self) -> Result<Vec<(PathBuf, Option<IngestStatus>)>> {
+        let mut out = Vec::new();
+        for (_, path) in list_dir(&self.inner.state.join("ingests"))? {
+            let st = Self::read_ingest(&path)?;
+            out.push((path, st));
+        }
+        Ok(out)
+    }
+
+    /// Makes the verified, fsynced file `data` visible as `digest` (or reports it was there),
+    /// pinned by the view's lease, under the shared store lock.
+    fn commit_file(&self, data: &Path, digest: &Digest) -> Result<PushOutcome> {
+        let _g = self.lock(false)?;
+        if let Some(lease) = &self.lease {
+            self.check_lease(lease)?;
+        }
+        let target = self.blob_path(digest);
+        let dir = target.parent().unwrap_or(&self.inner.root).to_owned();
+        mkdirs(&dir)?;
+        let now = SystemTime::now();
+        let outcome = if target.is_file() {
+            // Refresh its age so a collection's minimum age protects it from now on.
+            if let Ok(f) = OpenOptions::new().write(true).open(&target) {
+                let _ = f.set_modified(now);
+            }
+            remove_if_exists(data)?;
+            PushOutcome::AlreadyExists
+        } else {
+            if let Ok(f) = OpenOptions::new().write(true).open(data) {
+                let _ = f.set_modified(now);
+            }
+            fs::rename(data, &target).map_err(ioe("rename into place", &target))?;
+            sync_dir(&dir)?;
+            PushOutcome::Written
+        };
+        self.pin(digest)?;
+        Ok(outcome)
+    }
+
+    // --- graph --------------------------------------------------------------------------------
+
+    fn blob_dirs(&self) -> Vec<(Algorithm, PathBuf)> {
+        Algorithm::ALL
+            .iter()
+            .map(|a| (*a, self.inner.root.join("blobs").join(a.as_str())))
+            .collect()
+    }
+
+    fn dir_stamps(&self) -> Vec<Option<SystemTime>> {
+        self.blob_dirs()
+            .iter()
+            .map(|(_, d)| fs::metadata(d).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+
+    /// Every blob file whose name is a valid digest, with size and age. Other files (temporary
+    /// files of other tools) are ignored and never removed.
+    fn list_blobs(&self) -> Result<HashMap<Digest, BlobMeta>> {
+        let mut out = HashMap::new();
+        for (alg, dir) in self.blob_dirs() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("list directory", &dir, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(ioe("list directory", &dir))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.len() != alg.hex_len() {
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(&format!("{alg}:{name}")) else {
+                    continue;
+                };
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io("stat", entry.path(), e)),
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                out.insert(
+                    digest,
+                    BlobMeta {
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Roots: index entries, live leases, ingests. With `gc`, also decides which leases expired
+    /// and which ingests are stale (no writer holds them and they are older than the limit);
+    /// those are not roots.
+    fn roots(&self, gc: Option<&GcOptions>) -> Result<RootsFound> {
+        let now = SystemTime::now();
+        let mut roots = self.read_index()?.roots();
+        let mut expired = Vec::new();
+        for (info, is_expired) in self.read_leases()? {
+            if is_expired {
+                expired.push(info.lease.id().to_owned());
+                continue;
+            }
+            roots.extend(info.pins.into_iter().map(|d| Root {
+                parent: Parent::Lease(info.lease.id().to_owned()),
+                digest: d,
+                media_type: None,
+            }));
+        }
+        let mut stale = Vec::new();
+        for (dir, status) in self.list_ingests()? {
+            if let Some(opts) = gc {
+                // A writer holds the ingest's lock while it is open.
+                let active = try_lock(&dir.join("lock"), true)?.is_none();
+                let updated = status.as_ref().map(|s| s.updated_at).unwrap_or_else(|| {
+                    fs::metadata(&dir)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(SystemTime::UNIX_EPOCH)
+                });
+                let age = now.duration_since(updated).unwrap_or(Duration::ZERO);
+                if !active && age >= opts.stale_ingest_age {
+                    let key = status.map(|s| s.key).unwrap_or_default();
+                    stale.push((dir, key));
+                    continue;
+                }
+            }
+            if let Some(s) = status {
+                roots.push(Root {
+                    parent: Parent::Ingest(s.key),
+                    digest: s.expected.digest,
+                    media_type: Some(s.expected.media_type),
+                });
+            }
+        }
+        if let Some(opts) = gc {
+            roots.extend(opts.keep.iter().map(|d| Root {
+                parent: Parent::Lease("keep".into()),
+                digest: d.clone(),
+                media_type: None,
+            }));
+        }
+        Ok((roots, expired, stale))
+    }
+
+    /// The blob listing for reference queries, reused while the blob directories are unchanged
+    /// (their modification times are compared; a listing taken within a second of the last
+    /// change is not trusted, since a later change could carry the same time stamp).
+    fn listing(&self) -> Result<Arc<Listing>> {
+        let now = SystemTime::now();
+        let stamps = self.dir_stamps();
+        if let Ok(guard) = self.inner.listing.lock()
+            && let Some(l) = guard.as_ref()
+        {
+            let settled = l
+                .stamps
+                .iter()
+                .all(|s| s.is_none_or(|t| t + Duration::from_secs(1) <= l.taken));
+            if settled && l.stamps == stamps {
+                return Ok(l.clone());
+            }
+        }
+        let blobs = self.list_blobs()?;
+        let files = Files {
+            root: &self.inner.root,
+        };
+        let graph = Graph {
+            blobs: &blobs,
+            content: &files,
+            cache: &self.inner.cache,
+        };
+        let reverse = graph.reverse_edges()?;
+        let listing = Arc::new(Listing {
+            stamps,
+            taken: now,
+            blobs,
+            reverse,
+        });
+        if let Ok(mut guard) = self.inner.listing.lock() {
+            *guard = Some(listing.clone());
+        }
+        Ok(listing)
+    }
+
+    /// Loads the reference graph (every blob listed, every manifest parsed), so that later
+    /// [`parents`](ManagedStore::parents) and [`refcount`](ManagedStore::refcount) calls answer
+    /// from it while `blobs/` is unchanged. Returns the number of blobs.
+    pub async fn load_graph(&self) -> Result<usize> {
+        let s = self.clone();
+        blocking(move || Ok(s.listing()?.blobs.len())).await
+    }
+
+    fn gc_blocking(&self, options: &GcOptions) -> Result<GcReport> {
+        let _g = self.lock(true)?;
+        let now = SystemTime::now();
+        let (roots, expired, stale) = self.roots(Some(options))?;
+        let blobs = self.list_blobs()?;
+        let files = Files {
+            root: &self.inner.root,
+        };
+        let graph = Graph {
+            blobs: &blobs,
+            content: &files,
+            cache: &self.inner.cache,
+        };
+        let marking = graph.mark(&roots, Some((options.min_age, now)))?;
+        let removed = graph.sweep_list(&marking)?;
+        let report = GcReport {
+            dry_run: options.dry_run,
+            blobs: blobs.len(),
+            live: marking.live.len(),
+            bytes_freed: removed.iter().map(|r| r.size).sum(),
+            removed,
+            young: marking.young,
+            missing: marking.missing,
+            expired_leases: expired,
+            stale_ingests: stale.iter().map(|(_, k)| k.clone()).collect(),
+        };
+        if options.dry_run {
+            return Ok(report);
+        }
+        for r in &report.removed {
+            remove_if_exists(&self.blob_path(&r.digest))?;
+        }
+        if !report.removed.is_empty() {
+            for (_, dir) in self.blob_dirs() {
+                if dir.is_dir() {
+                    sync_dir(&dir)?;
+                }
+            }
+        }
+        for id in &report.expired_leases {
+            self.remove_lease_files(id)?;
+        }
+        for (dir, _) in &stale {
+            remove_dir_if_exists(dir)?;
+        }
+        // Under the exclusive lock no rewrite is in progress: leftovers are from crashes.
+        for (_, p) in list_dir(&self.tmp_dir())? {
+            remove_if_exists(&p)?;
+        }
+        tracing::debug!(
+            removed = report.removed.len(),
+            bytes = report.bytes_freed,
+            live = report.live,
+            "garbage collection done"
+        );
+        Ok(report)
+    }
+
+    fn fsck_blocking(&self, options: &FsckOptions) -> Result<FsckReport> {
+        let _g = self.lock(false)?;
+        let mut blobs = self.list_blobs()?;
+        let mut report = FsckReport::default();
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut digests: Vec<Digest> = blobs.keys().cloned().collect();
+        digests.sort();
+        for d in digests {
+            let path = self.blob_path(&d);
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    blobs.remove(&d);
+                    continue;
+                }
+                Err(e) => return Err(StoreError::io("open", &path, e)),
+            };
+            let mut h = Digester::new(d.algorithm());
+            loop {
+                let n = f.read(&mut buf).map_err(ioe("read", &path))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            report.checked += 1;
+            let size = h.bytes_hashed();
+            report.bytes += size;
+            let actual = h.finalize();
+            if actual != d {
+                tracing::warn!(digest = %d, %actual, "corrupt blob");
+                report.corrupt.push(Corrupt {
+                    digest: d.clone(),
+                    actual,
+                    size,
+                });
+                // Corrupt content is treated as absent by the graph check below.
+                blobs.remove(&d);
+                if options.repair {
+                    remove_if_exists(&path)?;
+                    report.removed.push(d);
+                }
+            }
+        }
+        let (roots, _, _) = self.roots(None)?;
+        let files = Files {
+            root: &self.inner.root,
+        };
+        let graph = Graph {
+            blobs: &blobs,
+            content: &files,
+            cache: &self.inner.cache,
+        };
+        let marking = graph.mark(&roots, None)?;
+        report.missing = marking.missing;
+        report.missing.sort();
+        report.missing.dedup();
+        let mut dangling: Vec<Digest> = blobs
+            .keys()
+            .filter(|d| !marking.live.contains(*d))
+            .cloned()
+            .collect();
+        dangling.sort();
+        report.dangling = dangling;
+        Ok(report)
+    }
+}
+
+fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs")
+        .join(digest.algorithm().as_str())
+        .join(digest.encoded())
+}
+
+/// Reads blobs for the graph.
+struct Files<'a> {
+    root: &'a Path,
+}
+
+impl Content for Files<'_> {
+    fn read_small(&self, digest: &Digest, _size_hint: u64) -> Result<Option<Bytes>> {
+        Ok(read_opt(&blob_path(self.root, digest))?.map(Bytes::from))
+    }
+}
+
+/// Streams `len` bytes of `file` in chunks.
+fn file_stream(
+    file: tokio::fs::File,
+    len: u64,
+) -> impl futures_core::Stream<Item = io::Result<Bytes>> + Send + Unpin {
+    Box::pin(futures_util::stream::try_unfold(
+        (file, len),
+        |(mut file, remaining)| async move {
+            if remaining == 0 {
+                return Ok(None);
+            }
+            let want = usize::try_from(remaining)
+                .unwrap_or(READ_CHUNK)
+                .min(READ_CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            while buf.len() < want {
+                let n = (&mut file)
+                    .take((want - buf.len()) as u64)
+                    .read_buf(&mut buf)
+                    .await?;
+                if n == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let n = buf.len() as u64;
+            Ok(Some((buf.freeze(), (file, remaining - n))))
+        },
+    ))
+}
+
+#[async_trait]
+impl ReadStore for LayoutStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let s = self.clone();
+        let d = digest.clone();
+        blocking(move || {
+            let path = s.blob_path(&d);
+            let size = |p: &Path| match fs::metadata(p) {
+                Ok(m) if m.is_file() => Ok(Some(m.len())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io("stat", p, e)),
+            };
+            match &s.lease {
+                None => size(&path),
+                Some(lease) => {
+                    // Pin under the lock so a collection cannot run between "exists" and "pinned".
+                    let _g = s.lock(false)?;
+                    let found = size(&path)?;
+                    if found.is_some() {
+                        s.check_lease(lease)?;
+                        s.pin(&d)?;
+                    }
+                    Ok(found)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn fetch(&self, desc: &Descriptor) -> Result<BlobStream> {
+        let path = self.blob_path(&desc.digest);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(&desc.digest)),
+            Err(e) => return Err(StoreError::io("open", &path, e)),
+        };
+        let len = file.metadata().await.map_err(ioe("stat", &path))?.len();
+        check_size(desc, len)?;
+        Ok(Box::pin(VerifyingStream::new(
+            file_stream(file, len),
+            desc.digest.clone(),
+            desc.size,
+        )))
+    }
+
+    async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream> {
+        let path = self.blob_path(&desc.digest);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(&desc.digest)),
+            Err(e) => return Err(StoreError::io("open", &path, e)),
+        };
+        let len = file.metadata().await.map_err(ioe("stat", &path))?.len();
+        let r = clamp(range, len);
+        file.seek(io::SeekFrom::Start(r.start))
+            .await
+            .map_err(ioe("seek", &path))?;
+        Ok(Box::pin(file_stream(file, r.end - r.start)))
+    }
+}
+
+#[async_trait]
+impl WriteStore for LayoutStore {
+    async fn push(&self, desc: &Descriptor, mut data: BlobStream) -> Result<PushOutcome> {
+        if self.stat(&desc.digest).await?.is_some() {
+            // `stat` pinned it when this is a leased view.
+            return Ok(PushOutcome::AlreadyExists);
+        }
+        let key = new_id("push-");
+        let mut w = self.open_writer(&key, desc, false).await?;
+        let res = async {
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk.map_err(|source| StoreError::Source {
+                    digest: desc.digest.clone(),
+                    source,
+                })?;
+                w.write(chunk).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => Box::new(w).commit().await,
+            Err(e) => {
+                let _ = Box::new(w).abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn writer(&self, key: &str, desc: &Descriptor) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(self.open_writer(key, desc, true).await?))
+    }
+
+    async fn ingest_status(&self, key: &str) -> Result<Option<IngestStatus>> {
+        validate_ingest_key(key)?;
+        let dir = self.ingest_dir(key);
+        blocking(move || Self::read_ingest(&dir)).await
+    }
+
+    async fn ingests(&self) -> Result<Vec<IngestStatus>> {
+        let s = self.clone();
+        blocking(move || {
+            let mut v: Vec<IngestStatus> = s
+                .list_ingests()?
+                .into_iter()
+                .filter_map(|(_, st)| st)
+                .collect();
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn abort_ingest(&self, key: &str) -> Result<()> {
+        validate_ingest_key(key)?;
+        let dir = self.ingest_dir(key);
+        let key = key.to_owned();
+        blocking(move || {
+            if !dir.is_dir() {
+                return Err(StoreError::IngestNotFound { key });
+            }
+            let Some(_held) = try_lock(&dir.join("lock"), false)? else {
+                return Err(StoreError::IngestBusy { key });
+            };
+            remove_dir_if_exists(&dir)
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        let s = self.clone();
+        let d = digest.clone();
+        blocking(move || {
+            let _g = s.lock(false)?;
+            let path = s.blob_path(&d);
+            if !remove_if_exists(&path)? {
+                return Err(not_found(&d));
+            }
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl LayoutStore {
+    async fn open_writer(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        durable: bool,
+    ) -> Result<LayoutWriter> {
+        validate_ingest_key(key)?;
+        let s = self.clone();
+        let key = key.to_owned();
+        let desc = desc.clone();
+        blocking(move || {
+            let dir = s.ingest_dir(&key);
+            let lock = {
+                let _g = s.lock(false)?;
+                mkdirs(&dir)?;
+                let Some(lock) = try_lock(&dir.join("lock"), false)? else {
+                    return Err(StoreError::IngestBusy { key });
+                };
+                let meta_path = dir.join("meta.json");
+                match read_opt(&meta_path)?
+                    .and_then(|raw| serde_json::from_slice::<IngestMeta>(&raw).ok())
+                {
+                    Some(m) if m.expected.digest != desc.digest || m.expected.size != desc.size => {
+                        return Err(StoreError::IngestMismatch {
+                            key,
+                            existing: m.expected.digest,
+                            requested: desc.digest,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        let meta = IngestMeta {
+                            key: key.clone(),
+                            expected: desc.clone(),
+                            started_ms: to_millis(SystemTime::now()),
+                        };
+                        let raw = serde_json::to_vec(&meta)
+                            .map_err(|e| StoreError::backend("serialize ingest record", e))?;
+                        if durable {
+                            atomic_write(&s.tmp_dir(), &meta_path, &raw)?;
+                        } else {
+                            fs::write(&meta_path, &raw).map_err(ioe("write", &meta_path))?;
+                        }
+                    }
+                }
+                lock
+            };
+            LayoutWriter::open(s, key, desc, dir, lock)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TagStore for LayoutStore {
+    async fn resolve(&self, tag: &str) -> Result<Descriptor> {
+        let s = self.clone();
+        let tag = tag.to_owned();
+        blocking(move || {
+            s.read_index()?
+                .resolve(&tag)
+                .cloned()
+                .ok_or(StoreError::TagNotFound { tag })
+        })
+        .await
+    }
+
+    async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+        validate_tag(tag)?;
+        let s = self.clone();
+        let tag = tag.to_owned();
+        let desc = desc.clone();
+        blocking(move || {
+            let _g = s.lock(true)?;
+            let path = s.blob_path(&desc.digest);
+            let len = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(not_found(&desc.digest));
+                }
+                Err(e) => return Err(StoreError::io("stat", &path, e)),
+            };
+            check_size(&desc, len)?;
+            let mut idx = s.read_index()?;
+            idx.set_tag(&desc, &tag);
+            s.write_index(&idx)
+        })
+        .await
+    }
+
+    async fn untag(&self, tag: &str) -> Result<()> {
+        let s = self.clone();
+        let tag = tag.to_owned();
+        blocking(move || {
+            let _g = s.lock(true)?;
+            let mut idx = s.read_index()?;
+            if !idx.remove_tag(&tag) {
+                return Err(StoreError::TagNotFound { tag });
+            }
+            s.write_index(&idx)
+        })
+        .await
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        let s = self.clone();
+        blocking(move || Ok(s.read_index()?.tags())).await
+    }
+}
+
+#[async_trait]
+impl ManagedStore for LayoutStore {
+    async fn create_lease(&self, ttl: Duration) -> Result<Lease> {
+        let s = self.clone();
+        blocking(move || {
+            let id = new_id("lease-");
+            let expires = SystemTime::now() + ttl;
+            let (json, pins) = s.lease_paths(&id);
+            let _g = s.lock(false)?;
+            File::create(&pins).map_err(ioe("create", &pins))?;
+            let raw = serde_json::to_vec(&LeaseMeta {
+                expires_ms: to_millis(expires),
+            })
+            .map_err(|e| StoreError::backend("serialize lease", e))?;
+            atomic_write(&s.tmp_dir(), &json, &raw)?;
+            Ok(Lease::new(id, from_millis(to_millis(expires))))
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        let s = self.clone();
+        let id = lease.id().to_owned();
+        blocking(move || {
+            let (json, _) = s.lease_paths(&id);
+            let _g = s.lock(false)?;
+            if read_opt(&json)?.is_none() {
+                return Err(StoreError::LeaseNotFound { id });
+            }
+            let expires = SystemTime::now() + ttl;
+            let raw = serde_json::to_vec(&LeaseMeta {
+                expires_ms: to_millis(expires),
+            })
+            .map_err(|e| StoreError::backend("serialize lease", e))?;
+            atomic_write(&s.tmp_dir(), &json, &raw)?;
+            Ok(Lease::new(id, from_millis(to_millis(expires))))
+        })
+        .await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let s = self.clone();
+        let id = lease.id().to_owned();
+        blocking(move || {
+            let _g = s.lock(false)?;
+            if !s.remove_lease_files(&id)? {
+                return Err(StoreError::LeaseNotFound { id });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        let s = self.clone();
+        blocking(move || Ok(s.read_leases()?.into_iter().map(|(i, _)| i).collect())).await
+    }
+
+    fn with_lease(&self, lease: &Lease) -> Self {
+        LayoutStore {
+            inner: self.inner.clone(),
+            lease: Some(lease.clone()),
+        }
+    }
+
+    async fn parents(&self, digest: &Digest) -> Result<Vec<Parent>> {
+        let s = self.clone();
+        let d = digest.clone();
+        blocking(move || {
+            let listing = s.listing()?;
+            let (roots, _, _) = s.roots(None)?;
+            let manifests = listing.reverse.get(&d).cloned().unwrap_or_default();
+            Ok(parents_from(&d, &roots, manifests))
+        })
+        .await
+    }
+
+    async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        let s = self.clone();
+        let o = options.clone();
+        blocking(move || s.gc_blocking(&o)).await
+    }
+
+    async fn fsck(&self, options: &FsckOptions) -> Result<FsckReport> {
+        let s = self.clone();
+        let o = options.clone();
+        blocking(move || s.fsck_blocking(&o)).await
+    }
+}

@@ -1,0 +1,212 @@
+//! The resumable writer of `LayoutStore`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use oci_digest::{Verifier, VerifyError};
+use oci_manifest::Descriptor;
+
+use super::LayoutStore;
+use super::fsutil::{blocking, ioe, remove_dir_if_exists};
+use crate::error::{Result, StoreError};
+use crate::traits::{BlobWriter, PushOutcome};
+
+/// Bytes collected before they are hashed and written in one blocking step.
+const FLUSH_AT: usize = 4 << 20;
+
+/// Writes to `.oci-rs/ingests/<hash of key>/data`, holding that ingest's lock file.
+pub(crate) struct LayoutWriter {
+    store: LayoutStore,
+    key: String,
+    expected: Descriptor,
+    dir: PathBuf,
+    /// Held (locked) for the writer's life.
+    _lock: File,
+    /// `None` only while a blocking step owns them (or after a failure).
+    io: Option<(File, Verifier)>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    offset: u64,
+    done: bool,
+}
+
+impl LayoutWriter {
+    /// Opens the ingest's data file and restores the hash state by re-reading what is there.
+    /// Called in a blocking context, with the ingest lock held.
+    pub(crate) fn open(
+        store: LayoutStore,
+        key: String,
+        expected: Descriptor,
+        dir: PathBuf,
+        lock: File,
+    ) -> Result<LayoutWriter> {
+        let data = dir.join("data");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data)
+            .map_err(ioe("open", &data))?;
+        let mut verifier = Verifier::new(expected.digest.clone(), expected.size);
+        let len = file.metadata().map_err(ioe("stat", &data))?.len();
+        if len > expected.size {
+            // Cannot be this content: start again.
+            file.set_len(0).map_err(ioe("truncate", &data))?;
+        } else {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(ioe("read", &data))?;
+                if n == 0 {
+                    break;
+                }
+                verifier.update(&buf[..n])?;
+            }
+        }
+        file.seek(io::SeekFrom::End(0))
+            .map_err(ioe("seek", &data))?;
+        let offset = verifier.received();
+        Ok(LayoutWriter {
+            store,
+            key,
+            expected,
+            dir,
+            _lock: lock,
+            io: Some((file, verifier)),
+            pending: Vec::new(),
+            pending_len: 0,
+            offset,
+            done: false,
+        })
+    }
+
+    fn data_path(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Hashes and writes the pending chunks.
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (mut file, mut verifier) = self.io.take().ok_or_else(|| self.broken())?;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let path = self.data_path();
+        let (file, verifier, res) = blocking(move || {
+            let mut res = Ok(());
+            for c in &pending {
+                if let Err(e) = verifier.update(c) {
+                    res = Err(StoreError::Verify(e));
+                    break;
+                }
+                if let Err(e) = file.write_all(c) {
+                    res = Err(StoreError::io("write", &path, e));
+                    break;
+                }
+            }
+            Ok((file, verifier, res))
+        })
+        .await?;
+        self.io = Some((file, verifier));
+        res
+    }
+
+    fn broken(&self) -> StoreError {
+        StoreError::io(
+            "write",
+            self.data_path(),
+            io::Error::other("the writer failed earlier; open it again to resume"),
+        )
+    }
+}
+
+#[async_trait]
+impl BlobWriter for LayoutWriter {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn expected(&self) -> &Descriptor {
+        &self.expected
+    }
+
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let end = self.offset + chunk.len() as u64;
+        if end > self.expected.size {
+            return Err(StoreError::Verify(VerifyError::TooLong {
+                expected: self.expected.digest.clone(),
+                expected_size: self.expected.size,
+                received: end,
+            }));
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.offset = end;
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<PushOutcome> {
+        self.flush().await?;
+        self.done = true;
+        let (file, verifier) = self.io.take().ok_or_else(|| self.broken())?;
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        let digest = self.expected.digest.clone();
+        let data = self.data_path();
+        // The ingest lock stays held (self lives) until the blocking step is done.
+        let res = blocking(move || {
+            let checked = file
+                .sync_all()
+                .map_err(ioe("fsync", &data))
+                .and_then(|()| verifier.finish().map_err(StoreError::Verify));
+            drop(file);
+            let res = checked.and_then(|_| store.commit_file(&data, &digest));
+            // Verified and renamed, or failed: either way the ingest is over.
+            remove_dir_if_exists(&dir)?;
+            res
+        })
+        .await;
+        drop(self);
+        res
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.done = true;
+        self.io = None;
+        let dir = self.dir.clone();
+        let res = blocking(move || remove_dir_if_exists(&dir)).await;
+        drop(self);
+        res
+    }
+}
+
+impl Drop for LayoutWriter {
+    fn drop(&mut self) {
+        // Keep what was received so a later writer resumes from it (a short blocking write of at
+        // most FLUSH_AT bytes; hashing is redone on resume).
+        if !self.done
+            && !self.pending.is_empty()
+            && let Some((file, _)) = self.io.as_mut()
+        {
+            for c in &self.pending {
+                if file.write_all(c).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
