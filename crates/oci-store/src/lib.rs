@@ -58,12 +58,12 @@ pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
     Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason,
 };
-pub use crate::layout::{LayoutOptions, LayoutStore};
+pub use crate::layout::{LayoutOptions, LayoutStore, STATE_DIR};
 pub use crate::lease::{Lease, LeaseInfo};
 pub use crate::memory::MemoryStore;
 pub use crate::traits::{
-    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, ManagedStore, PushOutcome, ReadStore,
-    Store, TagStore, WriteStore, bytes_stream, collect,
+    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, PushOutcome,
+    ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
 };
 pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_tag};
 pub use oci_digest::{Algorithm, Digest};
