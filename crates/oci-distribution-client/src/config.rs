@@ -94,6 +94,18 @@ pub struct ParallelFetch {
     pub concurrency: usize,
 }
 
+impl ParallelFetch {
+    /// Parts of `part_size` bytes, `concurrency` at a time, for blobs of `min_blob_size` bytes
+    /// or more.
+    pub fn new(min_blob_size: u64, part_size: u64, concurrency: usize) -> Self {
+        ParallelFetch {
+            min_blob_size,
+            part_size,
+            concurrency,
+        }
+    }
+}
+
 impl Default for ParallelFetch {
     fn default() -> Self {
         ParallelFetch {

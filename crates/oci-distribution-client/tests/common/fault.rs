@@ -1,0 +1,819 @@
+//! An in-process fake registry speaking HTTP/1.1 over a tokio `TcpListener`, with knobs that
+//! inject the faults real registries and networks produce: bearer challenges with scopes and
+//! expiry, redirects to another origin, connection resets mid-body (GET and PATCH), corrupted
+//! bytes, wrong `Docker-Content-Digest`, 429 with `Retry-After`, 5xx storms, and HEAD answers
+//! for blobs it does not have.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oci_distribution_client::{Algorithm, Digest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Bearer auth served by the fake registry itself at `/token`.
+#[derive(Debug, Clone)]
+pub struct BearerAuth {
+    /// Required Basic credentials at the token endpoint, if any.
+    pub basic: Option<(String, String)>,
+    /// `expires_in` given with tokens.
+    pub expires_in: u64,
+}
+
+/// Fault knobs. Counters count down as faults are injected.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Bearer auth required for everything under /v2/.
+    pub bearer: Option<BearerAuth>,
+    /// Blob GETs answer 307 to this base URL (`http://host:port`) + `/raw/<digest>`.
+    pub redirect_blobs_to: Option<String>,
+    /// This many blob GETs are cut after a random number of body bytes.
+    pub reset_blob_gets: u32,
+    /// This many PATCHes read a random part of the body, keep it, and drop the connection.
+    pub reset_patches: u32,
+    /// Serve blobs with one byte flipped.
+    pub corrupt_blobs: bool,
+    /// Answer manifest GET/HEAD with a wrong `Docker-Content-Digest`.
+    pub wrong_manifest_digest: bool,
+    /// This many requests answer 429 with `Retry-After: 1`.
+    pub rate_limit: u32,
+    /// This many requests answer 503.
+    pub storm_503: u32,
+    /// Blobs the registry claims but lost (digest -> size), like distribution with a stale
+    /// blob-descriptor cache: HEAD 200 with the right headers, GET 200 then no bytes, a
+    /// `Range` GET 206 with Content-Length 1 and nothing sent, mounts from them answer 201.
+    pub phantom_blobs: HashMap<String, usize>,
+    /// `OCI-Chunk-Min-Length` announced on upload start.
+    pub chunk_min_length: Option<u64>,
+    /// No referrers API (404), like distribution 2.8.
+    pub no_referrers_api: bool,
+    /// HEAD of manifests answers 405 (forces the GET fallback).
+    pub refuse_manifest_head: bool,
+}
+
+/// One request as seen by the server.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub target: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The `Range` or `Content-Range` header.
+    pub range: Option<String>,
+    /// Body length received.
+    pub body_len: usize,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub faults: Faults,
+    pub blobs: HashMap<String, Vec<u8>>,
+    /// (repository, digest) links; repository `*` links a blob everywhere.
+    pub links: std::collections::HashSet<(String, String)>,
+    /// (repo, reference) -> (content type, bytes).
+    pub manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    pub uploads: HashMap<String, (String, Vec<u8>)>,
+    /// token -> (scopes, expiry).
+    pub tokens: HashMap<String, (Vec<String>, Instant)>,
+    /// Scope strings asked for at the token endpoint, per request.
+    pub token_requests: Vec<Vec<String>>,
+    pub seen: Vec<Seen>,
+    next_id: u64,
+}
+
+/// A running fake registry.
+pub struct FakeRegistry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Shared state for setup and assertions.
+    pub state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeRegistry {
+    /// Starts on a free loopback port.
+    pub async fn start(faults: Faults) -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let state = Arc::new(Mutex::new(State {
+            faults,
+            ..State::default()
+        }));
+        let st = state.clone();
+        let a = addr.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let _ = serve_conn(sock, st, a).await;
+                });
+            }
+        });
+        FakeRegistry { addr, state, task }
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores a blob directly.
+    pub fn put_blob(&self, data: &[u8]) -> Digest {
+        let d = Algorithm::Sha256.hash(data);
+        let mut s = self.state();
+        s.blobs.insert(d.to_string(), data.to_vec());
+        s.links.insert(("*".into(), d.to_string()));
+        d
+    }
+
+    /// Stores a manifest under a tag and its digest.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, data: &[u8]) -> Digest {
+        let d = Algorithm::Sha256.hash(data);
+        let mut s = self.state();
+        for r in [tag.to_owned(), d.to_string()] {
+            s.manifests
+                .insert((repo.to_owned(), r), (media_type.to_owned(), data.to_vec()));
+        }
+        d
+    }
+
+    /// Requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state().seen.clone()
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: HashMap<String, String>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+    fn query(&self, key: &str) -> Option<String> {
+        let q = self.target.split_once('?')?.1;
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key).then(|| percent_decode(v))
+        })
+    }
+    fn queries(&self, key: &str) -> Vec<String> {
+        let Some((_, q)) = self.target.split_once('?') else {
+            return vec![];
+        };
+        q.split('&')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == key).then(|| percent_decode(v))
+            })
+            .collect()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What to send back.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Send only this many body bytes (Content-Length stays full), then close.
+    cut_at: Option<usize>,
+    /// HEAD: send headers only.
+    head: bool,
+}
+
+impl Answer {
+    fn new(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: vec![],
+            body: vec![],
+            cut_at: None,
+            head: false,
+        }
+    }
+    fn header(mut self, k: &str, v: impl Into<String>) -> Answer {
+        self.headers.push((k.to_owned(), v.into()));
+        self
+    }
+    fn body(mut self, b: Vec<u8>) -> Answer {
+        self.body = b;
+        self
+    }
+    fn error(status: u16, code: &str, message: &str) -> Answer {
+        Answer::new(status)
+            .header("Content-Type", "application/json")
+            .body(
+                format!(
+                    r#"{{"errors":[{{"code":"{code}","message":"{message}","detail":null}}]}}"#
+                )
+                .into_bytes(),
+            )
+    }
+}
+
+async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Request, Vec<u8>)> {
+    loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
+            let rest = buf[pos + 4..].to_vec();
+            let mut lines = head.split("\r\n");
+            let first = lines.next()?;
+            let mut parts = first.split_whitespace();
+            let method = parts.next()?.to_owned();
+            let target = parts.next()?.to_owned();
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            return Some((
+                Request {
+                    method,
+                    target,
+                    headers,
+                },
+                rest,
+            ));
+        }
+        let mut tmp = [0u8; 8192];
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+async fn serve_conn(
+    mut sock: TcpStream,
+    st: Arc<Mutex<State>>,
+    addr: String,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let Some((req, rest)) = read_head(&mut sock, &mut buf).await else {
+            return Ok(());
+        };
+        let len: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // PATCH reset: keep a random part of the body, then drop the connection.
+        let reset_patch = req.method == "PATCH" && len > 1 && {
+            let mut s = lock(&st);
+            if s.faults.reset_patches > 0 {
+                s.faults.reset_patches -= 1;
+                true
+            } else {
+                false
+            }
+        };
+        let take = if reset_patch {
+            fastrand::usize(1..len)
+        } else {
+            len
+        };
+        let mut body = rest;
+        while body.len() < take {
+            let mut tmp = vec![0u8; 64 * 1024];
+            let n = sock.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            body.extend_from_slice(&tmp[..n]);
+        }
+        let extra = if body.len() > len {
+            body.split_off(len)
+        } else {
+            Vec::new()
+        };
+        if reset_patch {
+            body.truncate(take);
+            let id = req.path().rsplit('/').next().unwrap_or("").to_owned();
+            let mut s = lock(&st);
+            record(&mut s, &req, body.len());
+            if let Some((_, data)) = s.uploads.get_mut(&id) {
+                data.extend_from_slice(&body);
+            }
+            drop(s);
+            // Abort: RST rather than an orderly close.
+            let _ = sock.set_zero_linger();
+            return Ok(());
+        }
+        let answer = {
+            let mut s = lock(&st);
+            record(&mut s, &req, body.len());
+            handle(&mut s, &req, body, &addr)
+        };
+        write_answer(&mut sock, &answer, req.method == "HEAD").await?;
+        if answer.cut_at.is_some() {
+            let _ = sock.set_zero_linger();
+            return Ok(());
+        }
+        buf = extra;
+    }
+}
+
+fn lock(st: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
+    st.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record(s: &mut State, req: &Request, body_len: usize) {
+    s.seen.push(Seen {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        authorization: req.header("authorization").map(str::to_owned),
+        range: req
+            .header("range")
+            .or(req.header("content-range"))
+            .map(str::to_owned),
+        body_len,
+    });
+}
+
+async fn write_answer(sock: &mut TcpStream, a: &Answer, head: bool) -> std::io::Result<()> {
+    let reason = match a.status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        307 => "Temporary Redirect",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut h = format!("HTTP/1.1 {} {reason}\r\n", a.status);
+    let has_len = a
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    for (k, v) in &a.headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_len {
+        h.push_str(&format!("Content-Length: {}\r\n", a.body.len()));
+    }
+    h.push_str("\r\n");
+    sock.write_all(h.as_bytes()).await?;
+    if !head && !a.head {
+        let n = a.cut_at.unwrap_or(a.body.len()).min(a.body.len());
+        sock.write_all(&a.body[..n]).await?;
+    }
+    sock.flush().await
+}
+
+fn required_scopes(req: &Request) -> Option<Vec<String>> {
+    let p = req.path().strip_prefix("/v2/")?;
+    if p.is_empty() {
+        return Some(vec![]);
+    }
+    if p.starts_with("_catalog") {
+        return Some(vec!["registry:catalog:*".into()]);
+    }
+    let idx = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| p.find(m))
+        .min()?;
+    let name = &p[..idx];
+    let action = match req.method.as_str() {
+        "GET" | "HEAD" => "pull",
+        "DELETE" => "delete",
+        _ => "push",
+    };
+    let mut v = vec![format!("repository:{name}:{action}")];
+    if let Some(from) = req.query("from") {
+        v.push(format!("repository:{from}:pull"));
+    }
+    Some(v)
+}
+
+fn covers(granted: &[String], needed: &str) -> bool {
+    let (res, action) = needed.rsplit_once(':').unwrap_or((needed, ""));
+    granted.iter().any(|g| {
+        g.rsplit_once(':')
+            .is_some_and(|(r, acts)| r == res && acts.split(',').any(|a| a == action || a == "*"))
+    })
+}
+
+fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
+    if s.faults.storm_503 > 0 {
+        s.faults.storm_503 -= 1;
+        return Answer::error(503, "UNAVAILABLE", "storm");
+    }
+    if s.faults.rate_limit > 0 {
+        s.faults.rate_limit -= 1;
+        return Answer::error(429, "TOOMANYREQUESTS", "slow down").header("Retry-After", "1");
+    }
+    let path = req.path().to_owned();
+    if let Some(d) = path.strip_prefix("/raw/") {
+        return match s.blobs.get(d) {
+            Some(b) => Answer::new(200).body(b.clone()),
+            None => Answer::error(404, "BLOB_UNKNOWN", "no"),
+        };
+    }
+    if path == "/token" {
+        return token(s, req);
+    }
+    // Auth.
+    if let Some(b) = &s.faults.bearer {
+        let _ = b;
+        let needed = required_scopes(req).unwrap_or_default();
+        let granted = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .and_then(|t| s.tokens.get(t))
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(sc, _)| sc.clone());
+        let ok = match &granted {
+            Some(g) => needed.iter().all(|n| covers(g, n)),
+            None => false,
+        };
+        if !ok {
+            let scope = needed.join(" ");
+            let mut c = format!(r#"Bearer realm="http://{addr}/token",service="fake-registry""#);
+            if !scope.is_empty() {
+                c.push_str(&format!(r#",scope="{scope}""#));
+            }
+            return Answer::error(401, "UNAUTHORIZED", "authentication required")
+                .header("WWW-Authenticate", c);
+        }
+    }
+    let Some(p) = path.strip_prefix("/v2/") else {
+        return Answer::error(404, "NOT_FOUND", "no route");
+    };
+    if p.is_empty() {
+        return Answer::new(200).body(b"{}".to_vec());
+    }
+    if let Some(i) = p.find("/blobs/uploads") {
+        return uploads(
+            s,
+            req,
+            &p[..i],
+            &p[i + "/blobs/uploads".len()..],
+            body,
+            addr,
+        );
+    }
+    if let Some(i) = p.find("/blobs/") {
+        let name = p[..i].to_owned();
+        return blobs(s, req, &name, &p[i + 7..]);
+    }
+    if let Some(i) = p.find("/manifests/") {
+        let name = p[..i].to_owned();
+        return manifests(s, req, &name, &p[i + 11..], body);
+    }
+    if let Some(i) = p.find("/referrers/") {
+        if s.faults.no_referrers_api {
+            return Answer::error(404, "NOT_FOUND", "no referrers API");
+        }
+        let _ = i;
+        return Answer::new(200)
+            .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+            .body(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec());
+    }
+    if let Some(i) = p.find("/tags/list") {
+        let name = &p[..i];
+        let mut tags: Vec<String> = s
+            .manifests
+            .keys()
+            .filter(|(r, t)| r == name && !t.contains(':'))
+            .map(|(_, t)| t.clone())
+            .collect();
+        tags.sort();
+        let n: usize = req.query("n").and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let last = req.query("last");
+        let start = match &last {
+            Some(l) => tags.iter().position(|t| t > l).unwrap_or(tags.len()),
+            None => 0,
+        };
+        let page: Vec<String> = tags[start..].iter().take(n).cloned().collect();
+        let mut a = Answer::new(200)
+            .header("Content-Type", "application/json")
+            .body(
+                serde_json::to_vec(&serde_json::json!({"name": name, "tags": page}))
+                    .unwrap_or_default(),
+            );
+        if start + page.len() < tags.len()
+            && let Some(l) = page.last()
+        {
+            a = a.header(
+                "Link",
+                format!("</v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""),
+            );
+        }
+        return a;
+    }
+    Answer::error(404, "NOT_FOUND", "no route")
+}
+
+fn token(s: &mut State, req: &Request) -> Answer {
+    let Some(b) = s.faults.bearer.clone() else {
+        return Answer::error(404, "NOT_FOUND", "no token service");
+    };
+    if let Some((u, p)) = &b.basic {
+        use base64::Engine as _;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        );
+        if req.header("authorization") != Some(want.as_str()) {
+            return Answer::error(401, "UNAUTHORIZED", "bad credentials");
+        }
+    }
+    let scopes = req.queries("scope");
+    s.token_requests.push(scopes.clone());
+    s.next_id += 1;
+    let tok = format!("tok-{}", s.next_id);
+    s.tokens.insert(
+        tok.clone(),
+        (scopes, Instant::now() + Duration::from_secs(b.expires_in)),
+    );
+    Answer::new(200)
+        .header("Content-Type", "application/json")
+        .body(
+            serde_json::to_vec(&serde_json::json!({"token": tok, "expires_in": b.expires_in}))
+                .unwrap_or_default(),
+        )
+}
+
+fn parse_range(v: &str, size: usize) -> Option<(usize, usize)> {
+    let v = v.strip_prefix("bytes=")?;
+    let (a, b) = v.split_once('-')?;
+    let a: usize = a.parse().ok()?;
+    let b: usize = if b.is_empty() {
+        size.checked_sub(1)?
+    } else {
+        b.parse().ok()?
+    };
+    (a <= b && b < size).then_some((a, b))
+}
+
+fn linked(s: &State, name: &str, digest: &str) -> bool {
+    s.links.contains(&(name.to_owned(), digest.to_owned()))
+        || s.links.contains(&("*".to_owned(), digest.to_owned()))
+}
+
+fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
+    let Some(data) = s
+        .blobs
+        .get(digest)
+        .filter(|_| linked(s, name, digest))
+        .cloned()
+    else {
+        if let Some(&size) = s.faults.phantom_blobs.get(digest) {
+            let ranged = req.header("range").is_some();
+            let mut a = Answer::new(if ranged && req.method == "GET" {
+                206
+            } else {
+                200
+            })
+            .header("Docker-Content-Digest", digest)
+            .header("Content-Type", "application/octet-stream")
+            .header(
+                "Content-Length",
+                if ranged {
+                    "1".to_owned()
+                } else {
+                    size.to_string()
+                },
+            );
+            a.head = req.method == "HEAD";
+            a.cut_at = (req.method == "GET").then_some(0);
+            return a;
+        }
+        if req.method == "DELETE" {
+            return Answer::error(404, "BLOB_UNKNOWN", "blob unknown");
+        }
+        return Answer::error(404, "BLOB_UNKNOWN", "blob unknown to registry");
+    };
+    match req.method.as_str() {
+        "HEAD" => {
+            let mut a = Answer::new(200)
+                .header("Docker-Content-Digest", digest)
+                .header("Content-Length", data.len().to_string());
+            a.head = true;
+            a
+        }
+        "DELETE" => {
+            s.blobs.remove(digest);
+            Answer::new(202)
+        }
+        "GET" => {
+            if let Some(base) = &s.faults.redirect_blobs_to {
+                return Answer::new(307).header("Location", format!("{base}/raw/{digest}"));
+            }
+            let mut body = data.clone();
+            if s.faults.corrupt_blobs && !body.is_empty() {
+                let i = body.len() / 2;
+                body[i] ^= 0xff;
+            }
+            let (status, body, range) =
+                match req.header("range").and_then(|r| parse_range(r, data.len())) {
+                    Some((a, b)) => (
+                        206,
+                        body[a..=b].to_vec(),
+                        Some(format!("bytes {a}-{b}/{}", data.len())),
+                    ),
+                    None => (200, body, None),
+                };
+            let mut ans = Answer::new(status)
+                .header("Docker-Content-Digest", digest)
+                .header("Content-Type", "application/octet-stream");
+            if let Some(r) = range {
+                ans = ans.header("Content-Range", r);
+            }
+            let mut ans = ans.body(body);
+            if s.faults.reset_blob_gets > 0 && ans.body.len() > 1 {
+                s.faults.reset_blob_gets -= 1;
+                ans.cut_at = Some(fastrand::usize(1..ans.body.len()));
+            }
+            ans
+        }
+        _ => Answer::error(405, "UNSUPPORTED", "method"),
+    }
+}
+
+fn uploads(
+    s: &mut State,
+    req: &Request,
+    name: &str,
+    rest: &str,
+    body: Vec<u8>,
+    _addr: &str,
+) -> Answer {
+    let id = rest.trim_start_matches('/').to_owned();
+    match (req.method.as_str(), id.is_empty()) {
+        ("POST", true) => {
+            if let (Some(m), Some(from)) = (req.query("mount"), req.query("from"))
+                && ((s.blobs.contains_key(&m) && linked(s, &from, &m))
+                    || s.faults.phantom_blobs.contains_key(&m))
+            {
+                s.links.insert((name.to_owned(), m.clone()));
+                return Answer::new(201)
+                    .header("Location", format!("/v2/{name}/blobs/{m}"))
+                    .header("Docker-Content-Digest", m);
+            }
+            s.next_id += 1;
+            let id = format!("u{}", s.next_id);
+            s.uploads.insert(id.clone(), (name.to_owned(), Vec::new()));
+            let mut a = Answer::new(202)
+                .header(
+                    "Location",
+                    format!("/v2/{name}/blobs/uploads/{id}?_state=x"),
+                )
+                .header("Range", "0-0")
+                .header("Docker-Upload-UUID", id);
+            if let Some(m) = s.faults.chunk_min_length {
+                a = a.header("OCI-Chunk-Min-Length", m.to_string());
+            }
+            a
+        }
+        ("PATCH", false) => {
+            let Some((_, data)) = s.uploads.get_mut(&id) else {
+                return Answer::error(404, "BLOB_UPLOAD_UNKNOWN", "upload unknown");
+            };
+            if let Some(cr) = req.header("content-range") {
+                let start: usize = cr
+                    .split('-')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if start != data.len() {
+                    return Answer::error(
+                        416,
+                        "BLOB_UPLOAD_INVALID",
+                        "range does not continue the upload",
+                    );
+                }
+            }
+            data.extend_from_slice(&body);
+            Answer::new(202)
+                .header(
+                    "Location",
+                    format!("/v2/{name}/blobs/uploads/{id}?_state=y"),
+                )
+                .header("Range", format!("0-{}", data.len().saturating_sub(1)))
+        }
+        ("GET", false) => {
+            let Some((_, data)) = s.uploads.get(&id) else {
+                return Answer::error(404, "BLOB_UPLOAD_UNKNOWN", "upload unknown");
+            };
+            Answer::new(204)
+                .header(
+                    "Location",
+                    format!("/v2/{name}/blobs/uploads/{id}?_state=z"),
+                )
+                .header("Range", format!("0-{}", data.len().saturating_sub(1)))
+        }
+        ("PUT", false) => {
+            let Some((_, mut data)) = s.uploads.remove(&id) else {
+                return Answer::error(404, "BLOB_UPLOAD_UNKNOWN", "upload unknown");
+            };
+            data.extend_from_slice(&body);
+            let Some(want) = req.query("digest") else {
+                return Answer::error(400, "DIGEST_INVALID", "no digest");
+            };
+            let got = Algorithm::Sha256.hash(&data);
+            if got.as_str() != want {
+                return Answer::error(400, "DIGEST_INVALID", "digest mismatch");
+            }
+            s.blobs.insert(want.clone(), data);
+            s.links.insert((name.to_owned(), want.clone()));
+            Answer::new(201)
+                .header("Location", format!("/v2/{name}/blobs/{want}"))
+                .header("Docker-Content-Digest", want)
+        }
+        ("DELETE", false) => {
+            s.uploads.remove(&id);
+            Answer::new(204)
+        }
+        _ => Answer::error(405, "UNSUPPORTED", "method"),
+    }
+}
+
+fn manifests(s: &mut State, req: &Request, name: &str, reference: &str, body: Vec<u8>) -> Answer {
+    let key = (name.to_owned(), reference.to_owned());
+    match req.method.as_str() {
+        "PUT" => {
+            let ct = req.header("content-type").unwrap_or("").to_owned();
+            let d = Algorithm::Sha256.hash(&body);
+            s.manifests.insert(key, (ct.clone(), body.clone()));
+            s.manifests
+                .insert((name.to_owned(), d.to_string()), (ct, body));
+            Answer::new(201).header("Docker-Content-Digest", d.to_string())
+        }
+        "GET" | "HEAD" => {
+            if req.method == "HEAD" && s.faults.refuse_manifest_head {
+                return Answer::error(405, "UNSUPPORTED", "no HEAD here");
+            }
+            let Some((ct, data)) = s.manifests.get(&key).cloned() else {
+                return Answer::error(404, "MANIFEST_UNKNOWN", "manifest unknown");
+            };
+            let digest = if s.faults.wrong_manifest_digest {
+                Algorithm::Sha256.hash(b"something else").to_string()
+            } else {
+                Algorithm::Sha256.hash(&data).to_string()
+            };
+            let mut a = Answer::new(200)
+                .header("Content-Type", ct)
+                .header("Docker-Content-Digest", digest)
+                .header("Content-Length", data.len().to_string())
+                .body(data);
+            a.head = req.method == "HEAD";
+            a
+        }
+        "DELETE" => {
+            let Some((_, data)) = s.manifests.get(&key).cloned() else {
+                return Answer::error(404, "MANIFEST_UNKNOWN", "manifest unknown");
+            };
+            s.manifests
+                .retain(|(r, _), (_, d)| !(r == name && *d == data));
+            Answer::new(202)
+        }
+        _ => Answer::error(405, "UNSUPPORTED", "method"),
+    }
+}

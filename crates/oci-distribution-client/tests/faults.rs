@@ -1,0 +1,614 @@
+//! The client against an in-process fault-injecting registry.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::fault::{BearerAuth, FakeRegistry, Faults};
+use futures_util::StreamExt;
+use oci_distribution_client::{
+    Algorithm, BlobSource, Client, ClientConfig, Credential, Descriptor, Error, ExistenceCheck,
+    ParallelFetch, PushOutcome, Repository, RetryPolicy, media_types,
+};
+
+fn config(addr: &str) -> ClientConfig {
+    let mut c = ClientConfig::default().with_plain_http(addr).with_retry(
+        RetryPolicy::default()
+            .with_max_retries(5)
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(50)),
+    );
+    c.docker_config = false;
+    c.proxy_from_env = false;
+    c
+}
+
+fn repo(reg: &FakeRegistry, cfg: ClientConfig, name: &str) -> Repository {
+    Client::new(cfg)
+        .expect("client")
+        .repository_by_name(&reg.addr, name)
+        .expect("repository")
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(n as u64);
+    (0..n).map(|_| rng.u8(..)).collect()
+}
+
+fn source(data: &[u8], chunk: usize) -> BlobSource {
+    let chunks: Vec<std::io::Result<Bytes>> = data
+        .chunks(chunk.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+fn blob_desc(data: &[u8]) -> Descriptor {
+    Descriptor::new(
+        media_types::OCI_LAYER_GZIP,
+        Algorithm::Sha256.hash(data),
+        data.len() as u64,
+    )
+}
+
+async fn collect(repo: &Repository, desc: &Descriptor) -> Result<Vec<u8>, Error> {
+    let mut s = repo.fetch_blob(desc).await?;
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c?);
+    }
+    Ok(out)
+}
+
+fn image_manifest(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    }))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn bearer_challenges_scopes_expiry_and_single_flight() {
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: Some(("alice".into(), "s3cret".into())),
+            expires_in: 7,
+        }),
+        ..Faults::default()
+    })
+    .await;
+    let cfg = config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "s3cret"));
+    let client = Client::new(cfg.clone()).expect("client");
+    let app = client
+        .repository_by_name(&reg.addr, "team/app")
+        .expect("repo");
+
+    // Push: the token asked for carries the server's scope (pull,push on team/app).
+    let data = random(10_000);
+    let desc = blob_desc(&data);
+    assert_eq!(
+        app.push_blob(&desc, source(&data, 4096))
+            .await
+            .expect("push"),
+        PushOutcome::Monolithic
+    );
+    let asked = reg.state().token_requests.clone();
+    assert!(
+        asked
+            .iter()
+            .any(|s| s.contains(&"repository:team/app:pull,push".to_owned())),
+        "{asked:?}"
+    );
+    // Every registry request after the first challenge carried a bearer token; Basic
+    // credentials went only to the token endpoint.
+    for s in reg.seen() {
+        if let Some(a) = &s.authorization {
+            if s.target.starts_with("/token") {
+                assert!(a.starts_with("Basic "), "{s:?}");
+            } else {
+                assert!(a.starts_with("Bearer tok-"), "{s:?}");
+            }
+        }
+    }
+
+    // Cached token: more requests with the same scopes ask for no new token.
+    let before = reg.state().token_requests.len();
+    for _ in 0..3 {
+        assert_eq!(collect(&app, &desc).await.expect("pull"), data);
+    }
+    let pulls = reg.state().token_requests.len();
+    assert!(
+        pulls <= before + 1,
+        "one token for pull at most: {before} -> {pulls}"
+    );
+    for _ in 0..3 {
+        assert!(
+            app.blob_exists(&desc, ExistenceCheck::Head)
+                .await
+                .expect("head")
+        );
+    }
+    assert_eq!(reg.state().token_requests.len(), pulls, "pull token reused");
+
+    // Expiry: tokens live 7 s and are renewed 5 s early, so after 2.5 s a new one is fetched.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        app.blob_exists(&desc, ExistenceCheck::Head)
+            .await
+            .expect("head")
+    );
+    assert_eq!(
+        reg.state().token_requests.len(),
+        pulls + 1,
+        "expired token renewed"
+    );
+
+    // Mount: one token with both repositories' scopes.
+    let other = client
+        .repository_by_name(&reg.addr, "team/other")
+        .expect("repo");
+    let out = other
+        .push_blob_with_mount(&desc, source(&data, 4096), "team/app")
+        .await
+        .expect("mount");
+    assert_eq!(out, PushOutcome::Mounted);
+    let asked = reg.state().token_requests.clone();
+    assert!(
+        asked
+            .iter()
+            .any(|s| s.contains(&"repository:team/app:pull".to_owned())
+                && s.contains(&"repository:team/other:pull,push".to_owned())),
+        "mount token must carry both scopes: {asked:?}"
+    );
+
+    // Revoked tokens: the registry answers 401 to a cached token; one re-challenge fixes it.
+    reg.state().tokens.clear();
+    assert_eq!(collect(&app, &desc).await.expect("pull after revoke"), data);
+
+    // Single flight: a fresh client sending 8 requests at once asks for one token.
+    let fresh = Client::new(cfg).expect("client");
+    let app2 = fresh
+        .repository_by_name(&reg.addr, "team/app")
+        .expect("repo");
+    let n0 = reg.state().token_requests.len();
+    let heads = (0..8).map(|_| {
+        let r = app2.clone();
+        let d = desc.clone();
+        async move { r.blob_exists(&d, ExistenceCheck::Head).await }
+    });
+    for r in futures_util::future::join_all(heads).await {
+        assert!(r.expect("head"));
+    }
+    assert_eq!(
+        reg.state().token_requests.len(),
+        n0 + 1,
+        "one token request for 8 requests"
+    );
+
+    // Wrong credentials: a typed error, not a retry loop.
+    let bad = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "wrong")),
+        "team/app",
+    );
+    match bad.blob_exists(&desc, ExistenceCheck::Head).await {
+        Err(Error::Unauthorized { status, .. }) => assert_eq!(status, 401),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn authorization_never_follows_a_redirect_to_another_origin() {
+    let storage = FakeRegistry::start(Faults::default()).await;
+    let data = random(200_000);
+    storage.put_blob(&data);
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: 300,
+        }),
+        redirect_blobs_to: Some(format!("http://{}", storage.addr)),
+        ..Faults::default()
+    })
+    .await;
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = blob_desc(&data);
+    assert_eq!(collect(&app, &desc).await.expect("pull via redirect"), data);
+    let at_registry = reg.seen();
+    assert!(
+        at_registry
+            .iter()
+            .any(|s| s.target.contains("/blobs/") && s.authorization.is_some()),
+        "the registry got the token: {at_registry:?}"
+    );
+    let at_storage = storage.seen();
+    assert!(!at_storage.is_empty(), "the redirect was followed");
+    for s in at_storage {
+        assert_eq!(
+            s.authorization, None,
+            "Authorization leaked to another origin: {s:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn blob_get_resets_resume_with_range_and_verify() {
+    let reg = FakeRegistry::start(Faults {
+        reset_blob_gets: 4,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(3 * 1024 * 1024 + 17);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = blob_desc(&data);
+    assert_eq!(collect(&app, &desc).await.expect("resumed pull"), data);
+    let ranges: Vec<String> = reg.seen().into_iter().filter_map(|s| s.range).collect();
+    assert_eq!(ranges.len(), 4, "one Range request per reset: {ranges:?}");
+    assert!(
+        ranges
+            .iter()
+            .all(|r| r.starts_with("bytes=") && r.ends_with('-'))
+    );
+    assert_eq!(reg.state().faults.reset_blob_gets, 0);
+
+    // Parallel ranged fetch with resets inside parts also verifies.
+    reg.state().faults.reset_blob_gets = 3;
+    let mut cfg = config(&reg.addr);
+    cfg.parallel_fetch = Some(ParallelFetch::new(1024 * 1024, 512 * 1024, 3));
+    let par = repo(&reg, cfg, "app");
+    assert_eq!(collect(&par, &desc).await.expect("parallel pull"), data);
+}
+
+#[tokio::test]
+async fn chunk_patch_resets_resume_in_place() {
+    let reg = FakeRegistry::start(Faults {
+        reset_patches: 3,
+        ..Faults::default()
+    })
+    .await;
+    let mut cfg = config(&reg.addr);
+    cfg.monolithic_max = 256 * 1024;
+    cfg.chunk_size = 1024 * 1024;
+    let app = repo(&reg, cfg, "app");
+    let data = random(5 * 1024 * 1024 + 3);
+    let desc = blob_desc(&data);
+    let out = app
+        .push_blob(&desc, source(&data, 100_000))
+        .await
+        .expect("chunked push");
+    match out {
+        PushOutcome::Chunked { chunks, resumed } => {
+            assert_eq!(chunks, 6);
+            assert!(resumed >= 3, "{out:?}");
+        }
+        other => panic!("expected chunked, got {other:?}"),
+    }
+    assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
+    // The registry's OCI-Chunk-Min-Length raises the chunk size.
+    reg.state().faults.chunk_min_length = Some(2 * 1024 * 1024);
+    let data2 = random(5 * 1024 * 1024 + 4);
+    let desc2 = blob_desc(&data2);
+    match app
+        .push_blob(&desc2, source(&data2, 70_000))
+        .await
+        .expect("push")
+    {
+        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 3),
+        other => panic!("{other:?}"),
+    }
+    let patches: Vec<usize> = reg
+        .seen()
+        .iter()
+        .rev()
+        .filter(|s| s.method == "PATCH")
+        .take(3)
+        .map(|s| s.body_len)
+        .collect();
+    assert!(patches.iter().all(|&n| n >= 1024 * 1024), "{patches:?}");
+}
+
+#[tokio::test]
+async fn corrupted_bytes_give_a_typed_error_and_nothing_is_stored() {
+    let reg = FakeRegistry::start(Faults {
+        corrupt_blobs: true,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(300_000);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = blob_desc(&data);
+    match collect(&app, &desc).await {
+        Err(Error::Verify { digest, source, .. }) => {
+            assert_eq!(digest, desc.digest);
+            assert!(matches!(
+                source,
+                oci_digest::VerifyError::DigestMismatch { .. }
+            ));
+        }
+        other => panic!("expected a verify error, got {:?}", other.map(|v| v.len())),
+    }
+    // A store fed from the stream refuses the blob.
+    let store = oci_store::MemoryStore::new();
+    let stream: oci_store::BlobStream = Box::pin(
+        app.fetch_blob(&desc)
+            .await
+            .expect("open")
+            .map(|r| r.map_err(Error::into_io)),
+    );
+    use oci_store::{ReadStore, WriteStore};
+    assert!(store.push(&desc, stream).await.is_err());
+    assert!(!store.exists(&desc.digest).await.expect("exists"));
+
+    // A push whose source does not match its descriptor fails before commit.
+    let clean = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&clean, config(&clean.addr), "app");
+    let mut bad = data.clone();
+    bad[10] ^= 1;
+    match app.push_blob(&desc, source(&bad, 50_000)).await {
+        Err(Error::Verify { .. }) => {}
+        other => panic!("expected verify error, got {other:?}"),
+    }
+    assert!(clean.state().blobs.is_empty(), "nothing committed");
+    assert!(clean.state().uploads.is_empty(), "upload cancelled");
+}
+
+#[tokio::test]
+async fn wrong_docker_content_digest_names_both_digests() {
+    let reg = FakeRegistry::start(Faults {
+        wrong_manifest_digest: true,
+        ..Faults::default()
+    })
+    .await;
+    let cfg_data = b"{}".to_vec();
+    let config_desc = Descriptor::new(
+        media_types::OCI_CONFIG,
+        Algorithm::Sha256.hash(&cfg_data),
+        2,
+    );
+    let manifest = image_manifest(&config_desc, &[]);
+    let real = reg.put_manifest("app", "v1", media_types::OCI_MANIFEST, &manifest);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let err = app.fetch_manifest("v1").await.expect_err("must fail");
+    match &err {
+        Error::ManifestDigestMismatch {
+            reference,
+            expected,
+            actual,
+            ..
+        } => {
+            assert!(reference.ends_with("/app:v1"), "{reference}");
+            assert_eq!(actual, &real);
+            assert_eq!(expected, &Algorithm::Sha256.hash(b"something else"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(real.as_str()) && msg.contains("app:v1"),
+        "{msg}"
+    );
+    // Pinned by digest, the pinned digest wins but the lying header is still reported.
+    assert!(app.fetch_manifest(real.as_str()).await.is_err());
+}
+
+#[tokio::test]
+async fn rate_limit_honours_retry_after() {
+    let reg = FakeRegistry::start(Faults {
+        rate_limit: 2,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let start = Instant::now();
+    assert!(
+        app.blob_exists(&blob_desc(&data), ExistenceCheck::Head)
+            .await
+            .expect("head")
+    );
+    // Two answers of `Retry-After: 1` were waited out (the backoff alone is ~50 ms).
+    assert!(
+        start.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        start.elapsed()
+    );
+    // A Retry-After longer than allowed fails at once with the registry's answer.
+    reg.state().faults.rate_limit = 1;
+    let mut cfg = config(&reg.addr);
+    cfg.retry.max_retry_after = Duration::from_millis(100);
+    let impatient = repo(&reg, cfg, "app");
+    match impatient.fetch_manifest("latest").await {
+        Err(Error::Registry { status, errors, .. }) => {
+            assert_eq!(status, 429);
+            assert!(errors.has_code("TOOMANYREQUESTS"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn storms_of_5xx_are_retried_then_reported() {
+    let reg = FakeRegistry::start(Faults {
+        storm_503: 4,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    assert_eq!(
+        collect(&app, &blob_desc(&data)).await.expect("after storm"),
+        data
+    );
+    reg.state().faults.storm_503 = 100;
+    let mut cfg = config(&reg.addr);
+    cfg.retry = cfg.retry.clone().with_max_retries(3);
+    let app = repo(&reg, cfg, "app");
+    match app
+        .blob_exists(&blob_desc(&data), ExistenceCheck::Head)
+        .await
+    {
+        Err(Error::Registry { status, .. }) => assert_eq!(status, 503),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(reg.state().faults.storm_503, 96, "1 attempt + 3 retries");
+}
+
+#[tokio::test]
+async fn registry_that_claims_a_blob_it_does_not_have() {
+    let data = random(50_000);
+    let desc = blob_desc(&data);
+    let phantom = HashMap::from([(desc.digest.to_string(), data.len())]);
+    let reg = FakeRegistry::start(Faults {
+        phantom_blobs: phantom,
+        ..Faults::default()
+    })
+    .await;
+    // Trusting HEAD: the push "succeeds" without data (the broken result).
+    let trusting = repo(&reg, config(&reg.addr), "app");
+    assert_eq!(
+        trusting
+            .push_blob(&desc, source(&data, 8192))
+            .await
+            .expect("push"),
+        PushOutcome::Skipped
+    );
+    assert!(reg.state().blobs.is_empty());
+    // Pulling it is an error after the bounded resume attempts (no byte ever comes), not a
+    // silent success or a hang.
+    match collect(&trusting, &desc).await {
+        Err(Error::Verify { source, .. }) => {
+            assert!(matches!(
+                source,
+                oci_digest::VerifyError::TooShort { received: 0, .. }
+            ))
+        }
+        Err(Error::Transport { attempts, .. }) => assert_eq!(attempts, 6),
+        other => panic!("{:?}", other.map(|v| v.len())),
+    }
+
+    for check in [ExistenceCheck::RangedGet, ExistenceCheck::Full] {
+        reg.state().blobs.clear();
+        let verifying = repo(&reg, config(&reg.addr).with_existence_check(check), "app");
+        assert!(!verifying.blob_exists(&desc, check).await.expect("exists"));
+        assert_eq!(
+            verifying
+                .push_blob(&desc, source(&data, 8192))
+                .await
+                .expect("push"),
+            PushOutcome::Monolithic,
+            "{check:?}"
+        );
+        assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
+    }
+    // A mount the registry claims (201) but cannot serve is followed by an upload.
+    reg.state().blobs.clear();
+    let verifying = repo(
+        &reg,
+        config(&reg.addr).with_existence_check(ExistenceCheck::RangedGet),
+        "other",
+    );
+    assert_eq!(
+        verifying
+            .push_blob_with_mount(&desc, source(&data, 8192), "app")
+            .await
+            .expect("push"),
+        PushOutcome::Monolithic
+    );
+    assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
+}
+
+#[tokio::test]
+async fn resolve_falls_back_to_get_and_limits_manifest_size() {
+    let reg = FakeRegistry::start(Faults {
+        refuse_manifest_head: true,
+        ..Faults::default()
+    })
+    .await;
+    let config_desc = Descriptor::new(media_types::OCI_CONFIG, Algorithm::Sha256.hash(b"{}"), 2);
+    let manifest = image_manifest(&config_desc, &[]);
+    let d = reg.put_manifest("app", "v1", media_types::OCI_MANIFEST, &manifest);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = app.resolve("v1").await.expect("resolve");
+    assert_eq!(desc.digest, d);
+    assert_eq!(desc.size, manifest.len() as u64);
+    assert_eq!(desc.media_type, media_types::OCI_MANIFEST);
+    assert!(
+        reg.seen()
+            .iter()
+            .any(|s| s.method == "GET" && s.target.ends_with("/manifests/v1"))
+    );
+    match app.resolve("missing").await {
+        Err(e) => assert!(e.is_not_found(), "{e:?}"),
+        Ok(d) => panic!("{d:?}"),
+    }
+
+    // Manifest size limit.
+    let mut cfg = config(&reg.addr);
+    cfg.max_manifest_size = 100;
+    let small = repo(&reg, cfg, "app");
+    match small.fetch_manifest("v1").await {
+        Err(Error::ManifestTooLarge { limit, .. }) => assert_eq!(limit, 100),
+        other => panic!("{other:?}"),
+    }
+    // Invalid tags are refused before any request.
+    assert!(matches!(
+        app.fetch_manifest("-bad").await,
+        Err(Error::InvalidReference { .. })
+    ));
+}
+
+#[tokio::test]
+async fn referrers_api_and_tag_schema_fallback() {
+    let reg = FakeRegistry::start(Faults {
+        no_referrers_api: true,
+        ..Faults::default()
+    })
+    .await;
+    let app = repo(&reg, config(&reg.addr), "app");
+    let subject = Algorithm::Sha256.hash(b"subject");
+    assert!(
+        app.referrers(&subject, None)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let sig = Descriptor::new(media_types::OCI_MANIFEST, Algorithm::Sha256.hash(b"sig"), 3)
+        .with_artifact_type("application/vnd.example.sig");
+    let sbom = Descriptor::new(
+        media_types::OCI_MANIFEST,
+        Algorithm::Sha256.hash(b"sbom"),
+        4,
+    )
+    .with_artifact_type("application/spdx+json");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_INDEX,
+        "manifests": [sig, sbom],
+    }))
+    .expect("json");
+    reg.put_manifest(
+        "app",
+        &Repository::referrers_tag(&subject),
+        media_types::OCI_INDEX,
+        &index,
+    );
+    let all = app.referrers(&subject, None).await.expect("fallback");
+    assert_eq!(all.len(), 2);
+    let sigs = app
+        .referrers(&subject, Some("application/vnd.example.sig"))
+        .await
+        .expect("filtered");
+    assert_eq!(sigs, vec![sig]);
+    // With the API, its answer is used.
+    reg.state().faults.no_referrers_api = false;
+    assert!(app.referrers(&subject, None).await.expect("api").is_empty());
+}
