@@ -477,7 +477,7 @@ impl Manifest {
     }
 
     fn validate_descriptors(&self) -> Result<(), ManifestError> {
-        for (field, d) in self.named_children() {
+        for (i, d) in self.children.iter().enumerate() {
             let reason = if !mt::is_valid(&d.media_type) {
                 Some(format!("mediaType {:?} is not a media type", d.media_type))
             } else if let Some(at) = d.artifact_type.as_deref().filter(|a| !mt::is_valid(a)) {
@@ -490,7 +490,7 @@ impl Manifest {
             if let Some(reason) = reason {
                 return Err(ManifestError::InvalidDescriptor {
                     digest: self.digest.clone(),
-                    field,
+                    field: self.child_name(i),
                     descriptor_digest: d.digest.clone(),
                     reason,
                 });
@@ -501,6 +501,14 @@ impl Manifest {
 
     /// The children with their place in the document (`subject`, `config`, `layers[0]`, ...).
     pub fn named_children(&self) -> impl Iterator<Item = (String, &Descriptor)> {
+        self.children
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (self.child_name(i), d))
+    }
+
+    /// The place of child `i` in the document.
+    fn child_name(&self, i: usize) -> String {
         let s = usize::from(self.has_subject);
         let c = usize::from(self.has_config);
         let list = if self.is_index() {
@@ -508,16 +516,13 @@ impl Manifest {
         } else {
             "layers"
         };
-        self.children.iter().enumerate().map(move |(i, d)| {
-            let name = if i < s {
-                "subject".to_owned()
-            } else if i < s + c {
-                "config".to_owned()
-            } else {
-                format!("{list}[{}]", i - s - c)
-            };
-            (name, d)
-        })
+        if i < s {
+            "subject".to_owned()
+        } else if i < s + c {
+            "config".to_owned()
+        } else {
+            format!("{list}[{}]", i - s - c)
+        }
     }
 
     /// The exact bytes, as received or built.
