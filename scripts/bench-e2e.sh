@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# End-to-end transfer benchmark against one local docker-registry on loopback (issue 7).
+#
+# Images: "big" = 1 GiB in four incompressible 256 MiB layers; "small50" = 50 layers of ~64 KiB.
+# Measured in alternating runs (RUNS each, default 5), medians and min-max, peak RSS:
+#   pull  registry -> OCI layout : our copy example, skopeo copy, an oci-client program
+#   push  OCI layout -> registry (a new repository every run) : our copy example, skopeo copy
+#   limits: openssl speed sha256, curl of one blob to /dev/null, disk write (dd + fdatasync)
+# Needs: docker-registry skopeo jq curl openssl time (Debian packages), cargo.
+# Usage: scripts/bench-e2e.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+runs=${1:-5}
+for t in docker-registry skopeo jq curl openssl /usr/bin/time; do
+  command -v "$t" >/dev/null || { echo "missing $t: apt-get install docker-registry skopeo jq curl openssl time" >&2; exit 1; }
+done
+
+echo "building (release)..." >&2
+cargo build -q --release --example copy
+ours=$root/target/release/examples/copy
+(cd benches/e2e/oci-client-pull && CARGO_TARGET_DIR=$root/target/e2e cargo build -q --release)
+occ=$root/target/e2e/release/oci-client-pull
+
+work=$(mktemp -d /var/tmp/oci-rs-bench.XXXXXX)
+reg_pid=""
+cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# --- registry on a free loopback port -------------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 35123)
+cat > "$work/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port, secret: bench}
+YML
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+reg_pid=$!
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+reg=127.0.0.1:$port
+
+# --- images as OCI layouts, pushed once with skopeo ------------------------------------------
+# make_layout DIR TAG LAYERS BYTES_PER_LAYER: random (incompressible) layer blobs.
+make_layout() {
+  local dir=$1 tag=$2 n=$3 size=$4 layers="" diffs="" i d
+  mkdir -p "$dir/blobs/sha256"
+  echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"
+  for i in $(seq "$n"); do
+    head -c "$size" /dev/urandom > "$dir/tmp"
+    d=$(sha256sum "$dir/tmp" | cut -d' ' -f1); mv "$dir/tmp" "$dir/blobs/sha256/$d"
+    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"sha256:$d\",\"size\":$size}"
+    diffs+="${diffs:+,}\"sha256:$d\""
+  done
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}' "$diffs" > "$dir/tmp"
+  local cd cs; cd=$(sha256sum "$dir/tmp" | cut -d' ' -f1); cs=$(stat -c %s "$dir/tmp"); mv "$dir/tmp" "$dir/blobs/sha256/$cd"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' "$cd" "$cs" "$layers" > "$dir/tmp"
+  local md ms; md=$(sha256sum "$dir/tmp" | cut -d' ' -f1); ms=$(stat -c %s "$dir/tmp"); mv "$dir/tmp" "$dir/blobs/sha256/$md"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' "$md" "$ms" "$tag" > "$dir/index.json"
+}
+echo "generating images..." >&2
+make_layout "$work/big" latest 4 $((256 << 20))
+make_layout "$work/small50" latest 50 $((64 << 10))
+clear_skopeo_cache() { rm -f ~/.local/share/containers/cache/blob-info-cache-v1.boltdb /var/lib/containers/cache/blob-info-cache-v1.boltdb; }
+for img in big small50; do
+  clear_skopeo_cache
+  skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/$img:latest" "docker://$reg/$img:latest"
+done
+big_bytes=$((4 * (256 << 20))); small_bytes=$((50 * (64 << 10)))
+
+# --- measurement helpers ----------------------------------------------------------------------
+# measure NAME CMD...: runs CMD under /usr/bin/time, appends "seconds rss_kib" to $work/NAME.
+measure() {
+  local name=$1; shift
+  sync   # start each run with no dirty pages of the previous one; sources stay in the page cache
+  /usr/bin/time -f "%e %M" -o "$work/time.out" "$@" > "$work/cmd.out" 2>&1 || { echo "FAILED: $*" >&2; cat "$work/cmd.out" >&2; exit 1; }
+  cat "$work/time.out" >> "$work/$name"
+}
+stats() { # file -> "median min max rss_max"
+  sort -n "$1" | awk '{t[NR]=$1; if ($2>r) r=$2} END {printf "%.3f %.3f %.3f %d", t[int((NR+1)/2)], t[1], t[NR], r}'
+}
+mbps() { echo "scale=0; $1 / $2 / 1000000" | bc -l; }
+
+for i in $(seq "$runs"); do
+  echo "run $i/$runs" >&2
+  for img in big small50; do
+    rm -rf "$work/out"; measure "pull-ours-$img" "$ours" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
+    rm -rf "$work/out"; clear_skopeo_cache
+    measure "pull-skopeo-$img" skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$reg/$img:latest" "oci:$work/out:latest"
+    rm -rf "$work/out"; measure "pull-occ-$img" "$occ" "$reg/$img:latest" "$work/out"
+    measure "push-ours-$img" "$ours" --plain-http "oci:$work/$img:latest" "docker://$reg/ours-$img-$i:latest"
+    clear_skopeo_cache
+    measure "push-skopeo-$img" skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/$img:latest" "docker://$reg/skopeo-$img-$i:latest"
+  done
+done
+rm -rf "$work/out"
+
+# --- limits ---------------------------------------------------------------------------------
+sha=$(openssl speed -bytes 1048576 -seconds 3 sha256 2>/dev/null | awk '/^sha256/ {v=$NF; sub(/k$/,"",v); printf "%d", v*1000/1000000}')
+blob=$(jq -r '.layers[0].digest' "$work/big/blobs/sha256/$(jq -r '.manifests[0].digest' "$work/big/index.json" | cut -d: -f2)")
+curl_s=$(curl -s -o /dev/null -w '%{time_total}' "http://$reg/v2/big/blobs/$blob")
+curl_mbps=$(mbps $((256 << 20)) "$curl_s")
+disk_s=$( { /usr/bin/time -f "%e" dd if=/dev/zero of="$work/dd" bs=1M count=1024 conv=fdatasync status=none; } 2>&1 | tail -1 ); rm -f "$work/dd"
+disk_mbps=$(mbps $((1 << 30)) "$disk_s")
+limit=$(printf '%s\n' "$sha" "$curl_mbps" "$disk_mbps" | sort -n | head -1)
+
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem/ {print $2}') GiB; $runs alternating runs each"
+echo "limits: sha256 ${sha} MB/s (openssl speed, 1 MiB blocks), loopback HTTP ${curl_mbps} MB/s (curl one 256 MiB blob), disk write ${disk_mbps} MB/s (dd 1 GiB + fdatasync) => min ${limit} MB/s"
+echo
+echo "| transfer | tool | median s (min-max) | MB/s | peak RSS MiB | our speed-up (tool time / our time) |"
+echo "|---|---|---|---|---|---|"
+for dir in pull push; do
+  for img in big small50; do
+    bytes=$big_bytes; [ "$img" = small50 ] && bytes=$small_bytes
+    read -r om omin omax orss <<<"$(stats "$work/$dir-ours-$img")"
+    tools="skopeo"; [ "$dir" = pull ] && tools="skopeo occ"
+    echo "| $dir $img | oci-rs copy | $om ($omin-$omax) | $(mbps "$bytes" "$om") | $((orss / 1024)) | 1 |"
+    for t in $tools; do
+      read -r m mn mx rss <<<"$(stats "$work/$dir-$t-$img")"
+      name=$t; [ "$t" = occ ] && name="oci-client 0.18"
+      echo "| $dir $img | $name | $m ($mn-$mx) | $(mbps "$bytes" "$m") | $((rss / 1024)) | $(echo "scale=2; $m / $om" | bc -l) |"
+    done
+  done
+done
+echo
+echo "pull big vs limit: $(echo "scale=2; $(mbps "$big_bytes" "$(stats "$work/pull-ours-big" | cut -d' ' -f1)") / $limit" | bc -l) of min(sha256, loopback, disk)"
