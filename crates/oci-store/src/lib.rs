@@ -53,6 +53,7 @@ mod lease;
 mod memory;
 mod traits;
 mod util;
+mod walk;
 
 pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
@@ -66,5 +67,7 @@ pub use crate::traits::{
     ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
 };
 pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_tag};
+pub use crate::walk::walk;
 pub use oci_digest::{Algorithm, Digest};
+pub use oci_manifest::DEFAULT_MAX_INDEX_DEPTH;
 pub use oci_manifest::{Descriptor, Manifest};

@@ -78,6 +78,21 @@ pub(crate) fn try_lock(path: &Path, shared: bool) -> Result<Option<File>> {
     }
 }
 
+/// Whether someone holds a lock on `path` (which is not created when missing: then nobody
+/// does).
+pub(crate) fn lock_held(path: &Path) -> Result<bool> {
+    let f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::io("open lock file", path, e)),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(StoreError::io("lock", path, e)),
+    }
+}
+
 /// Fsyncs a directory (so a rename or unlink in it is durable).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

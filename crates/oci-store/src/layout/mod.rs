@@ -33,7 +33,7 @@ use crate::traits::{
 use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
 
 use self::fsutil::{
-    LockGuard, atomic_write, blocking, ioe, list_dir, lock_store, mkdirs, read_opt,
+    LockGuard, atomic_write, blocking, ioe, list_dir, lock_held, lock_store, mkdirs, read_opt,
     remove_dir_if_exists, remove_if_exists, sync_dir, try_lock,
 };
 use self::index::{IndexFile, check_marker};
@@ -384,10 +384,29 @@ impl LayoutStore {
         Ok(out)
     }
 
-    /// Makes the verified, fsynced file `data` visible as `digest` (or reports it was there),
-    /// pinned by the view's lease, under the shared store lock.
-    fn commit_file(&self, data: &Path, digest: &Digest) -> Result<PushOutcome> {
+    /// Removes an ingest directory under the shared store lock (a collection inspects ingest
+    /// directories under the exclusive lock, so they never change under it).
+    pub(crate) fn remove_ingest(&self, dir: &Path) -> Result<()> {
         let _g = self.lock(false)?;
+        remove_dir_if_exists(dir)
+    }
+
+    /// Makes the verified, fsynced file `data` visible as `digest` (or reports it was there),
+    /// pinned by the view's lease, and removes the ingest directory, all under the shared store
+    /// lock. On error the ingest is removed too.
+    pub(crate) fn commit_file(
+        &self,
+        data: &Path,
+        digest: &Digest,
+        ingest: &Path,
+    ) -> Result<PushOutcome> {
+        let _g = self.lock(false)?;
+        let res = self.commit_locked(data, digest);
+        remove_dir_if_exists(ingest)?;
+        res
+    }
+
+    fn commit_locked(&self, data: &Path, digest: &Digest) -> Result<PushOutcome> {
         if let Some(lease) = &self.lease {
             self.check_lease(lease)?;
         }
@@ -492,7 +511,7 @@ impl LayoutStore {
         for (dir, status) in self.list_ingests()? {
             if let Some(opts) = gc {
                 // A writer holds the ingest's lock while it is open.
-                let active = try_lock(&dir.join("lock"), true)?.is_none();
+                let active = lock_held(&dir.join("lock"))?;
                 let updated = status.as_ref().map(|s| s.updated_at).unwrap_or_else(|| {
                     fs::metadata(&dir)
                         .and_then(|m| m.modified())
@@ -865,6 +884,7 @@ impl WriteStore for LayoutStore {
         validate_ingest_key(key)?;
         let dir = self.ingest_dir(key);
         let key = key.to_owned();
+        let s = self.clone();
         blocking(move || {
             if !dir.is_dir() {
                 return Err(StoreError::IngestNotFound { key });
@@ -872,7 +892,7 @@ impl WriteStore for LayoutStore {
             let Some(_held) = try_lock(&dir.join("lock"), false)? else {
                 return Err(StoreError::IngestBusy { key });
             };
-            remove_dir_if_exists(&dir)
+            s.remove_ingest(&dir)
         })
         .await
     }

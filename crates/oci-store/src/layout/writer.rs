@@ -10,7 +10,7 @@ use oci_digest::{Verifier, VerifyError};
 use oci_manifest::Descriptor;
 
 use super::LayoutStore;
-use super::fsutil::{blocking, ioe, remove_dir_if_exists};
+use super::fsutil::{blocking, ioe};
 use crate::error::{Result, StoreError};
 use crate::traits::{BlobWriter, PushOutcome};
 
@@ -174,10 +174,14 @@ impl BlobWriter for LayoutWriter {
                 .map_err(ioe("fsync", &data))
                 .and_then(|()| verifier.finish().map_err(StoreError::Verify));
             drop(file);
-            let res = checked.and_then(|_| store.commit_file(&data, &digest));
             // Verified and renamed, or failed: either way the ingest is over.
-            remove_dir_if_exists(&dir)?;
-            res
+            match checked {
+                Ok(_) => store.commit_file(&data, &digest, &dir),
+                Err(e) => {
+                    store.remove_ingest(&dir)?;
+                    Err(e)
+                }
+            }
         })
         .await;
         drop(self);
@@ -188,7 +192,8 @@ impl BlobWriter for LayoutWriter {
         self.done = true;
         self.io = None;
         let dir = self.dir.clone();
-        let res = blocking(move || remove_dir_if_exists(&dir)).await;
+        let store = self.store.clone();
+        let res = blocking(move || store.remove_ingest(&dir)).await;
         drop(self);
         res
     }
