@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use crate::descriptor::Descriptor;
 use crate::error::ManifestError;
 use crate::media_types::{self as mt, essence};
-use crate::strict::{self, StrictError};
+use crate::strict;
 
 /// The default limit on a manifest's size: 4 MiB, as registries enforce.
 pub const DEFAULT_MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -320,21 +320,29 @@ impl Manifest {
         digest: Digest,
         content_type: Option<&str>,
     ) -> Result<Manifest, ManifestError> {
-        match strict::check(&raw) {
-            Ok(()) => {}
-            Err(StrictError::Duplicate(d)) => {
-                return Err(ManifestError::DuplicateKey {
-                    digest,
-                    key: d.key,
-                    path: d.path,
-                });
-            }
-            Err(StrictError::Json(source)) => return Err(ManifestError::Json { digest, source }),
-        }
+        // Typed parse first (it validates the JSON), then the duplicate-key scan, which is
+        // exact on valid JSON. serde rejects a repeated known field itself: name it the same way.
         let wire: Wire = match serde_json::from_slice(&raw) {
             Ok(w) => w,
-            Err(source) => return Err(ManifestError::Json { digest, source }),
+            Err(source) => {
+                let valid_json = serde_json::from_slice::<IgnoredAny>(&raw).is_ok();
+                if let Some(d) = strict::find_duplicate(&raw).filter(|_| valid_json) {
+                    return Err(ManifestError::DuplicateKey {
+                        digest,
+                        key: d.key,
+                        path: d.path,
+                    });
+                }
+                return Err(ManifestError::Json { digest, source });
+            }
         };
+        if let Some(d) = strict::find_duplicate(&raw) {
+            return Err(ManifestError::DuplicateKey {
+                digest,
+                key: d.key,
+                path: d.path,
+            });
+        }
         let ct = content_type.map(essence).filter(|c| !c.is_empty());
 
         // Docker schema 1, by any sign.
