@@ -222,6 +222,7 @@ impl Client {
             registry: registry.to_owned(),
             name: name.to_owned(),
             base,
+            ingests: Default::default(),
         })
     }
 

@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod reference;
 mod repository;
+mod store;
 
 pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;

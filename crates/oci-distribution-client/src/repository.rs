@@ -79,6 +79,7 @@ pub struct Repository {
     pub(crate) registry: String,
     pub(crate) name: String,
     pub(crate) base: Url,
+    pub(crate) ingests: std::sync::Arc<crate::store::Ingests>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -308,7 +309,12 @@ impl Repository {
             .send(Req::new(Method::HEAD, url), &self.pull_scope())
             .await?;
         match resp.status() {
-            StatusCode::OK => Ok(Some(resp.content_length().unwrap_or(0))),
+            // The header, not the (empty) HEAD body's length.
+            StatusCode::OK => Ok(Some(
+                header_str(resp.headers(), "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(status_error(resp, &Method::HEAD).await),
         }
@@ -632,6 +638,25 @@ impl Repository {
         self.upload(desc, data, None).await
     }
 
+    /// Tries a cross-repository mount only: `Ok(true)` when the blob is now here (verified by
+    /// the configured existence check when that is not `Head`), `Ok(false)` when the registry
+    /// wants an upload instead (the upload session it opened is cancelled).
+    ///
+    /// # Errors
+    /// Registry and transport errors.
+    pub async fn try_mount(&self, desc: &Descriptor, from: &str) -> Result<bool, Error> {
+        match self.mount(desc, from).await? {
+            MountResult::Mounted => {
+                let check = self.client.inner.config.existence_check;
+                Ok(check == ExistenceCheck::Head || self.blob_exists(desc, check).await?)
+            }
+            MountResult::Upload(loc) => {
+                self.cancel_upload(&loc).await;
+                Ok(false)
+            }
+        }
+    }
+
     async fn mount(&self, desc: &Descriptor, from: &str) -> Result<MountResult, Error> {
         if !crate::reference::valid_repository(from) {
             return Err(Error::InvalidReference {
@@ -660,7 +685,7 @@ impl Repository {
         }
     }
 
-    async fn start_upload(&self) -> Result<(Url, Option<u64>), Error> {
+    pub(crate) async fn start_upload(&self) -> Result<(Url, Option<u64>), Error> {
         let url = self.url("blobs/uploads/")?;
         let resp = self
             .send(Req::new(Method::POST, url.clone()), &self.push_scope())
@@ -758,12 +783,20 @@ impl Repository {
 
     /// Sends one chunk at `offset`; on failure asks the registry how much it has and sends the
     /// rest of the chunk from there. Returns the next upload location and the resumptions.
-    async fn send_chunk(&self, loc: &Url, offset: u64, chunk: Bytes) -> Result<(Url, u32), Error> {
+    pub(crate) async fn send_chunk(
+        &self,
+        loc: &Url,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<(Url, u32), Error> {
         let mut loc = loc.clone();
         let mut sent_from = offset;
         let end = offset + chunk.len() as u64;
         let mut failures: u32 = 0;
         let mut resumed = 0;
+        // distribution reports both "nothing received" and "one byte received" as `Range: 0-0`;
+        // at the start of an upload try 0 first, then 1 if the registry refuses.
+        let mut tried_ambiguous_zero = false;
         loop {
             let part = chunk.slice((sent_from - offset) as usize..);
             let req = Req::new(Method::PATCH, loc.clone())
@@ -815,7 +848,14 @@ impl Repository {
             tokio::time::sleep(self.client.inner.config.retry.backoff(failures)).await;
             let (status_loc, have) = self.upload_status(&loc).await?;
             loc = status_loc;
-            let next_from = have.map_or(0, |h| h + 1);
+            let next_from = match have {
+                Some(0) if offset == 0 && !tried_ambiguous_zero => {
+                    tried_ambiguous_zero = true;
+                    0
+                }
+                Some(h) => h + 1,
+                None => 0,
+            };
             if next_from < offset || next_from > end {
                 return Err(Error::Protocol {
                     method: "GET".into(),
@@ -835,7 +875,7 @@ impl Repository {
     }
 
     /// `GET` on an upload: where it is and the last byte received.
-    async fn upload_status(&self, loc: &Url) -> Result<(Url, Option<u64>), Error> {
+    pub(crate) async fn upload_status(&self, loc: &Url) -> Result<(Url, Option<u64>), Error> {
         let resp = self
             .send(Req::new(Method::GET, loc.clone()), &self.push_scope())
             .await?;
@@ -844,7 +884,7 @@ impl Repository {
         Ok((next, range_end(resp.headers())))
     }
 
-    async fn finish_upload(
+    pub(crate) async fn finish_upload(
         &self,
         desc: &Descriptor,
         loc: &Url,
@@ -875,7 +915,7 @@ impl Repository {
         Ok(())
     }
 
-    async fn cancel_upload(&self, loc: &Url) {
+    pub(crate) async fn cancel_upload(&self, loc: &Url) {
         let req = Req::new(Method::DELETE, loc.clone()).no_retry();
         if let Err(e) = self.send(req, &self.push_scope()).await {
             debug!(error = %e, "cancelling upload failed");

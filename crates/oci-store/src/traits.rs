@@ -66,6 +66,26 @@ pub struct IngestStatus {
     pub updated_at: SystemTime,
 }
 
+impl IngestStatus {
+    /// An ingest state (for store implementations outside this crate, such as a registry whose
+    /// upload sessions are its ingests).
+    pub fn new(
+        key: impl Into<String>,
+        expected: Descriptor,
+        offset: u64,
+        started_at: SystemTime,
+        updated_at: SystemTime,
+    ) -> IngestStatus {
+        IngestStatus {
+            key: key.into(),
+            expected,
+            offset,
+            started_at,
+            updated_at,
+        }
+    }
+}
+
 /// Where a store's content lives when it is one repository of a registry: the registry
 /// (`host[:port]`) and the repository name. Two stores with the same registry and different
 /// repositories can share blobs by a cross-repository mount ([`WriteStore::mount`]) instead of a

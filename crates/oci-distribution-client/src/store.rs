@@ -1,0 +1,692 @@
+//! A registry repository as an `oci-store` store, so `copy()` works between memory, layout and
+//! registry. The media type of a descriptor decides between the manifest and blob endpoints.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci_digest::{Digest, Verifier};
+use oci_manifest::{Descriptor, media_types};
+use oci_store::{
+    BlobStream, BlobWriter, IngestStatus, Location, PushOutcome as StorePushOutcome, ReadStore,
+    StoreError, TagStore, WriteStore,
+};
+use reqwest::{Method, StatusCode, Url};
+
+use crate::client::{Req, expect, status_error};
+use crate::config::ExistenceCheck;
+use crate::repository::{BlobSource, PushOutcome};
+use crate::{Error, Repository};
+
+/// Upload sessions kept as resumable ingests, by ingest key.
+#[derive(Default)]
+pub(crate) struct Ingests {
+    map: Mutex<HashMap<String, IngestState>>,
+}
+
+struct IngestState {
+    desc: Descriptor,
+    location: Url,
+    verifier: Verifier,
+    busy: bool,
+    started_at: SystemTime,
+    updated_at: SystemTime,
+}
+
+impl Ingests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, IngestState>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn is_manifest(desc: &Descriptor) -> bool {
+    media_types::is_manifest(&desc.media_type)
+}
+
+impl Repository {
+    fn store_name(&self) -> String {
+        format!("{}/{}", self.registry, self.name)
+    }
+
+    /// Maps a client error to a store error for content `digest`.
+    fn store_err(&self, e: Error, what: &str, digest: &Digest) -> StoreError {
+        match e {
+            e if e.is_not_found() => StoreError::NotFound {
+                digest: digest.clone(),
+            },
+            Error::Verify { source, .. } => StoreError::Verify(source),
+            Error::RegistryLies { digest, detail, .. } => StoreError::ClaimsUnserved {
+                store: self.store_name(),
+                digest,
+                detail,
+            },
+            Error::Source { source, .. } => StoreError::Source {
+                digest: digest.clone(),
+                source,
+            },
+            other => {
+                StoreError::backend(format!("{what} {digest} in {}", self.store_name()), other)
+            }
+        }
+    }
+
+    /// Streams bytes `[range.start, range.end)` of a blob (unverified), resuming within the
+    /// range after a dropped connection.
+    ///
+    /// # Errors
+    /// Opening errors at once; later transport errors as stream items.
+    pub async fn fetch_blob_range(
+        &self,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<crate::ByteStream, Error> {
+        struct St {
+            repo: Repository,
+            url: Url,
+            next: u64,
+            end: u64,
+            body: Option<reqwest::Response>,
+            failures: u32,
+        }
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let mut st = St {
+            repo: self.clone(),
+            url,
+            next: range.start,
+            end: range.end,
+            body: None,
+            failures: 0,
+        };
+        async fn open(st: &mut St) -> Result<(), Error> {
+            let req = Req::new(Method::GET, st.url.clone()).header(
+                reqwest::header::RANGE,
+                &format!("bytes={}-{}", st.next, st.end - 1),
+            );
+            let resp = st
+                .repo
+                .send(req, &[crate::auth::repo_scope(&st.repo.name, "pull")])
+                .await?;
+            let resp = expect(resp, &Method::GET, &[StatusCode::PARTIAL_CONTENT]).await?;
+            st.body = Some(resp);
+            Ok(())
+        }
+        if st.next < st.end {
+            open(&mut st).await?;
+        }
+        Ok(Box::pin(futures_util::stream::unfold(
+            st,
+            |mut st| async move {
+                loop {
+                    if st.next >= st.end {
+                        return None;
+                    }
+                    if st.body.is_none()
+                        && let Err(e) = open(&mut st).await
+                    {
+                        st.end = st.next;
+                        return Some((Err(e), st));
+                    }
+                    let body = st.body.as_mut()?;
+                    let failure = match body.chunk().await {
+                        Ok(Some(mut c)) => {
+                            let room = (st.end - st.next) as usize;
+                            c.truncate(room);
+                            st.next += c.len() as u64;
+                            st.failures = 0;
+                            return Some((Ok(c), st));
+                        }
+                        Ok(None) => Error::Protocol {
+                            method: "GET".into(),
+                            url: crate::client::strip_query(&st.url),
+                            what: format!("range ended early at byte {}", st.next),
+                        },
+                        Err(source) => Error::Transport {
+                            method: "GET".into(),
+                            url: crate::client::strip_query(&st.url),
+                            attempts: st.failures + 1,
+                            source,
+                        },
+                    };
+                    st.body = None;
+                    st.failures += 1;
+                    if st.failures > st.repo.client.inner.config.resume_attempts {
+                        st.end = st.next;
+                        return Some((Err(failure), st));
+                    }
+                    tokio::time::sleep(st.repo.client.inner.config.retry.backoff(st.failures))
+                        .await;
+                }
+            },
+        )))
+    }
+
+    async fn manifest_stat(&self, digest: &Digest) -> Result<Option<u64>, Error> {
+        match self.resolve(digest.as_str()).await {
+            Ok(d) => {
+                if self.client.inner.config.existence_check != ExistenceCheck::Head {
+                    // Do not trust HEAD: read it back.
+                    return match self.fetch_manifest(digest.as_str()).await {
+                        Ok(m) => Ok(Some(m.bytes.len() as u64)),
+                        Err(e) if e.is_not_found() => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                }
+                Ok(Some(d.size))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn blob_stat(&self, digest: &Digest) -> Result<Option<u64>, Error> {
+        let Some(size) = self.blob_exists_head(digest).await? else {
+            return Ok(None);
+        };
+        let check = self.client.inner.config.existence_check;
+        if check == ExistenceCheck::Head {
+            return Ok(Some(size));
+        }
+        // The descriptor's media type does not matter for the check.
+        let desc = Descriptor::new("application/octet-stream", digest.clone(), size);
+        Ok(self.blob_exists(&desc, check).await?.then_some(size))
+    }
+
+    async fn push_manifest_bytes(
+        &self,
+        desc: &Descriptor,
+        data: BlobSource,
+        forced: bool,
+    ) -> Result<StorePushOutcome, StoreError> {
+        let limit = self.client.inner.config.max_manifest_size;
+        if desc.size > limit {
+            return Err(StoreError::ManifestTooLarge {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit,
+            });
+        }
+        if !forced
+            && self
+                .manifest_stat(&desc.digest)
+                .await
+                .map_err(|e| self.store_err(e, "stat", &desc.digest))?
+                .is_some()
+        {
+            return Ok(StorePushOutcome::AlreadyExists);
+        }
+        let mut v = oci_digest::VerifyingStream::new(data, desc.digest.clone(), desc.size);
+        let mut buf = BytesMut::with_capacity(desc.size as usize);
+        while let Some(c) = v.next().await {
+            match c {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(e) => {
+                    return Err(match oci_digest::VerifyError::from_io(&e) {
+                        Some(ve) => StoreError::Verify(ve.clone()),
+                        None => StoreError::Source {
+                            digest: desc.digest.clone(),
+                            source: e,
+                        },
+                    });
+                }
+            }
+        }
+        let bytes = buf.freeze();
+        if forced {
+            // Repair: upload the bytes as a blob, then PUT the manifest and read it back.
+            let src: BlobSource = Box::pin(futures_util::stream::iter([Ok(bytes.clone())]));
+            self.upload_blob(desc, src)
+                .await
+                .map_err(|e| self.store_err(e, "upload manifest bytes of", &desc.digest))?;
+        }
+        self.push_manifest(desc.digest.as_str(), &desc.media_type, bytes)
+            .await
+            .map_err(|e| self.store_err(e, "push manifest", &desc.digest))?;
+        Ok(StorePushOutcome::Written)
+    }
+}
+
+#[async_trait]
+impl ReadStore for Repository {
+    async fn stat(&self, digest: &Digest) -> oci_store::Result<Option<u64>> {
+        // Manifests are not blobs in every registry (distribution keeps them apart): ask the
+        // blob endpoint first, then the manifest endpoint.
+        match self
+            .blob_stat(digest)
+            .await
+            .map_err(|e| self.store_err(e, "stat", digest))?
+        {
+            Some(s) => Ok(Some(s)),
+            None => self
+                .manifest_stat(digest)
+                .await
+                .map_err(|e| self.store_err(e, "stat", digest)),
+        }
+    }
+
+    async fn fetch(&self, desc: &Descriptor) -> oci_store::Result<BlobStream> {
+        if is_manifest(desc) {
+            let m = self
+                .fetch_manifest(desc.digest.as_str())
+                .await
+                .map_err(|e| self.store_err(e, "fetch manifest", &desc.digest))?;
+            if m.bytes.len() as u64 != desc.size {
+                return Err(StoreError::SizeMismatch {
+                    digest: desc.digest.clone(),
+                    expected: desc.size,
+                    actual: m.bytes.len() as u64,
+                });
+            }
+            return Ok(oci_store::bytes_stream(m.bytes));
+        }
+        let s = self
+            .fetch_blob(desc)
+            .await
+            .map_err(|e| self.store_err(e, "fetch blob", &desc.digest))?;
+        Ok(Box::pin(s.map(|r| r.map_err(Error::into_io))))
+    }
+
+    async fn fetch_range(
+        &self,
+        desc: &Descriptor,
+        range: Range<u64>,
+    ) -> oci_store::Result<BlobStream> {
+        let end = range.end.min(desc.size);
+        let start = range.start.min(end);
+        if is_manifest(desc) {
+            let m = self
+                .fetch_manifest(desc.digest.as_str())
+                .await
+                .map_err(|e| self.store_err(e, "fetch manifest", &desc.digest))?;
+            let end = end.min(m.bytes.len() as u64);
+            let start = start.min(end);
+            return Ok(oci_store::bytes_stream(
+                m.bytes.slice(start as usize..end as usize),
+            ));
+        }
+        if start == end {
+            return Ok(oci_store::bytes_stream(Bytes::new()));
+        }
+        let s = self
+            .fetch_blob_range(&desc.digest, start..end)
+            .await
+            .map_err(|e| self.store_err(e, "fetch range of", &desc.digest))?;
+        Ok(Box::pin(s.map(|r| r.map_err(Error::into_io))))
+    }
+
+    fn location(&self) -> Option<Location> {
+        Some(Location::new(self.registry.clone(), self.name.clone()))
+    }
+
+    async fn referrers(&self, subject: &Descriptor) -> oci_store::Result<Option<Vec<Descriptor>>> {
+        Repository::referrers(self, &subject.digest, None)
+            .await
+            .map(Some)
+            .map_err(|e| self.store_err(e, "referrers of", &subject.digest))
+    }
+}
+
+#[async_trait]
+impl WriteStore for Repository {
+    async fn push(
+        &self,
+        desc: &Descriptor,
+        data: BlobStream,
+    ) -> oci_store::Result<StorePushOutcome> {
+        if is_manifest(desc) {
+            return self.push_manifest_bytes(desc, data, false).await;
+        }
+        match self.push_blob(desc, data).await {
+            Ok(PushOutcome::Skipped) => Ok(StorePushOutcome::AlreadyExists),
+            Ok(_) => Ok(StorePushOutcome::Written),
+            Err(e) => Err(self.store_err(e, "push blob", &desc.digest)),
+        }
+    }
+
+    async fn writer(&self, key: &str, desc: &Descriptor) -> oci_store::Result<Box<dyn BlobWriter>> {
+        let chunk_len = self.client.inner.config.chunk_size as usize;
+        let resumed = {
+            let mut map = self.ingests.lock();
+            match map.get_mut(key) {
+                Some(st) if st.desc.digest != desc.digest => {
+                    return Err(StoreError::IngestMismatch {
+                        key: key.to_owned(),
+                        existing: st.desc.digest.clone(),
+                        requested: desc.digest.clone(),
+                    });
+                }
+                Some(st) if st.busy => {
+                    return Err(StoreError::IngestBusy {
+                        key: key.to_owned(),
+                    });
+                }
+                Some(st) => {
+                    st.busy = true;
+                    Some((st.location.clone(), st.verifier.clone()))
+                }
+                None => None,
+            }
+        };
+        let (location, verifier) = match resumed {
+            Some((loc, verifier)) => {
+                // The registry must have exactly what we hashed; else start again.
+                match self.upload_status(&loc).await {
+                    Ok((loc, have)) if have.map_or(0, |h| h + 1) == verifier.received() => {
+                        (loc, verifier)
+                    }
+                    _ => {
+                        let (loc, _) = self
+                            .start_upload()
+                            .await
+                            .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
+                        (loc, Verifier::new(desc.digest.clone(), desc.size))
+                    }
+                }
+            }
+            None => {
+                let (loc, _) = self
+                    .start_upload()
+                    .await
+                    .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
+                let now = SystemTime::now();
+                self.ingests.lock().insert(
+                    key.to_owned(),
+                    IngestState {
+                        desc: desc.clone(),
+                        location: loc.clone(),
+                        verifier: Verifier::new(desc.digest.clone(), desc.size),
+                        busy: true,
+                        started_at: now,
+                        updated_at: now,
+                    },
+                );
+                (loc, Verifier::new(desc.digest.clone(), desc.size))
+            }
+        };
+        Ok(Box::new(RegistryWriter {
+            repo: self.clone(),
+            key: key.to_owned(),
+            desc: desc.clone(),
+            location,
+            verifier,
+            buf: BytesMut::new(),
+            chunk_len,
+        }))
+    }
+
+    async fn ingest_status(&self, key: &str) -> oci_store::Result<Option<IngestStatus>> {
+        Ok(self.ingests.lock().get(key).map(|s| {
+            IngestStatus::new(
+                key,
+                s.desc.clone(),
+                s.verifier.received(),
+                s.started_at,
+                s.updated_at,
+            )
+        }))
+    }
+
+    async fn ingests(&self) -> oci_store::Result<Vec<IngestStatus>> {
+        let mut v: Vec<IngestStatus> = self
+            .ingests
+            .lock()
+            .iter()
+            .map(|(k, s)| {
+                IngestStatus::new(
+                    k.clone(),
+                    s.desc.clone(),
+                    s.verifier.received(),
+                    s.started_at,
+                    s.updated_at,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    }
+
+    async fn abort_ingest(&self, key: &str) -> oci_store::Result<()> {
+        let st = {
+            let mut map = self.ingests.lock();
+            match map.get(key) {
+                None => {
+                    return Err(StoreError::IngestNotFound {
+                        key: key.to_owned(),
+                    });
+                }
+                Some(s) if s.busy => {
+                    return Err(StoreError::IngestBusy {
+                        key: key.to_owned(),
+                    });
+                }
+                Some(_) => map.remove(key),
+            }
+        };
+        if let Some(st) = st {
+            self.cancel_upload(&st.location).await;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, digest: &Digest) -> oci_store::Result<()> {
+        match self.delete_manifest(digest).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(self.store_err(e, "delete", digest)),
+        }
+        self.delete_blob(digest)
+            .await
+            .map_err(|e| self.store_err(e, "delete", digest))
+    }
+
+    async fn mount(&self, desc: &Descriptor, from: &Location) -> oci_store::Result<bool> {
+        if from.registry != self.registry || from.repository == self.name || is_manifest(desc) {
+            return Ok(false);
+        }
+        self.try_mount(desc, &from.repository)
+            .await
+            .map_err(|e| self.store_err(e, "mount", &desc.digest))
+    }
+
+    async fn push_forced(
+        &self,
+        desc: &Descriptor,
+        data: BlobStream,
+    ) -> oci_store::Result<StorePushOutcome> {
+        if is_manifest(desc) {
+            return self.push_manifest_bytes(desc, data, true).await;
+        }
+        self.upload_blob(desc, data)
+            .await
+            .map(|_| StorePushOutcome::Written)
+            .map_err(|e| self.store_err(e, "upload blob", &desc.digest))
+    }
+}
+
+#[async_trait]
+impl TagStore for Repository {
+    async fn resolve(&self, tag: &str) -> oci_store::Result<Descriptor> {
+        match Repository::resolve(self, tag).await {
+            Ok(d) => Ok(d),
+            Err(e) if e.is_not_found() => Err(StoreError::TagNotFound {
+                tag: tag.to_owned(),
+            }),
+            Err(Error::InvalidReference { .. }) => Err(StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            }),
+            Err(e) => Err(StoreError::backend(
+                format!("resolve {}:{tag}", self.store_name()),
+                e,
+            )),
+        }
+    }
+
+    async fn tag(&self, desc: &Descriptor, tag: &str) -> oci_store::Result<()> {
+        if !crate::reference::valid_tag(tag) {
+            return Err(StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            });
+        }
+        let m = self
+            .fetch_manifest(desc.digest.as_str())
+            .await
+            .map_err(|e| self.store_err(e, "tag", &desc.digest))?;
+        self.push_manifest(tag, &desc.media_type, m.bytes)
+            .await
+            .map(drop)
+            .map_err(|e| self.store_err(e, "tag", &desc.digest))
+    }
+
+    async fn untag(&self, tag: &str) -> oci_store::Result<()> {
+        let url = self
+            .url(&format!("manifests/{tag}"))
+            .map_err(|e| StoreError::backend(format!("untag {tag}"), e))?;
+        let resp = self
+            .send(
+                Req::new(Method::DELETE, url),
+                &[crate::auth::repo_scope(&self.name, "delete")],
+            )
+            .await
+            .map_err(|e| StoreError::backend(format!("untag {}:{tag}", self.store_name()), e))?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK => Ok(()),
+            StatusCode::NOT_FOUND => Err(StoreError::TagNotFound {
+                tag: tag.to_owned(),
+            }),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                Err(StoreError::Unsupported {
+                    operation: "untag (deleting a tag) on this registry",
+                })
+            }
+            _ => Err(StoreError::backend(
+                format!("untag {}:{tag}", self.store_name()),
+                status_error(resp, &Method::DELETE).await,
+            )),
+        }
+    }
+
+    async fn tags(&self) -> oci_store::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut s = std::pin::pin!(Repository::tags(self));
+        while let Some(t) = s.next().await {
+            match t {
+                Ok(t) => out.push(t),
+                Err(e) if e.is_not_found() => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(StoreError::backend(
+                        format!("list tags of {}", self.store_name()),
+                        e,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A resumable upload session as a [`BlobWriter`]. Bytes are sent in chunks as they fill;
+/// the hash covers exactly the bytes the registry acknowledged, so a writer dropped without
+/// commit can be reopened with the same key and continue.
+struct RegistryWriter {
+    repo: Repository,
+    key: String,
+    desc: Descriptor,
+    location: Url,
+    verifier: Verifier,
+    buf: BytesMut,
+    chunk_len: usize,
+}
+
+impl RegistryWriter {
+    async fn flush_chunks(&mut self, all: bool) -> oci_store::Result<()> {
+        while self.buf.len() >= self.chunk_len || (all && !self.buf.is_empty()) {
+            let n = self.buf.len().min(self.chunk_len);
+            let chunk = self.buf.split_to(n).freeze();
+            let offset = self.verifier.received();
+            let (next, _) = self
+                .repo
+                .send_chunk(&self.location, offset, chunk.clone())
+                .await
+                .map_err(|e| self.repo.store_err(e, "upload chunk of", &self.desc.digest))?;
+            self.verifier.update(&chunk).map_err(StoreError::Verify)?;
+            self.location = next;
+            if let Some(st) = self.repo.ingests.lock().get_mut(&self.key) {
+                st.location = self.location.clone();
+                st.verifier = self.verifier.clone();
+                st.updated_at = SystemTime::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RegistryWriter {
+    fn drop(&mut self) {
+        if let Some(st) = self.repo.ingests.lock().get_mut(&self.key) {
+            st.busy = false;
+        }
+    }
+}
+
+#[async_trait]
+impl BlobWriter for RegistryWriter {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn expected(&self) -> &Descriptor {
+        &self.desc
+    }
+
+    fn offset(&self) -> u64 {
+        self.verifier.received() + self.buf.len() as u64
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> oci_store::Result<()> {
+        let after = self.offset() + chunk.len() as u64;
+        if after > self.desc.size {
+            return Err(StoreError::Verify(oci_digest::VerifyError::TooLong {
+                expected: self.desc.digest.clone(),
+                expected_size: self.desc.size,
+                received: after,
+            }));
+        }
+        self.buf.extend_from_slice(&chunk);
+        self.flush_chunks(false).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> oci_store::Result<StorePushOutcome> {
+        // Check the whole content before the registry commits it.
+        let mut check = self.verifier.clone();
+        let result = check.update(&self.buf).and_then(|()| check.finish());
+        if let Err(e) = result {
+            self.repo.ingests.lock().remove(&self.key);
+            self.repo.cancel_upload(&self.location).await;
+            return Err(StoreError::Verify(e));
+        }
+        let body = self.buf.split().freeze();
+        let finished = self
+            .repo
+            .finish_upload(&self.desc, &self.location, Some(body))
+            .await;
+        self.repo.ingests.lock().remove(&self.key);
+        finished.map(|()| StorePushOutcome::Written).map_err(|e| {
+            self.repo
+                .store_err(e, "commit upload of", &self.desc.digest)
+        })
+    }
+
+    async fn abort(self: Box<Self>) -> oci_store::Result<()> {
+        self.repo.ingests.lock().remove(&self.key);
+        self.repo.cancel_upload(&self.location).await;
+        Ok(())
+    }
+}

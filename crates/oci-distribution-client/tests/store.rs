@@ -1,0 +1,333 @@
+//! A registry repository through the `oci-store` traits, against the real `docker-registry`,
+//! including the stale blob-descriptor cache that lies about existence.
+
+mod common;
+
+use bytes::Bytes;
+use common::registry::{RegistryOptions, TestRegistry};
+use futures_util::StreamExt;
+use oci_distribution_client::{
+    Algorithm, Client, ClientConfig, Descriptor, ExistenceCheck, Repository, media_types,
+};
+use oci_store::{
+    BlobStream, Location, MemoryStore, PushOutcome, ReadStore, Store, StoreError, TagStore,
+    WriteStore, bytes_stream,
+};
+
+fn config(addr: &str) -> ClientConfig {
+    let mut c = ClientConfig::default().with_plain_http(addr);
+    c.docker_config = false;
+    c.proxy_from_env = false;
+    c
+}
+
+fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
+    Client::new(cfg)
+        .expect("client")
+        .repository_by_name(&reg.addr, name)
+        .expect("repo")
+}
+
+fn random(n: usize, seed: u64) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    Bytes::from((0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>())
+}
+
+fn desc_of(mt: &str, data: &[u8]) -> Descriptor {
+    Descriptor::new(mt, Algorithm::Sha256.hash(data), data.len() as u64)
+}
+
+async fn read_all(s: &dyn Store, d: &Descriptor) -> Result<Bytes, StoreError> {
+    oci_store::collect(s.fetch(d).await?, 1 << 30).await
+}
+
+struct Img {
+    blobs: Vec<(Descriptor, Bytes)>,
+    manifest: (Descriptor, Bytes),
+}
+
+fn image(seed: u64) -> Img {
+    let config = Bytes::from(format!(
+        r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#
+    ));
+    let cfg = desc_of(media_types::OCI_CONFIG, &config);
+    let l1 = random(150_000, seed);
+    let l2 = random(2_500_000, seed + 1);
+    let layers = [
+        desc_of(media_types::OCI_LAYER_GZIP, &l1),
+        desc_of(media_types::OCI_LAYER_GZIP, &l2),
+    ];
+    let m = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
+            "config": cfg, "layers": layers,
+        }))
+        .expect("json"),
+    );
+    Img {
+        blobs: vec![
+            (cfg, config),
+            (layers[0].clone(), l1),
+            (layers[1].clone(), l2),
+        ],
+        manifest: (desc_of(media_types::OCI_MANIFEST, &m), m),
+    }
+}
+
+/// Copies an image between any two stores through the traits only (`&dyn Store`).
+async fn copy_image(src: &dyn Store, dst: &dyn Store, tag: &str) -> Descriptor {
+    let root = src.resolve(tag).await.expect("resolve");
+    let m = src.fetch_manifest(&root).await.expect("manifest");
+    let mut children: Vec<Descriptor> = m.layers().to_vec();
+    children.extend(m.config().cloned());
+    for c in children {
+        if let (Some(from), Some(_)) = (src.location(), dst.location())
+            && dst.mount(&c, &from).await.expect("mount")
+        {
+            continue;
+        }
+        let s: BlobStream = src.fetch(&c).await.expect("fetch");
+        dst.push(&c, s).await.expect("push");
+    }
+    dst.push(&root, src.fetch(&root).await.expect("fetch root"))
+        .await
+        .expect("push root");
+    dst.tag(&root, tag).await.expect("tag");
+    root
+}
+
+#[tokio::test]
+async fn registry_repository_implements_the_store_traits() {
+    let reg = TestRegistry::start();
+    let mut cfg = config(&reg.addr);
+    cfg.chunk_size = 1024 * 1024;
+    cfg.monolithic_max = 512 * 1024;
+    let repo = repo_with(&reg, cfg.clone(), "store/a");
+    let img = image(1);
+    for (d, data) in &img.blobs {
+        assert_eq!(
+            repo.push_bytes(d, data.clone()).await.expect("push"),
+            PushOutcome::Written
+        );
+        assert_eq!(
+            repo.push_bytes(d, data.clone()).await.expect("again"),
+            PushOutcome::AlreadyExists
+        );
+        assert_eq!(repo.stat(&d.digest).await.expect("stat"), Some(d.size));
+    }
+    let (md, mbytes) = &img.manifest;
+    assert_eq!(
+        repo.push_bytes(md, mbytes.clone()).await.expect("manifest"),
+        PushOutcome::Written
+    );
+    assert_eq!(
+        repo.push_bytes(md, mbytes.clone()).await.expect("again"),
+        PushOutcome::AlreadyExists
+    );
+    assert_eq!(
+        repo.stat(&md.digest).await.expect("stat manifest"),
+        Some(md.size)
+    );
+    assert_eq!(
+        repo.stat(&Algorithm::Sha256.hash(b"none"))
+            .await
+            .expect("stat"),
+        None
+    );
+    repo.tag(md, "v1").await.expect("tag");
+    assert_eq!(TagStore::resolve(&repo, "v1").await.expect("resolve"), *md);
+    assert_eq!(TagStore::tags(&repo).await.expect("tags"), ["v1"]);
+    assert!(matches!(
+        TagStore::resolve(&repo, "nope").await,
+        Err(StoreError::TagNotFound { .. })
+    ));
+    assert_eq!(read_all(&repo, md).await.expect("manifest bytes"), *mbytes);
+    let (ld, ldata) = &img.blobs[2];
+    assert_eq!(read_all(&repo, ld).await.expect("blob"), *ldata);
+    let part = oci_store::collect(
+        repo.fetch_range(ld, 1000..200_000).await.expect("range"),
+        1 << 30,
+    )
+    .await
+    .expect("range bytes");
+    assert_eq!(part, ldata.slice(1000..200_000));
+    assert_eq!(
+        repo.location(),
+        Some(Location::new(reg.addr.clone(), "store/a"))
+    );
+    assert_eq!(
+        ReadStore::referrers(&repo, md).await.expect("referrers"),
+        Some(vec![])
+    );
+    // A missing blob is NotFound; a descriptor with the wrong digest does not verify.
+    let missing = desc_of(media_types::OCI_LAYER_GZIP, b"missing");
+    assert!(matches!(
+        repo.fetch(&missing).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let wrong = Descriptor::new(media_types::OCI_LAYER_GZIP, ld.digest.clone(), ld.size - 1);
+    assert!(read_all(&repo, &wrong).await.is_err());
+    let bad = desc_of(media_types::OCI_LAYER_GZIP, b"abc");
+    assert!(matches!(
+        repo.push(&bad, bytes_stream(Bytes::from_static(b"abd")))
+            .await,
+        Err(StoreError::Verify(_))
+    ));
+
+    // Copy to another repository (mounts) and to memory and back, through `&dyn Store`.
+    let b = repo_with(&reg, cfg.clone(), "store/b");
+    let root = copy_image(&repo, &b, "v1").await;
+    assert_eq!(root, *md);
+    let mem = MemoryStore::new();
+    copy_image(&b, &mem, "v1").await;
+    let c = repo_with(&reg, cfg.clone(), "store/c");
+    copy_image(&mem, &c, "v1").await;
+    assert_eq!(read_all(&c, ld).await.expect("copied blob"), *ldata);
+
+    // Resumable writer: half, drop, reopen with the same key, finish.
+    let data = random(3 * 1024 * 1024 + 100, 77);
+    let d = desc_of(media_types::OCI_LAYER_TAR, &data);
+    let mut w = repo.writer("ingest-1", &d).await.expect("writer");
+    w.write(data.slice(..1_600_000)).await.expect("write");
+    assert!(matches!(
+        repo.writer("ingest-1", &d).await,
+        Err(StoreError::IngestBusy { .. })
+    ));
+    drop(w);
+    let st = repo
+        .ingest_status("ingest-1")
+        .await
+        .expect("status")
+        .expect("exists");
+    assert_eq!(
+        st.offset,
+        1024 * 1024,
+        "one chunk acknowledged, the rest was buffered"
+    );
+    let mut w = repo.writer("ingest-1", &d).await.expect("resume");
+    assert_eq!(w.offset(), 1024 * 1024);
+    w.write(data.slice(1024 * 1024..))
+        .await
+        .expect("write rest");
+    assert_eq!(w.commit().await.expect("commit"), PushOutcome::Written);
+    assert_eq!(read_all(&repo, &d).await.expect("read"), data);
+    assert!(repo.ingests().await.expect("ingests").is_empty());
+    // A writer fed wrong bytes commits nothing.
+    let d2 = desc_of(media_types::OCI_LAYER_TAR, b"right bytes");
+    let mut w = repo.writer("ingest-2", &d2).await.expect("writer");
+    w.write(Bytes::from_static(b"wrong bytes"))
+        .await
+        .expect("write");
+    assert!(matches!(w.commit().await, Err(StoreError::Verify(_))));
+    assert_eq!(repo.stat(&d2.digest).await.expect("stat"), None);
+    let w = repo.writer("ingest-3", &d2).await.expect("writer");
+    drop(w);
+    repo.abort_ingest("ingest-3").await.expect("abort");
+    assert!(matches!(
+        repo.abort_ingest("ingest-3").await,
+        Err(StoreError::IngestNotFound { .. })
+    ));
+
+    // Delete through the trait: manifest then blob.
+    repo.delete(&md.digest).await.expect("delete manifest");
+    assert_eq!(repo.stat(&md.digest).await.expect("stat"), None);
+    repo.delete(&ld.digest).await.expect("delete blob");
+    assert!(matches!(
+        repo.delete(&ld.digest).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// distribution 2.8.2 with `blobdescriptor: inmemory`: after a manifest delete and an offline
+/// `garbage-collect --delete-untagged`, HEAD still says the blobs exist, GET sends nothing,
+/// mounts answer 201, a manifest PUT answers 201 but is not stored.
+#[tokio::test]
+async fn stale_blob_cache_is_detected_and_repaired_in_verify_mode() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        blob_descriptor_cache: true,
+        ..RegistryOptions::default()
+    });
+    let trusting = repo_with(&reg, config(&reg.addr), "stale/app");
+    let img = image(9);
+    for (d, data) in &img.blobs {
+        trusting.push_bytes(d, data.clone()).await.expect("push");
+    }
+    let (md, mbytes) = &img.manifest;
+    trusting
+        .push_bytes(md, mbytes.clone())
+        .await
+        .expect("manifest");
+    // Warm the cache, then lose everything behind its back.
+    for (d, _) in &img.blobs {
+        assert_eq!(trusting.stat(&d.digest).await.expect("stat"), Some(d.size));
+    }
+    trusting
+        .delete_manifest(&md.digest)
+        .await
+        .expect("delete manifest");
+    let gc = reg.garbage_collect(true);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+
+    // The lie: HEAD says the layer is there.
+    let (ld, ldata) = &img.blobs[2];
+    assert!(
+        trusting
+            .blob_exists(ld, ExistenceCheck::Head)
+            .await
+            .expect("head")
+    );
+    // The truth, found without trusting HEAD.
+    assert!(
+        !trusting
+            .blob_exists(ld, ExistenceCheck::RangedGet)
+            .await
+            .expect("ranged")
+    );
+    let mut s = trusting.fetch_blob(ld).await.expect("open");
+    let mut failed = false;
+    while let Some(item) = s.next().await {
+        failed |= item.is_err();
+    }
+    assert!(failed, "a GET of a lost blob must not verify");
+
+    // Verify mode repairs: blobs are uploaded again, the manifest is put, read back, re-put.
+    let verifying = repo_with(
+        &reg,
+        config(&reg.addr).with_existence_check(ExistenceCheck::RangedGet),
+        "stale/app",
+    );
+    for (d, data) in &img.blobs {
+        assert_eq!(
+            verifying.stat(&d.digest).await.expect("stat"),
+            None,
+            "{}",
+            d.digest
+        );
+        assert_eq!(
+            verifying.push_bytes(d, data.clone()).await.expect("push"),
+            PushOutcome::Written
+        );
+    }
+    verifying
+        .push_manifest("v1", &md.media_type, mbytes.clone())
+        .await
+        .expect("manifest push with read-back");
+    assert_eq!(
+        verifying
+            .fetch_manifest("v1")
+            .await
+            .expect("read back")
+            .bytes,
+        *mbytes
+    );
+    let mut s = verifying.fetch_blob(ld).await.expect("open");
+    let mut got = Vec::new();
+    while let Some(item) = s.next().await {
+        got.extend_from_slice(&item.expect("verified"));
+    }
+    assert_eq!(got, *ldata);
+}
