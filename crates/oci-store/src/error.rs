@@ -200,6 +200,43 @@ pub enum StoreError {
         /// The operation.
         operation: &'static str,
     },
+    /// A graph copy ended with content it could not copy. What was copied is complete and
+    /// verified, no manifest refers to missing content, and the tag was not written; a re-run
+    /// continues from there. `source` is the first failure.
+    #[error("copy of {reference} failed: {failed} piece(s) of content not copied, first {digest}")]
+    CopyFailed {
+        /// The reference copied.
+        reference: String,
+        /// The digest of the first content that failed.
+        digest: Digest,
+        /// How many pieces of content failed.
+        failed: usize,
+        /// What the copy did.
+        report: Box<crate::copy::CopyReport>,
+        /// The first failure.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A graph copy was cancelled. What was copied is complete and verified, interrupted
+    /// transfers stay resumable, and no tag was written.
+    #[error("copy of {reference} cancelled")]
+    CopyCancelled {
+        /// The reference copied.
+        reference: String,
+        /// What the copy did before it stopped.
+        report: Box<crate::copy::CopyReport>,
+    },
+    /// A store (typically a registry whose cache outlived its storage) claims to have content
+    /// it does not serve, and storing the content again did not help.
+    #[error("{store} claims to have {digest} but does not serve it: {detail}")]
+    ClaimsUnserved {
+        /// The store (a registry repository, or "the destination").
+        store: String,
+        /// The content.
+        digest: Digest,
+        /// What was seen.
+        detail: String,
+    },
     /// A failure of a store backend this crate does not know (a registry client, say).
     #[error("store backend error: {context}")]
     Backend {

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod copy;
 mod error;
 mod gc;
 mod layout;
@@ -55,6 +56,10 @@ mod traits;
 mod util;
 mod walk;
 
+pub use crate::copy::{
+    CancelToken, CopyOptions, CopyReport, NodeOutcome, NodeReport, Progress, ProgressEvent,
+    ProgressFn, VerifyMode, copy, copy_leased, ingest_key, referrers_tag, resolve_reference,
+};
 pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
     Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason,
