@@ -4,6 +4,9 @@
 //! command-line plumbing they have in common.
 #![forbid(unsafe_code)]
 
+pub mod sample;
+pub mod transport;
+
 use std::process::ExitCode;
 
 /// Prints `message` to standard error prefixed by the program name and returns `code`.

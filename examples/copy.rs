@@ -1,0 +1,412 @@
+//! The main job: copy an image between OCI layouts and registries, all platforms or some,
+//! concurrently, resumably, verifiably.
+//!
+//! ```text
+//! cargo run --release --example copy -- [OPTIONS] SRC DST
+//! cargo run --release --example copy                 # the shipped sample into ./oci-store:sample
+//!
+//! SRC, DST   oci:PATH[:TAG|@DIGEST]  or  docker://REGISTRY/REPO[:TAG|@DIGEST]
+//!
+//! --platform OS/ARCH[/VARIANT]  copy only this platform (repeatable); the result is a
+//!                               reduced index referencing only what was copied
+//! --all                         every platform (the default)
+//! --plain-http                  talk HTTP, not HTTPS, to the registries named
+//! --creds USER:PASS             credentials (else Docker's config.json)
+//! --verify-existing             do not trust the destination's "I have it": read it back,
+//!                               store again what it does not serve, read the result back
+//! --referrers                   also copy signatures, SBOMs and other referrers
+//! --format oci|docker           convert manifests to OCI or Docker media types
+//! --jobs N                      transfers at once (default 4)
+//! --retries N                   retries of one blob after a transient failure (default 3)
+//! --quiet                       only the summary
+//! ```
+//!
+//! Progress bars on a terminal, one line per finished blob otherwise, a summary at the end.
+//! Ctrl-C cancels cleanly: what was copied stays complete and verified, interrupted blobs
+//! resume on the next run, and no tag is written.
+//!
+//! Exit status: 0 copied; 1 the copy failed (the message names the reference and digests);
+//! 2 bad usage; 130 cancelled.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oci_examples::sample;
+use oci_examples::transport::{self, Endpoint, RegistrySettings};
+use oci_manifest::convert::Flavor;
+use oci_manifest::platform;
+use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent, VerifyMode};
+
+const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--plain-http] \
+[--creds USER:PASS] [--verify-existing] [--referrers] [--format oci|docker] [--jobs N] \
+[--retries N] [--quiet] SRC DST
+  SRC, DST: oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST]
+  with no arguments: copies the shipped sample into ./oci-store:sample";
+
+struct Args {
+    src: Endpoint,
+    dst: Endpoint,
+    options: CopyOptions,
+    settings: RegistrySettings,
+    quiet: bool,
+    default_run: bool,
+}
+
+fn parse_args(args: Vec<String>) -> Result<Args, String> {
+    let mut options = CopyOptions::default();
+    let mut settings = RegistrySettings::default();
+    let mut quiet = false;
+    let mut positional = Vec::new();
+    let mut it = args.into_iter();
+    let value = |it: &mut std::vec::IntoIter<String>, flag: &str| {
+        it.next().ok_or_else(|| format!("{flag} needs a value"))
+    };
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let val = |it: &mut std::vec::IntoIter<String>| match &inline {
+            Some(v) => Ok(v.clone()),
+            None => value(it, &flag),
+        };
+        match flag.as_str() {
+            "--platform" => {
+                let v = val(&mut it)?;
+                let p = platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
+                options.platforms.push(p);
+            }
+            "--all" => options.platforms.clear(),
+            "--plain-http" => settings.plain_http = true,
+            "--creds" => {
+                let v = val(&mut it)?;
+                let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
+                settings.creds = Some((u.to_owned(), p.to_owned()));
+            }
+            "--verify-existing" => options.verify = VerifyMode::Range,
+            "--referrers" => options.include_referrers = true,
+            "--format" => {
+                options.format = match val(&mut it)?.as_str() {
+                    "oci" => Some(Flavor::Oci),
+                    "docker" => Some(Flavor::Docker),
+                    other => return Err(format!("--format {other:?}: expected oci or docker")),
+                }
+            }
+            "--jobs" => {
+                let v = val(&mut it)?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--jobs {v:?}: not a number"))?;
+                options.jobs = n.max(1);
+            }
+            "--retries" => {
+                let v = val(&mut it)?;
+                options.retries = v
+                    .parse()
+                    .map_err(|_| format!("--retries {v:?}: not a number"))?;
+            }
+            "--quiet" | "-q" => quiet = true,
+            "--help" | "-h" => return Err(String::new()),
+            f if f.starts_with("--") => return Err(format!("unknown option {f}")),
+            _ => positional.push(a),
+        }
+    }
+    let default_run = positional.is_empty();
+    let (src, dst) = match positional.as_slice() {
+        [] => (
+            Endpoint::Layout {
+                path: sample::committed_path(),
+                reference: Some(sample::TAG.to_owned()),
+            },
+            Endpoint::Layout {
+                path: "./oci-store".into(),
+                reference: Some(sample::TAG.to_owned()),
+            },
+        ),
+        [s, d] => (
+            Endpoint::parse(s).map_err(|e| e.to_string())?,
+            Endpoint::parse(d).map_err(|e| e.to_string())?,
+        ),
+        _ => return Err("expected SRC and DST".to_owned()),
+    };
+    Ok(Args {
+        src,
+        dst,
+        options,
+        settings,
+        quiet,
+        default_run,
+    })
+}
+
+/// Shows progress: bars on a terminal, lines otherwise.
+struct Display {
+    bars: Option<(MultiProgress, ProgressBar)>,
+    blobs: Mutex<HashMap<String, ProgressBar>>,
+    quiet: bool,
+}
+
+impl Display {
+    fn new(quiet: bool) -> Arc<Display> {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let total = multi.add(ProgressBar::new(0));
+            total.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            total.set_prefix("total");
+            (multi, total)
+        });
+        Arc::new(Display {
+            bars,
+            blobs: Mutex::new(HashMap::new()),
+            quiet,
+        })
+    }
+
+    fn event(&self, p: &oci_store::Progress) {
+        let short = |d: &oci_store::Digest| d.encoded().chars().take(12).collect::<String>();
+        if let Some((multi, total)) = &self.bars {
+            total.set_length(p.total_bytes);
+            total.set_position(p.done_bytes);
+            let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+            match &p.event {
+                ProgressEvent::Started { desc, resumed_from } if desc.size > 64 * 1024 => {
+                    let bar = multi.add(ProgressBar::new(desc.size));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>8} [{bar:40}] {bytes}/{total_bytes} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(short(&desc.digest));
+                    bar.set_position(*resumed_from);
+                    if *resumed_from > 0 {
+                        bar.set_message(format!("resumed at {resumed_from}"));
+                    }
+                    blobs.insert(desc.digest.to_string(), bar);
+                }
+                ProgressEvent::Bytes { digest, done, .. } => {
+                    if let Some(b) = blobs.get(&digest.to_string()) {
+                        b.set_position(*done);
+                    }
+                }
+                ProgressEvent::Finished { desc, outcome } => {
+                    if let Some(b) = blobs.remove(&desc.digest.to_string()) {
+                        b.finish_and_clear();
+                        multi.remove(&b);
+                    }
+                    let _ =
+                        multi.println(format!("{outcome:>9} {} ({} B)", desc.digest, desc.size));
+                }
+                ProgressEvent::Retrying {
+                    desc,
+                    attempt,
+                    error,
+                } => {
+                    let _ = multi.println(format!(
+                        "    retry {} after attempt {attempt}: {error}",
+                        desc.digest
+                    ));
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        match &p.event {
+            ProgressEvent::Planned { nodes } => {
+                eprintln!(
+                    "planned: {nodes} pieces of content, {} bytes",
+                    p.total_bytes
+                );
+            }
+            ProgressEvent::Started { desc, resumed_from } if *resumed_from > 0 => {
+                eprintln!(
+                    "resuming {} at byte {resumed_from} of {}",
+                    desc.digest, desc.size
+                );
+            }
+            ProgressEvent::Finished { desc, outcome } => {
+                eprintln!(
+                    "{outcome:>9} {} {} ({} B) [{}/{} B]",
+                    desc.media_type, desc.digest, desc.size, p.done_bytes, p.total_bytes
+                );
+            }
+            ProgressEvent::Retrying {
+                desc,
+                attempt,
+                error,
+            } => {
+                eprintln!("    retry {} after attempt {attempt}: {error}", desc.digest);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, total)) = &self.bars {
+            total.finish_and_clear();
+        }
+    }
+}
+
+fn summary(report: &CopyReport) -> String {
+    let secs = report.elapsed.as_secs_f64().max(1e-6);
+    let mut s = format!(
+        "{} -> {}\n  copied {} ({} bytes, {:.1} MB/s), skipped {} ({} bytes), mounted {} ({} bytes), \
+repaired {}, retried {}, failed {}; resumed {} bytes; {:.2} s",
+        report
+            .source
+            .as_ref()
+            .map_or_else(String::new, |d| d.digest.to_string()),
+        report
+            .result
+            .as_ref()
+            .map_or_else(String::new, |d| d.digest.to_string()),
+        report.copied,
+        report.bytes_copied,
+        report.bytes_copied as f64 / secs / 1e6,
+        report.skipped,
+        report.bytes_skipped,
+        report.mounted,
+        report.bytes_mounted,
+        report.repaired,
+        report.retried,
+        report.failed,
+        report.bytes_resumed,
+        secs
+    );
+    if !report.dropped.is_empty() {
+        s.push_str(&format!(
+            "\n  platforms left out: {}",
+            report
+                .dropped
+                .iter()
+                .map(|d| d
+                    .platform
+                    .as_ref()
+                    .map_or_else(|| d.digest.to_string(), ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !report.referrers.is_empty() {
+        s.push_str(&format!("\n  referrers copied: {}", report.referrers.len()));
+    }
+    if report.verified > 0 {
+        s.push_str(&format!("\n  read back to verify: {}", report.verified));
+    }
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.outcome == NodeOutcome::Failed)
+    {
+        s.push_str(&format!(
+            "\n  FAILED {} after {} attempt(s): {}",
+            n.desc.digest,
+            n.attempts,
+            n.error.as_deref().unwrap_or("")
+        ));
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return oci_examples::fail("copy", 2, format_args!("{e}\n{USAGE}")),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return oci_examples::fail("copy", 1, format_args!("cannot start a runtime: {e}"));
+        }
+    };
+    let display = Display::new(args.quiet);
+    let cancel = CancelToken::new();
+    let d = Arc::clone(&display);
+    let mut options = args
+        .options
+        .clone()
+        .with_cancel(cancel.clone())
+        .with_progress(move |p| d.event(p));
+    options.retry_backoff = Duration::from_millis(500);
+    if args.default_run {
+        println!(
+            "no arguments: copying the shipped sample image {} into {}",
+            args.src, args.dst
+        );
+    }
+    let result = rt.block_on(async {
+        let c = cancel.clone();
+        let ctrl_c = async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing cleanly (no tag written; re-run to resume)");
+                c.cancel();
+            }
+        };
+        let work = transport::copy(&args.src, &args.dst, &options, &args.settings);
+        tokio::pin!(work);
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                () = &mut ctrl_c => {}
+            }
+        }
+    });
+    display.finish();
+    match result {
+        Ok(report) => {
+            println!("{}", summary(&report));
+            if let Some(tag) = &report.tag {
+                println!("  tagged {tag:?} in {}", args.dst);
+            }
+            if args.default_run {
+                let platforms = sample::platforms()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "  the sample has {platforms}; try: cargo run --example copy -- --platform linux/arm64 {} oci:./oci-store:arm64",
+                    args.src
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let Some(report) = e.report() {
+                eprintln!("{}", summary(report));
+            }
+            let cancelled = matches!(
+                &e,
+                transport::CopyError::Store {
+                    source: oci_store::StoreError::CopyCancelled { .. },
+                    ..
+                }
+            );
+            oci_examples::fail("copy", if cancelled { 130 } else { 1 }, e)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Copies many images listed in a file, under one global limit on transfers, with a retry
+//! budget, a summary table and an exit status that says whether all succeeded. Re-running it
+//! after a failure finishes only what is missing (content already copied is skipped).
+//!
+//! ```text
+//! cargo run --release --example sync -- [OPTIONS] FILE
+//!
+//! FILE      one copy a line: `SRC DST` (as for the copy example: oci:PATH[:TAG|@DIGEST] or
+//!           docker://REGISTRY/REPO[:TAG|@DIGEST]); blank lines and lines starting with # are
+//!           ignored
+//! --jobs N          transfers at once over all images (default 8)
+//! --images N        images copied at once (default 4)
+//! --retry-budget N  whole-image retries allowed over the file after a failure (default 3)
+//! --retries N       retries of one blob after a transient failure (default 3)
+//! --platform, --plain-http, --creds, --verify-existing, --referrers, --format: as for copy
+//! ```
+//!
+//! Exit status: 0 every image copied; 1 some failed (the table and the messages name them and
+//! their digests); 2 bad usage or an unreadable file.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
+use oci_manifest::convert::Flavor;
+use oci_manifest::platform;
+use oci_store::{CopyOptions, CopyReport, StoreError, VerifyMode};
+use tokio::sync::Semaphore;
+
+const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
+[--platform OS/ARCH[/VARIANT]]... [--plain-http] [--creds USER:PASS] [--verify-existing] \
+[--referrers] [--format oci|docker] FILE
+  FILE: one `SRC DST` a line";
+
+struct Job {
+    line: usize,
+    src: Endpoint,
+    dst: Endpoint,
+}
+
+struct Args {
+    file: String,
+    jobs: usize,
+    images: usize,
+    budget: u32,
+    options: CopyOptions,
+    settings: RegistrySettings,
+}
+
+fn parse_args(args: Vec<String>) -> Result<Args, String> {
+    let mut a = Args {
+        file: String::new(),
+        jobs: 8,
+        images: 4,
+        budget: 3,
+        options: CopyOptions::default(),
+        settings: RegistrySettings::default(),
+    };
+    let mut files = Vec::new();
+    let mut it = args.into_iter();
+    let num = |v: Option<String>, flag: &str| -> Result<u64, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        v.parse().map_err(|_| format!("{flag} {v:?}: not a number"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--jobs" => a.jobs = num(it.next(), "--jobs")?.max(1) as usize,
+            "--images" => a.images = num(it.next(), "--images")?.max(1) as usize,
+            "--retry-budget" => a.budget = num(it.next(), "--retry-budget")? as u32,
+            "--retries" => a.options.retries = num(it.next(), "--retries")? as u32,
+            "--platform" => {
+                let v = it.next().ok_or("--platform needs a value")?;
+                let p = platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
+                a.options.platforms.push(p);
+            }
+            "--plain-http" => a.settings.plain_http = true,
+            "--creds" => {
+                let v = it.next().ok_or("--creds needs USER:PASS")?;
+                let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
+                a.settings.creds = Some((u.to_owned(), p.to_owned()));
+            }
+            "--verify-existing" => a.options.verify = VerifyMode::Range,
+            "--referrers" => a.options.include_referrers = true,
+            "--format" => {
+                a.options.format = match it.next().as_deref() {
+                    Some("oci") => Some(Flavor::Oci),
+                    Some("docker") => Some(Flavor::Docker),
+                    other => return Err(format!("--format {other:?}: expected oci or docker")),
+                }
+            }
+            "--help" | "-h" => return Err(String::new()),
+            f if f.starts_with("--") => return Err(format!("unknown option {f}")),
+            _ => files.push(arg),
+        }
+    }
+    match files.as_slice() {
+        [f] => a.file = f.clone(),
+        _ => return Err("expected one FILE".to_owned()),
+    }
+    Ok(a)
+}
+
+fn parse_file(text: &str, file: &str) -> Result<Vec<Job>, String> {
+    let mut jobs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [s, d] = parts.as_slice() else {
+            return Err(format!(
+                "{file}:{line_no}: expected `SRC DST`, found {line:?}"
+            ));
+        };
+        let src = Endpoint::parse(s).map_err(|e| format!("{file}:{line_no}: {e}"))?;
+        let dst = Endpoint::parse(d).map_err(|e| format!("{file}:{line_no}: {e}"))?;
+        jobs.push(Job {
+            line: line_no,
+            src,
+            dst,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Whether a failed image copy is worth another attempt from the retry budget.
+fn retryable(e: &CopyError) -> bool {
+    match e {
+        CopyError::Usage(_) => false,
+        CopyError::Store { source, .. } => match source {
+            StoreError::CopyFailed { source, .. } => !matches!(
+                **source,
+                StoreError::NotFound { .. }
+                    | StoreError::InvalidManifest { .. }
+                    | StoreError::ClaimsUnserved { .. }
+            ),
+            StoreError::TagNotFound { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::InvalidManifest { .. }
+            | StoreError::InvalidTag { .. }
+            | StoreError::NotALayout { .. } => false,
+            _ => true,
+        },
+    }
+}
+
+struct Outcome {
+    line: usize,
+    src: String,
+    dst: String,
+    attempts: u32,
+    result: Result<CopyReport, CopyError>,
+    elapsed: Duration,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return oci_examples::fail("sync", 2, format_args!("{e}\n{USAGE}")),
+    };
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            return oci_examples::fail("sync", 2, format_args!("cannot read {}: {e}", args.file));
+        }
+    };
+    let jobs = match parse_file(&text, &args.file) {
+        Ok(j) if j.is_empty() => {
+            return oci_examples::fail(
+                "sync",
+                2,
+                format_args!("{}: no `SRC DST` lines", args.file),
+            );
+        }
+        Ok(j) => j,
+        Err(e) => return oci_examples::fail("sync", 2, e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return oci_examples::fail("sync", 1, format_args!("cannot start a runtime: {e}"));
+        }
+    };
+    let started = Instant::now();
+    let outcomes = rt.block_on(run(jobs, &args));
+    let total = started.elapsed();
+
+    println!(
+        "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8}  SRC -> DST",
+        "line", "status", "try", "copied", "skip", "bytes", "seconds"
+    );
+    let mut failed = 0;
+    for o in &outcomes {
+        let (status, copied, skipped, bytes) = match &o.result {
+            Ok(r) => (
+                "ok",
+                r.copied + r.repaired,
+                r.skipped + r.mounted,
+                r.bytes_copied,
+            ),
+            Err(e) => {
+                failed += 1;
+                let r = e.report();
+                (
+                    "FAILED",
+                    r.map_or(0, |r| r.copied + r.repaired),
+                    r.map_or(0, |r| r.skipped + r.mounted),
+                    r.map_or(0, |r| r.bytes_copied),
+                )
+            }
+        };
+        println!(
+            "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8.2}  {} -> {}",
+            o.line,
+            status,
+            o.attempts,
+            copied,
+            skipped,
+            bytes,
+            o.elapsed.as_secs_f64(),
+            o.src,
+            o.dst
+        );
+    }
+    for o in &outcomes {
+        if let Err(e) = &o.result {
+            eprintln!("sync: line {}: {} -> {}: {e}", o.line, o.src, o.dst);
+        }
+    }
+    let bytes: u64 = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok())
+        .map(|r| r.bytes_copied)
+        .sum();
+    println!(
+        "{} of {} images copied, {} failed; {bytes} bytes sent in {:.2} s",
+        outcomes.len() - failed,
+        outcomes.len(),
+        failed,
+        total.as_secs_f64()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn run(jobs: Vec<Job>, args: &Args) -> Vec<Outcome> {
+    let transfers = Arc::new(Semaphore::new(args.jobs));
+    let images = Arc::new(Semaphore::new(args.images));
+    let budget = Arc::new(AtomicU32::new(args.budget));
+    let options = args.options.clone().with_shared_limit(transfers);
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let (images, budget, options, settings) = (
+            Arc::clone(&images),
+            Arc::clone(&budget),
+            options.clone(),
+            args.settings.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _slot = images.acquire_owned().await;
+            let started = Instant::now();
+            let mut attempts = 0;
+            let result = loop {
+                attempts += 1;
+                let r = transport::copy(&job.src, &job.dst, &options, &settings).await;
+                match r {
+                    Err(e)
+                        if retryable(&e)
+                            && budget
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                                    b.checked_sub(1)
+                                })
+                                .is_ok() =>
+                    {
+                        eprintln!(
+                            "sync: line {}: attempt {attempts} failed, retrying from what is there: {e}",
+                            job.line
+                        );
+                    }
+                    other => break other,
+                }
+            };
+            Outcome {
+                line: job.line,
+                src: job.src.to_string(),
+                dst: job.dst.to_string(),
+                attempts,
+                result,
+                elapsed: started.elapsed(),
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(o) => out.push(o),
+            Err(e) => eprintln!("sync: a copy task ended abnormally: {e}"),
+        }
+    }
+    out.sort_by_key(|o| o.line);
+    out
+}
