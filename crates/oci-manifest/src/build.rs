@@ -49,26 +49,78 @@ fn build_err(what: &'static str, reason: impl Into<String>) -> ManifestError {
     }
 }
 
-fn check_common(
-    what: &'static str,
-    docker: bool,
-    subject: Option<&Descriptor>,
-    artifact_type: Option<&str>,
-    annotations: &BTreeMap<String, String>,
-) -> Result<(), ManifestError> {
-    if docker && subject.is_some() {
-        return Err(build_err(what, "Docker manifests cannot have a subject"));
+/// Subject, `artifactType` and annotations: what image manifests and indexes share.
+#[derive(Clone, Debug, Default)]
+struct Extras {
+    subject: Option<Descriptor>,
+    artifact_type: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Extras {
+    fn of(m: &Manifest) -> Extras {
+        Extras {
+            subject: m.subject().cloned(),
+            artifact_type: m.artifact_type().map(str::to_owned),
+            annotations: m.annotations().cloned().unwrap_or_default(),
+        }
     }
-    if docker && artifact_type.is_some() {
-        return Err(build_err(
-            what,
-            "Docker manifests cannot have an artifactType",
-        ));
+
+    fn check(&self, what: &'static str, docker: bool) -> Result<(), ManifestError> {
+        if docker && self.subject.is_some() {
+            return Err(build_err(what, "Docker manifests cannot have a subject"));
+        }
+        if docker && self.artifact_type.is_some() {
+            return Err(build_err(
+                what,
+                "Docker manifests cannot have an artifactType",
+            ));
+        }
+        if self.annotations.keys().any(String::is_empty) {
+            return Err(build_err(what, "annotation keys must not be empty"));
+        }
+        Ok(())
     }
-    if annotations.keys().any(String::is_empty) {
-        return Err(build_err(what, "annotation keys must not be empty"));
+
+    fn annotations(&self) -> Option<&BTreeMap<String, String>> {
+        (!self.annotations.is_empty()).then_some(&self.annotations)
     }
-    Ok(())
+}
+
+/// The setters both builders share, over their `extras` field.
+macro_rules! extras_setters {
+    () => {
+        /// Sets the subject (the manifest this one refers to: signatures, SBOMs).
+        pub fn subject(mut self, subject: Descriptor) -> Self {
+            self.extras.subject = Some(subject);
+            self
+        }
+
+        /// Sets the `artifactType`.
+        pub fn artifact_type(mut self, artifact_type: impl Into<String>) -> Self {
+            self.extras.artifact_type = Some(artifact_type.into());
+            self
+        }
+
+        /// Adds an annotation (annotations are written sorted by key).
+        pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.extras.annotations.insert(key.into(), value.into());
+            self
+        }
+
+        /// Sets all annotations, replacing any added before.
+        pub fn annotations(mut self, annotations: BTreeMap<String, String>) -> Self {
+            self.extras.annotations = annotations;
+            self
+        }
+
+        /// Takes the subject, `artifactType` and annotations of `m`, replacing any set before
+        /// (for a manifest rewritten from another: reduced, converted).
+        pub fn metadata_from(mut self, m: &Manifest) -> Self {
+            self.extras = Extras::of(m);
+            self
+        }
+    };
 }
 
 /// Builds an image manifest (OCI or Docker schema 2), including OCI 1.1 artifacts.
@@ -95,9 +147,7 @@ pub struct ImageManifestBuilder {
     kind: ManifestKind,
     config: Descriptor,
     layers: Vec<Descriptor>,
-    subject: Option<Descriptor>,
-    artifact_type: Option<String>,
-    annotations: BTreeMap<String, String>,
+    extras: Extras,
 }
 
 impl ImageManifestBuilder {
@@ -117,7 +167,7 @@ impl ImageManifestBuilder {
     /// The empty config blob ([`EMPTY_JSON`]) must be stored beside the manifest.
     pub fn artifact(artifact_type: impl Into<String>) -> Self {
         let mut b = ImageManifestBuilder::oci(empty_config());
-        b.artifact_type = Some(artifact_type.into());
+        b.extras.artifact_type = Some(artifact_type.into());
         b
     }
 
@@ -126,9 +176,7 @@ impl ImageManifestBuilder {
             kind,
             config,
             layers: Vec::new(),
-            subject: None,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
+            extras: Extras::default(),
         }
     }
 
@@ -144,23 +192,7 @@ impl ImageManifestBuilder {
         self
     }
 
-    /// Sets the subject (the manifest this one refers to: signatures, SBOMs).
-    pub fn subject(mut self, subject: Descriptor) -> Self {
-        self.subject = Some(subject);
-        self
-    }
-
-    /// Sets the `artifactType`.
-    pub fn artifact_type(mut self, artifact_type: impl Into<String>) -> Self {
-        self.artifact_type = Some(artifact_type.into());
-        self
-    }
-
-    /// Adds an annotation (annotations are written sorted by key).
-    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.annotations.insert(key.into(), value.into());
-        self
-    }
+    extras_setters!();
 
     /// Builds the manifest: checks the rules the spec sets on top of the shape (a Docker
     /// manifest has a Docker config and no subject nor artifactType; an OCI
@@ -168,13 +200,7 @@ impl ImageManifestBuilder {
     pub fn build(self) -> Result<Manifest, ManifestError> {
         const WHAT: &str = "image manifest";
         let docker = self.kind == ManifestKind::DockerManifest;
-        check_common(
-            WHAT,
-            docker,
-            self.subject.as_ref(),
-            self.artifact_type.as_deref(),
-            &self.annotations,
-        )?;
+        self.extras.check(WHAT, docker)?;
         if docker && self.config.media_type != mt::DOCKER_CONFIG {
             return Err(build_err(
                 WHAT,
@@ -185,7 +211,7 @@ impl ImageManifestBuilder {
                 ),
             ));
         }
-        if self.config.media_type == mt::OCI_EMPTY_JSON && self.artifact_type.is_none() {
+        if self.config.media_type == mt::OCI_EMPTY_JSON && self.extras.artifact_type.is_none() {
             return Err(build_err(
                 WHAT,
                 "a manifest with the empty config must have an artifactType",
@@ -194,12 +220,12 @@ impl ImageManifestBuilder {
         let doc = Doc {
             schema_version: 2,
             media_type: self.kind.media_type(),
-            artifact_type: self.artifact_type.as_deref(),
+            artifact_type: self.extras.artifact_type.as_deref(),
             config: Some(&self.config),
             layers: Some(&self.layers),
             manifests: None,
-            subject: self.subject.as_ref(),
-            annotations: (!self.annotations.is_empty()).then_some(&self.annotations),
+            subject: self.extras.subject.as_ref(),
+            annotations: self.extras.annotations(),
         };
         finish(&doc, WHAT)
     }
@@ -227,9 +253,7 @@ pub fn empty_config() -> Descriptor {
 pub struct IndexBuilder {
     kind: ManifestKind,
     manifests: Vec<Descriptor>,
-    subject: Option<Descriptor>,
-    artifact_type: Option<String>,
-    annotations: BTreeMap<String, String>,
+    extras: Extras,
 }
 
 impl IndexBuilder {
@@ -255,9 +279,7 @@ impl IndexBuilder {
         IndexBuilder {
             kind,
             manifests: Vec::new(),
-            subject: None,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
+            extras: Extras::default(),
         }
     }
 
@@ -273,42 +295,14 @@ impl IndexBuilder {
         self
     }
 
-    /// Sets the subject.
-    pub fn subject(mut self, subject: Descriptor) -> Self {
-        self.subject = Some(subject);
-        self
-    }
-
-    /// Sets the `artifactType`.
-    pub fn artifact_type(mut self, artifact_type: impl Into<String>) -> Self {
-        self.artifact_type = Some(artifact_type.into());
-        self
-    }
-
-    /// Adds an annotation.
-    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.annotations.insert(key.into(), value.into());
-        self
-    }
-
-    /// Sets all annotations, replacing any added before.
-    pub fn annotations(mut self, annotations: BTreeMap<String, String>) -> Self {
-        self.annotations = annotations;
-        self
-    }
+    extras_setters!();
 
     /// Builds the index: a Docker manifest list has no subject nor artifactType, and needs a
     /// platform on every entry, each a manifest; then writes and parses the bytes.
     pub fn build(self) -> Result<Manifest, ManifestError> {
         const WHAT: &str = "index";
         let docker = self.kind == ManifestKind::DockerManifestList;
-        check_common(
-            WHAT,
-            docker,
-            self.subject.as_ref(),
-            self.artifact_type.as_deref(),
-            &self.annotations,
-        )?;
+        self.extras.check(WHAT, docker)?;
         if docker {
             for (i, m) in self.manifests.iter().enumerate() {
                 if m.platform.is_none() {
@@ -331,12 +325,12 @@ impl IndexBuilder {
         let doc = Doc {
             schema_version: 2,
             media_type: self.kind.media_type(),
-            artifact_type: self.artifact_type.as_deref(),
+            artifact_type: self.extras.artifact_type.as_deref(),
             config: None,
             layers: None,
             manifests: Some(&self.manifests),
-            subject: self.subject.as_ref(),
-            annotations: (!self.annotations.is_empty()).then_some(&self.annotations),
+            subject: self.extras.subject.as_ref(),
+            annotations: self.extras.annotations(),
         };
         finish(&doc, WHAT)
     }

@@ -159,19 +159,11 @@ pub fn convert(m: &Manifest, to: Flavor) -> Result<Converted, ManifestError> {
         }
     };
     b = b.layers(layers);
-    if let Some(s) = m.subject() {
-        b = b.subject(s.clone());
-    }
-    if let Some(a) = m.artifact_type() {
-        b = b.artifact_type(a);
-    }
-    if let Some(ann) = m.annotations() {
-        match to {
-            Flavor::Docker => dropped.push("annotations".to_owned()),
-            Flavor::Oci => {
-                for (k, v) in ann {
-                    b = b.annotation(k.clone(), v.clone());
-                }
+    match to {
+        Flavor::Oci => b = b.metadata_from(m),
+        _ => {
+            if m.annotations().is_some() {
+                dropped.push("annotations".to_owned());
             }
         }
     }
@@ -242,15 +234,7 @@ pub fn convert_index(
             dropped.push("annotations".to_owned());
         }
     } else {
-        if let Some(s) = index.subject() {
-            b = b.subject(s.clone());
-        }
-        if let Some(a) = index.artifact_type() {
-            b = b.artifact_type(a);
-        }
-        if let Some(a) = index.annotations() {
-            b = b.annotations(a.clone());
-        }
+        b = b.metadata_from(index);
     }
     Ok(Converted {
         manifest: b.build()?,

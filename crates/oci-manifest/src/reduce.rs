@@ -88,17 +88,10 @@ pub fn reduce(index: &Manifest, platforms: &[Platform]) -> Result<Reduced, Manif
             dropped.push(d.clone());
         }
     }
-    let mut b = IndexBuilder::of_kind(index.kind())?.manifests(kept);
-    if let Some(s) = index.subject() {
-        b = b.subject(s.clone());
-    }
-    if let Some(a) = index.artifact_type() {
-        b = b.artifact_type(a);
-    }
-    if let Some(a) = index.annotations() {
-        b = b.annotations(a.clone());
-    }
-    let new = b.build()?;
+    let new = IndexBuilder::of_kind(index.kind())?
+        .metadata_from(index)
+        .manifests(kept)
+        .build()?;
     let references = new.children().to_vec();
     Ok(Reduced {
         index: new,
