@@ -345,11 +345,14 @@ impl Manifest {
         }
         let ct = content_type.map(essence).filter(|c| !c.is_empty());
 
-        // Docker schema 1, by any sign.
+        // Docker schema 1, by any sign in the document; by the Content-Type only when the
+        // document does not say it is schema 2 (that would be a conflict, reported below).
         let declared_v1 = wire.media_type.as_deref().is_some_and(mt::is_schema1);
         let served_v1 = ct.is_some_and(mt::is_schema1);
         let version_1 = matches!(&wire.schema_version, Some(v) if v.as_u64() == Some(1));
-        if declared_v1 || served_v1 || version_1 || wire.fs_layers.is_some() {
+        let version_2 = matches!(&wire.schema_version, Some(v) if v.as_u64() == Some(2));
+        let says_v2 = version_2 || wire.media_type.is_some();
+        if declared_v1 || (served_v1 && !says_v2) || version_1 || wire.fs_layers.is_some() {
             let signed = wire.signatures.is_some()
                 || wire.media_type.as_deref().map(essence) == Some(mt::DOCKER_MANIFEST_V1_SIGNED)
                 || ct == Some(mt::DOCKER_MANIFEST_V1_SIGNED);
@@ -373,7 +376,7 @@ impl Manifest {
         }
 
         // The media type: the document's, else a manifest Content-Type, else the shape.
-        let served = ct.filter(|c| mt::is_manifest(c));
+        let served = ct.filter(|c| mt::is_manifest(c) || mt::is_schema1(c));
         let media_type = match (&wire.media_type, served) {
             (Some(doc), Some(served)) => {
                 if essence(doc) != served {

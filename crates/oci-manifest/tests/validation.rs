@@ -146,6 +146,11 @@ fn media_type_rules() {
         }
         other => panic!("{other}"),
     }
+    // A schema 2 document served as schema 1 is a conflict, not schema 1.
+    assert!(matches!(
+        err(&json, Some(mt::DOCKER_MANIFEST_V1_SIGNED)),
+        ManifestError::MediaTypeConflict { .. }
+    ));
     // Parameters on the Content-Type are fine; generic types are ignored.
     for ct in [
         "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
