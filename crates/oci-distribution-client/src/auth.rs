@@ -13,6 +13,18 @@ use serde::Deserialize;
 use crate::Error;
 
 /// Credentials for one registry. `Debug` never shows secrets.
+///
+/// Credentials given in code win over Docker's `config.json` (`auths`, `credsStore`,
+/// `credHelpers`), which is read when [`ClientConfig::docker_config`](crate::ClientConfig)
+/// is set (the default).
+///
+/// ```
+/// use oci_distribution_client::{ClientConfig, Credential};
+/// let c = Credential::basic("alice", "s3cret");
+/// assert!(!format!("{c:?}").contains("s3cret"));
+/// let config = ClientConfig::default().with_credential("registry.example:5000", c);
+/// # let _ = config;
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Credential {

@@ -24,6 +24,18 @@ pub enum ExistenceCheck {
 /// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with full jitter
 /// (a random delay between half and all of the step). A `Retry-After` header (seconds or an
 /// HTTP date) replaces the computed delay, capped at `max_retry_after`.
+///
+/// ```
+/// use std::time::Duration;
+/// use oci_distribution_client::{ClientConfig, RetryPolicy};
+/// let config = ClientConfig::default().with_retry(
+///     RetryPolicy::default()
+///         .with_max_retries(8)
+///         .with_backoff(Duration::from_millis(100), Duration::from_secs(5)),
+/// );
+/// assert_eq!(config.retry.max_retries, 8);
+/// assert_eq!(RetryPolicy::none().max_retries, 0);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RetryPolicy {

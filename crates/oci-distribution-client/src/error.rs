@@ -71,6 +71,17 @@ impl fmt::Display for RegistryErrors {
 }
 
 /// Everything that can go wrong in this crate.
+///
+/// ```
+/// use oci_distribution_client::{Error, Reference};
+/// match Reference::parse("Example.com/App") {
+///     Err(Error::InvalidReference { input, reason }) => {
+///         assert_eq!(input, "Example.com/App");
+///         assert_eq!(reason.to_string(), "repository name must be lowercase");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -25,6 +25,18 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
 pub type BlobSource = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// A manifest as fetched: its exact bytes and the descriptor that names them.
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_distribution_client::{Algorithm, Descriptor, FetchedManifest, media_types};
+/// let bytes = Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+/// let fetched = FetchedManifest {
+///     descriptor: Descriptor::new(media_types::OCI_INDEX, Algorithm::Sha256.hash(&bytes), bytes.len() as u64),
+///     bytes,
+/// };
+/// assert!(fetched.parse()?.is_index());
+/// # Ok::<(), oci_distribution_client::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
     /// Media type (from the answer's `Content-Type`, else the manifest's `mediaType`), digest
@@ -73,6 +85,39 @@ pub enum PushOutcome {
 }
 
 /// A handle on one repository (`registry/name`). Cheap to clone.
+///
+/// It also implements the `oci-store` traits ([`oci_store::ReadStore`],
+/// [`oci_store::WriteStore`], [`oci_store::TagStore`]), so a graph copy works between it and
+/// memory or layout stores; the media type of a descriptor decides between the manifest and
+/// blob endpoints. Upload sessions opened through [`oci_store::WriteStore::writer`] are
+/// resumable ingests of this handle and its clones.
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use futures_util::StreamExt;
+/// use oci_distribution_client::{Algorithm, Client, ClientConfig, Descriptor, media_types};
+///
+/// # async fn demo() -> Result<(), oci_distribution_client::Error> {
+/// let client = Client::new(ClientConfig::default().with_plain_http("127.0.0.1:5000"))?;
+/// let repo = client.repository_by_name("127.0.0.1:5000", "team/app")?;
+///
+/// // Push a blob from a stream (verified as it is read), then read it back verified.
+/// let data = Bytes::from_static(b"layer bytes");
+/// let desc = Descriptor::new(media_types::OCI_LAYER_TAR, Algorithm::Sha256.hash(&data), 11);
+/// let source = Box::pin(futures_util::stream::iter([Ok(data.clone())]));
+/// repo.push_blob(&desc, source).await?;
+/// let mut blob = repo.fetch_blob(&desc).await?;
+/// while let Some(chunk) = blob.next().await {
+///     let _ = chunk?;
+/// }
+///
+/// // Tags as a stream following pagination.
+/// let mut tags = std::pin::pin!(repo.tags());
+/// while let Some(tag) = tags.next().await {
+///     println!("{}", tag?);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Repository {
     pub(crate) client: Client,

@@ -14,14 +14,11 @@ use oci_distribution_client::{
 };
 
 fn config(addr: &str) -> ClientConfig {
-    let mut c = ClientConfig::default().with_plain_http(addr).with_retry(
+    common::test_config(addr).with_retry(
         RetryPolicy::default()
             .with_max_retries(5)
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50)),
-    );
-    c.docker_config = false;
-    c.proxy_from_env = false;
-    c
+    )
 }
 
 fn repo(reg: &FakeRegistry, cfg: ClientConfig, name: &str) -> Repository {
@@ -32,8 +29,7 @@ fn repo(reg: &FakeRegistry, cfg: ClientConfig, name: &str) -> Repository {
 }
 
 fn random(n: usize) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(n as u64);
-    (0..n).map(|_| rng.u8(..)).collect()
+    common::random(n, n as u64)
 }
 
 fn source(data: &[u8], chunk: usize) -> BlobSource {

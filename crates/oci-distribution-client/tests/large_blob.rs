@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::registry::TestRegistry;
 use futures_util::StreamExt;
 use oci_distribution_client::{
-    Algorithm, BlobSource, Client, ClientConfig, Descriptor, PushOutcome, media_types,
+    Algorithm, BlobSource, Client, Descriptor, PushOutcome, media_types,
 };
 
 const SIZE: u64 = 320 * 1024 * 1024;
@@ -48,10 +48,7 @@ async fn several_hundred_mib_blob_streams_with_flat_memory() {
     }
     let desc = Descriptor::new(media_types::OCI_LAYER_TAR, d.finalize(), SIZE);
 
-    let mut cfg = ClientConfig::default().with_plain_http(&reg.addr);
-    cfg.docker_config = false;
-    cfg.proxy_from_env = false;
-    let repo = Client::new(cfg)
+    let repo = Client::new(common::test_config(&reg.addr))
         .expect("client")
         .repository_by_name(&reg.addr, "big/blob")
         .expect("repo");

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{random, test_config as config};
+
 use std::process::Command;
 
 use bytes::Bytes;
@@ -12,13 +14,6 @@ use oci_distribution_client::{
     ExistenceCheck, PushOutcome, Reference, Repository, media_types,
 };
 
-fn config(addr: &str) -> ClientConfig {
-    let mut c = ClientConfig::default().with_plain_http(addr);
-    c.docker_config = false;
-    c.proxy_from_env = false;
-    c
-}
-
 fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
     Client::new(cfg)
         .expect("client")
@@ -28,11 +23,6 @@ fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
 
 fn repo(reg: &TestRegistry, name: &str) -> Repository {
     repo_with(reg, config(&reg.addr), name)
-}
-
-fn random(n: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..n).map(|_| rng.u8(..)).collect()
 }
 
 fn source(data: &[u8]) -> BlobSource {

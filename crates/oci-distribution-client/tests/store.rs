@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{random, test_config as config};
+
 use bytes::Bytes;
 use common::registry::{RegistryOptions, TestRegistry};
 use futures_util::StreamExt;
@@ -14,13 +16,6 @@ use oci_store::{
     WriteStore, bytes_stream,
 };
 
-fn config(addr: &str) -> ClientConfig {
-    let mut c = ClientConfig::default().with_plain_http(addr);
-    c.docker_config = false;
-    c.proxy_from_env = false;
-    c
-}
-
 fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
     Client::new(cfg)
         .expect("client")
@@ -28,9 +23,8 @@ fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
         .expect("repo")
 }
 
-fn random(n: usize, seed: u64) -> Bytes {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    Bytes::from((0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>())
+fn random_bytes(n: usize, seed: u64) -> Bytes {
+    Bytes::from(random(n, seed))
 }
 
 fn desc_of(mt: &str, data: &[u8]) -> Descriptor {
@@ -51,8 +45,8 @@ fn image(seed: u64) -> Img {
         r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#
     ));
     let cfg = desc_of(media_types::OCI_CONFIG, &config);
-    let l1 = random(150_000, seed);
-    let l2 = random(2_500_000, seed + 1);
+    let l1 = random_bytes(150_000, seed);
+    let l2 = random_bytes(2_500_000, seed + 1);
     let layers = [
         desc_of(media_types::OCI_LAYER_GZIP, &l1),
         desc_of(media_types::OCI_LAYER_GZIP, &l2),
@@ -185,7 +179,7 @@ async fn registry_repository_implements_the_store_traits() {
     assert_eq!(read_all(&c, ld).await.expect("copied blob"), *ldata);
 
     // Resumable writer: half, drop, reopen with the same key, finish.
-    let data = random(3 * 1024 * 1024 + 100, 77);
+    let data = random_bytes(3 * 1024 * 1024 + 100, 77);
     let d = desc_of(media_types::OCI_LAYER_TAR, &data);
     let mut w = repo.writer("ingest-1", &d).await.expect("writer");
     w.write(data.slice(..1_600_000)).await.expect("write");
