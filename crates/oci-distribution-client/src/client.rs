@@ -165,7 +165,11 @@ impl Client {
             source: Some(Box::new(e)),
         })?;
         let docker_config = if config.docker_config {
-            match docker_config_path() {
+            match config
+                .docker_config_file
+                .clone()
+                .or_else(docker_config_path)
+            {
                 Some(p) => DockerConfigFile::load(&p)?,
                 None => None,
             }
@@ -559,7 +563,7 @@ impl Client {
                 rb = rb.body(b.clone());
             }
             let resp = rb.send().await?;
-            debug!(method = %method, url = %strip_query(&url), status = resp.status().as_u16(), "registry answer");
+            debug!(method = %method, url = %strip_query(&url), status = resp.status().as_u16(), version = ?resp.version(), "registry answer");
             let status = resp.status();
             if !status.is_redirection() || hops == MAX_REDIRECTS {
                 // Too many redirects: the caller sees the last 3xx as an unexpected status.

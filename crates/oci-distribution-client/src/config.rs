@@ -184,6 +184,8 @@ pub struct ClientConfig {
     /// Read credentials from Docker's `config.json` (`$DOCKER_CONFIG/config.json` or
     /// `~/.docker/config.json`) for registries without credentials from code.
     pub docker_config: bool,
+    /// Read Docker's config from this file instead of the default place (like `--authfile`).
+    pub docker_config_file: Option<std::path::PathBuf>,
     /// Credentials given in code, by registry (`host[:port]`).
     pub credentials: Vec<(String, Credential)>,
 }
@@ -209,6 +211,7 @@ impl Default for ClientConfig {
             parallel_fetch: None,
             page_size: 100,
             docker_config: true,
+            docker_config_file: None,
             credentials: Vec::new(),
         }
     }

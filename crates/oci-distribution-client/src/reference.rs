@@ -279,10 +279,11 @@ impl Reference {
     /// The short form Docker prints: without `docker.io/` and `library/`.
     pub fn familiar(&self) -> String {
         let name = if self.registry == DEFAULT_REGISTRY {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_owned()
+            // `library/` goes only from one-component names: `library/a/b` stays as is.
+            match self.repository.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_owned(),
+                _ => self.repository.clone(),
+            }
         } else {
             format!("{}/{}", self.registry, self.repository)
         };
@@ -465,6 +466,12 @@ mod tests {
         );
         ok("team/app", "docker.io", "team/app", None, false);
         ok("a/b/c/d", "docker.io", "a/b/c/d", None, false);
+        // Found by the fuzz target: `library/` is only dropped from one-component names.
+        ok("library/h/st", "docker.io", "library/h/st", None, false);
+        assert_eq!(
+            Reference::parse("library/h/st").unwrap().familiar(),
+            "library/h/st"
+        );
         assert_eq!(
             Reference::parse("ubuntu").unwrap().api_host(),
             "registry-1.docker.io"

@@ -453,6 +453,55 @@ async fn basic_auth_through_htpasswd() {
         .ping(&reg.addr)
         .await
         .expect("ping with credentials");
+
+    // The same credentials from a Docker config.json (`auths` with base64 user:password).
+    let dir = temp_dir("odc-docker-config");
+    let file = dir.join("config.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"dGVzdGVyOnBhNTV3b3Jk"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .expect("write config.json");
+    let mut cfg = config(&reg.addr);
+    cfg.docker_config = true;
+    cfg.docker_config_file = Some(file.clone());
+    let from_file = repo_with(&reg, cfg.clone(), "secure/app");
+    img.check_pulled(&from_file, "v1").await;
+    // A broken config.json is a configuration error of Client::new, not a silent anonymous client.
+    std::fs::write(&file, b"{not json").expect("write");
+    assert!(matches!(Client::new(cfg), Err(Error::DockerConfig { .. })));
+    remove(&dir);
+}
+
+#[tokio::test]
+async fn https_with_a_custom_ca_and_no_silent_fallback() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        tls: true,
+        ..RegistryOptions::default()
+    });
+    let ca = reg.ca_pem.clone().expect("ca");
+    // Not named as plain HTTP: HTTPS, trusting our CA.
+    let mut cfg = ClientConfig::default();
+    cfg.docker_config = false;
+    cfg.proxy_from_env = false;
+    cfg.ca_certificates_pem.push(ca);
+    let app = repo_with(&reg, cfg, "tls/app");
+    let img = Image::new("amd64", 11, false);
+    img.push(&app, Some("v1")).await;
+    img.check_pulled(&app, "v1").await;
+    // Without the CA the certificate is refused: a transport error, no fallback to HTTP.
+    let mut cfg = ClientConfig::default();
+    cfg.docker_config = false;
+    cfg.proxy_from_env = false;
+    cfg.retry.max_retries = 0;
+    let untrusting = repo_with(&reg, cfg, "tls/app");
+    match untrusting.resolve("v1").await {
+        Err(Error::Transport { url, .. }) => assert!(url.starts_with("https://"), "{url}"),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
 }
 
 fn skopeo(args: &[&str]) -> String {

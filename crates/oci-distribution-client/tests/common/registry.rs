@@ -22,6 +22,9 @@ pub struct RegistryOptions {
     pub htpasswd: Option<(String, String)>,
     /// `storage.cache.blobdescriptor: inmemory` (the cache that goes stale after offline GC).
     pub blob_descriptor_cache: bool,
+    /// Serve HTTPS with a certificate for 127.0.0.1 signed by a CA made for this registry
+    /// (`openssl` CLI); the CA's PEM is in [`TestRegistry::ca_pem`].
+    pub tls: bool,
 }
 
 /// A running `docker-registry serve`.
@@ -30,7 +33,52 @@ pub struct TestRegistry {
     pub addr: String,
     /// Temporary directory holding config, storage and log.
     pub dir: PathBuf,
+    /// The CA certificate (PEM) that signed the server certificate, with `tls`.
+    pub ca_pem: Option<Vec<u8>>,
     child: Child,
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 in `dir`; returns (ca.pem, cert, key).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require_tool("openssl");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let p = |n: &str| dir.join(n).display().to_string();
+    run(Command::new(&openssl)
+        .args(["req", "-x509"])
+        .args(ec)
+        .args(["-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2"])
+        .args(["-subj", "/CN=odc-test-ca"]));
+    run(Command::new(&openssl)
+        .args(["req"])
+        .args(ec)
+        .args(["-keyout", &p("server.key"), "-out", &p("server.csr")])
+        .args(["-subj", "/CN=127.0.0.1"]));
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    run(Command::new(&openssl)
+        .args(["x509", "-req", "-in", &p("server.csr"), "-CA", &p("ca.pem")])
+        .args([
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("server.pem"),
+        ])
+        .args(["-days", "2", "-extfile", &p("ext.cnf")]));
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 /// Fails with a message naming the package when `program` is not on PATH.
@@ -96,12 +144,23 @@ impl TestRegistry {
         } else {
             ""
         };
+        let mut tls = String::new();
+        let mut ca_pem = None;
+        if opts.tls {
+            let (ca, cert, key) = make_certs(&dir);
+            ca_pem = Some(std::fs::read(ca).expect("read ca"));
+            tls = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{cache}  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n  secret: odc-test-secret\n{auth}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{cache}  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n  secret: odc-test-secret\n{tls}{auth}",
                 storage.display()
             );
             let config_path = dir.join("config.yml");
@@ -118,6 +177,7 @@ impl TestRegistry {
             let mut reg = TestRegistry {
                 addr,
                 dir: dir.clone(),
+                ca_pem: ca_pem.clone(),
                 child,
             };
             match reg.wait_ready(Duration::from_secs(20)) {
@@ -141,7 +201,7 @@ impl TestRegistry {
                 return Err(format!("exited with {status}; log: {}", self.log_tail()));
             }
             if let Ok(code) = http_status(&self.addr, "/v2/")
-                && (code == 200 || code == 401)
+                && (code == 200 || code == 401 || (self.ca_pem.is_some() && code == 400))
             {
                 return Ok(());
             }
