@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -607,4 +608,111 @@ async fn referrers_api_and_tag_schema_fallback() {
     // With the API, its answer is used.
     reg.state().faults.no_referrers_api = false;
     assert!(app.referrers(&subject, None).await.expect("api").is_empty());
+}
+
+#[tokio::test]
+async fn a_stalled_transfer_times_out_and_resumes() {
+    let reg = FakeRegistry::start(Faults {
+        stall_blob_gets: 2,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1_000_000);
+    reg.put_blob(&data);
+    let mut cfg = config(&reg.addr);
+    cfg.read_timeout = Duration::from_millis(300);
+    let app = repo(&reg, cfg, "app");
+    assert_eq!(
+        collect(&app, &blob_desc(&data))
+            .await
+            .expect("resumed after stalls"),
+        data
+    );
+    let ranges: Vec<String> = reg.seen().into_iter().filter_map(|s| s.range).collect();
+    assert_eq!(ranges, ["bytes=500000-", "bytes=750000-"]);
+}
+
+/// Collects every event's fields as text, for checking what the client logs.
+struct Capture(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        span.record(&mut Fields(&mut s));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        values.record(&mut Fields(&mut s));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        event.record(&mut Fields(&mut s));
+        s.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn credentials_and_tokens_are_never_logged() {
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: Some(("alice".into(), "pw-8f3k2".into())),
+            expires_in: 300,
+        }),
+        storm_503: 1,
+        ..Faults::default()
+    })
+    .await;
+    let log = Arc::new(Mutex::new(String::new()));
+    let _guard = tracing::subscriber::set_default(Capture(log.clone()));
+    let app = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "pw-8f3k2")),
+        "app",
+    );
+    let data = random(5000);
+    app.push_blob(&blob_desc(&data), source(&data, 1000))
+        .await
+        .expect("push");
+    let text = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(
+        text.contains("registry answer"),
+        "the client logged its requests: {text}"
+    );
+    assert!(
+        text.contains("retrying"),
+        "the 503 retry was logged: {text}"
+    );
+    assert!(!text.contains("pw-8f3k2"), "password logged: {text}");
+    assert!(
+        !text.contains("YWxpY2U6cHctOGYzazI"),
+        "Basic header logged: {text}"
+    );
+    assert!(!text.contains("tok-"), "token logged: {text}");
 }

@@ -31,6 +31,8 @@ pub struct Faults {
     pub redirect_blobs_to: Option<String>,
     /// This many blob GETs are cut after a random number of body bytes.
     pub reset_blob_gets: u32,
+    /// This many blob GETs send half the body, then stall (hold the connection, send nothing).
+    pub stall_blob_gets: u32,
     /// This many PATCHes read a random part of the body, keep it, and drop the connection.
     pub reset_patches: u32,
     /// Serve blobs with one byte flipped.
@@ -220,6 +222,8 @@ struct Answer {
     cut_at: Option<usize>,
     /// HEAD: send headers only.
     head: bool,
+    /// Stall after `cut_at` bytes instead of closing.
+    stall: bool,
 }
 
 impl Answer {
@@ -230,6 +234,7 @@ impl Answer {
             body: vec![],
             cut_at: None,
             head: false,
+            stall: false,
         }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Answer {
@@ -346,6 +351,10 @@ async fn serve_conn(
             handle(&mut s, &req, body, &addr)
         };
         write_answer(&mut sock, &answer, req.method == "HEAD").await?;
+        if answer.stall {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return Ok(());
+        }
         if answer.cut_at.is_some() {
             let _ = sock.set_zero_linger();
             return Ok(());
@@ -667,7 +676,11 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
                 ans = ans.header("Content-Range", r);
             }
             let mut ans = ans.body(body);
-            if s.faults.reset_blob_gets > 0 && ans.body.len() > 1 {
+            if s.faults.stall_blob_gets > 0 && ans.body.len() > 1 {
+                s.faults.stall_blob_gets -= 1;
+                ans.cut_at = Some(ans.body.len() / 2);
+                ans.stall = true;
+            } else if s.faults.reset_blob_gets > 0 && ans.body.len() > 1 {
                 s.faults.reset_blob_gets -= 1;
                 ans.cut_at = Some(fastrand::usize(1..ans.body.len()));
             }
