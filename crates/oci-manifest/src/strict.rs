@@ -68,13 +68,13 @@ pub(crate) fn find_duplicate(raw: &[u8]) -> Option<Duplicate> {
             b'"' => {
                 let start = i + 1;
                 let mut escaped = false;
-                let mut j = start;
+                let mut j = skip_plain(raw, start);
                 while j < raw.len() && raw[j] != b'"' {
                     if raw[j] == b'\\' {
                         escaped = true;
                         j += 1;
                     }
-                    j += 1;
+                    j = skip_plain(raw, j + 1);
                 }
                 let end = j.min(raw.len());
                 i = end;
@@ -124,6 +124,29 @@ pub(crate) fn find_duplicate(raw: &[u8]) -> Option<Duplicate> {
         i += 1;
     }
     None
+}
+
+/// The first index from `from` holding `"` or `\\` (or `raw.len()`), eight bytes at a time.
+fn skip_plain(raw: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut i = from;
+    while let Some(chunk) = raw.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if has_zero_byte(x ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(x ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        i += 8;
+    }
+    while i < raw.len() && raw[i] != b'"' && raw[i] != b'\\' {
+        i += 1;
+    }
+    i
 }
 
 /// The JSON path of the innermost frame's container, from the frames enclosing it.
@@ -522,6 +545,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn skip_plain_finds_the_first_quote_or_backslash(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), any::<u8>()], 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let naive = bytes[from..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')
+                .map_or(bytes.len(), |p| p + from);
+            prop_assert_eq!(skip_plain(&bytes, from), naive);
+        }
+
         #[test]
         fn scanner_agrees_with_the_oracle(
             v in json_value(),
