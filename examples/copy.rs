@@ -266,8 +266,8 @@ impl Display {
 fn summary(report: &CopyReport) -> String {
     let secs = report.elapsed.as_secs_f64().max(1e-6);
     let mut s = format!(
-        "{} -> {}\n  copied {} ({} bytes, {:.1} MB/s), skipped {} ({} bytes), mounted {} ({} bytes), \
-repaired {}, retried {}, failed {}; resumed {} bytes; {:.2} s",
+        "{} -> {}\n  copied {}, repaired {}: {} bytes sent ({:.1} MB/s); skipped {} ({} bytes), \
+mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
         report
             .source
             .as_ref()
@@ -277,13 +277,13 @@ repaired {}, retried {}, failed {}; resumed {} bytes; {:.2} s",
             .as_ref()
             .map_or_else(String::new, |d| d.digest.to_string()),
         report.copied,
+        report.repaired,
         report.bytes_copied,
         report.bytes_copied as f64 / secs / 1e6,
         report.skipped,
         report.bytes_skipped,
         report.mounted,
         report.bytes_mounted,
-        report.repaired,
         report.retried,
         report.failed,
         report.bytes_resumed,
@@ -365,7 +365,8 @@ fn main() -> ExitCode {
                 c.cancel();
             }
         };
-        let work = transport::copy(&args.src, &args.dst, &options, &args.settings);
+        let ctx = transport::Context::new(&args.settings, [&args.src, &args.dst])?;
+        let work = transport::copy(&args.src, &args.dst, &options, &ctx);
         tokio::pin!(work);
         tokio::pin!(ctrl_c);
         loop {
@@ -401,10 +402,8 @@ fn main() -> ExitCode {
             }
             let cancelled = matches!(
                 &e,
-                transport::CopyError::Store {
-                    source: oci_store::StoreError::CopyCancelled { .. },
-                    ..
-                }
+                transport::CopyError::Store { source, .. }
+                    if matches!(**source, oci_store::StoreError::CopyCancelled { .. })
             );
             oci_examples::fail("copy", if cancelled { 130 } else { 1 }, e)
         }

@@ -132,7 +132,7 @@ fn parse_file(text: &str, file: &str) -> Result<Vec<Job>, String> {
 fn retryable(e: &CopyError) -> bool {
     match e {
         CopyError::Usage(_) => false,
-        CopyError::Store { source, .. } => match source {
+        CopyError::Store { source, .. } => match &**source {
             StoreError::CopyFailed { source, .. } => !matches!(
                 **source,
                 StoreError::NotFound { .. }
@@ -194,7 +194,10 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let outcomes = rt.block_on(run(jobs, &args));
+    let outcomes = match rt.block_on(run(jobs, &args)) {
+        Ok(o) => o,
+        Err(e) => return oci_examples::fail("sync", 2, e),
+    };
     let total = started.elapsed();
 
     println!(
@@ -258,18 +261,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(jobs: Vec<Job>, args: &Args) -> Vec<Outcome> {
+async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
+    let ctx = transport::Context::new(&args.settings, jobs.iter().flat_map(|j| [&j.src, &j.dst]))?;
     let transfers = Arc::new(Semaphore::new(args.jobs));
     let images = Arc::new(Semaphore::new(args.images));
     let budget = Arc::new(AtomicU32::new(args.budget));
     let options = args.options.clone().with_shared_limit(transfers);
     let mut tasks = Vec::new();
     for job in jobs {
-        let (images, budget, options, settings) = (
+        let (images, budget, options, ctx) = (
             Arc::clone(&images),
             Arc::clone(&budget),
             options.clone(),
-            args.settings.clone(),
+            ctx.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _slot = images.acquire_owned().await;
@@ -277,7 +281,7 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Vec<Outcome> {
             let mut attempts = 0;
             let result = loop {
                 attempts += 1;
-                let r = transport::copy(&job.src, &job.dst, &options, &settings).await;
+                let r = transport::copy(&job.src, &job.dst, &options, &ctx).await;
                 match r {
                     Err(e)
                         if retryable(&e)
@@ -313,5 +317,5 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Vec<Outcome> {
         }
     }
     out.sort_by_key(|o| o.line);
-    out
+    Ok(out)
 }

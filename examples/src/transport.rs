@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use oci_digest::Digest;
-use oci_store::{CopyOptions, CopyReport, LayoutOptions, LayoutStore, StoreError};
+use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
+use oci_store::{CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError};
 
 /// Where an image is: an OCI layout directory or a registry repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,9 @@ impl Endpoint {
     /// assert_eq!(e, Endpoint::Layout { path: "./store".into(), reference: Some("v1".into()) });
     /// let e = Endpoint::parse("oci:/tmp/a").unwrap();
     /// assert_eq!(e, Endpoint::Layout { path: "/tmp/a".into(), reference: None });
-    /// assert!(Endpoint::parse("docker://127.0.0.1:5000/app:v1").is_ok());
+    /// let e = Endpoint::parse("docker://127.0.0.1:5000/team/app:v1").unwrap();
+    /// assert_eq!(e.reference().as_deref(), Some("v1"));
+    /// assert!(Endpoint::parse("docker://UPPER/x").is_err());
     /// assert!(Endpoint::parse("ftp://x").is_err());
     /// ```
     ///
@@ -78,9 +81,7 @@ impl Endpoint {
             reason: reason.to_owned(),
         };
         if let Some(rest) = input.strip_prefix("docker://") {
-            if rest.is_empty() || !rest.contains('/') && !rest.contains('.') && rest.len() < 2 {
-                return Err(bad("expected docker://REGISTRY/REPO[:TAG|@DIGEST]"));
-            }
+            Reference::parse(rest).map_err(|e| bad(&chain(&e)))?;
             return Ok(Endpoint::Registry {
                 reference: rest.to_owned(),
             });
@@ -121,17 +122,28 @@ impl Endpoint {
         }
     }
 
-    /// The tag or digest part, if any.
-    pub fn reference(&self) -> Option<&str> {
+    /// The tag or digest part, if any (a registry reference with both gives the digest).
+    pub fn reference(&self) -> Option<String> {
         match self {
-            Endpoint::Layout { reference, .. } => reference.as_deref(),
+            Endpoint::Layout { reference, .. } => reference.clone(),
             Endpoint::Registry { reference } => {
-                if let Some(at) = reference.rfind('@') {
-                    return Some(&reference[at + 1..]);
+                let r = Reference::parse(reference).ok()?;
+                match (r.digest(), r.tag()) {
+                    (Some(d), _) => Some(d.to_string()),
+                    (None, Some(t)) => Some(t.to_owned()),
+                    (None, None) => None,
                 }
-                let last = reference.rsplit('/').next().unwrap_or("");
-                last.rfind(':').map(|c| &last[c + 1..])
             }
+        }
+    }
+
+    /// The registry (`host[:port]`) of a registry endpoint.
+    pub fn registry(&self) -> Option<String> {
+        match self {
+            Endpoint::Registry { reference } => Reference::parse(reference)
+                .ok()
+                .map(|r| r.registry().to_owned()),
+            Endpoint::Layout { .. } => None,
         }
     }
 }
@@ -139,27 +151,76 @@ impl Endpoint {
 /// Settings for registries, from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RegistrySettings {
-    /// Talk plain HTTP (loopback test registries).
+    /// Talk plain HTTP (loopback test registries) to the registries named.
     pub plain_http: bool,
     /// `USER:PASS` for every registry named; else Docker's `config.json`.
     pub creds: Option<(String, String)>,
+}
+
+/// The registry client shared by every copy of a run (connections, tokens), configured for the
+/// registries the endpoints name.
+#[derive(Clone)]
+pub struct Context {
+    client: Option<Client>,
+}
+
+impl Context {
+    /// A context for copies between `endpoints`.
+    ///
+    /// # Errors
+    /// [`CopyError::Usage`] when the client cannot be built (bad TLS setup).
+    pub fn new<'a>(
+        settings: &RegistrySettings,
+        endpoints: impl IntoIterator<Item = &'a Endpoint>,
+    ) -> Result<Context, CopyError> {
+        let registries: Vec<String> = endpoints
+            .into_iter()
+            .filter_map(Endpoint::registry)
+            .collect();
+        if registries.is_empty() {
+            return Ok(Context { client: None });
+        }
+        let mut config = ClientConfig::default();
+        for r in &registries {
+            if settings.plain_http && !config.plain_http.contains(r) {
+                config = config.with_plain_http(r.clone());
+            }
+            if let Some((u, p)) = &settings.creds {
+                config = config.with_credential(r.clone(), Credential::basic(u, p));
+            }
+        }
+        let client = Client::new(config).map_err(|e| {
+            CopyError::Usage(format!("cannot set up the registry client: {}", chain(&e)))
+        })?;
+        Ok(Context {
+            client: Some(client),
+        })
+    }
 }
 
 /// An open store of either kind.
 pub enum Opened {
     /// An OCI layout.
     Layout(LayoutStore),
+    /// A registry repository.
+    Registry(Repository),
+}
+
+impl Opened {
+    /// The store as a trait object.
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            Opened::Layout(s) => s,
+            Opened::Registry(r) => r,
+        }
+    }
 }
 
 /// Opens the store of `endpoint` (a destination layout is created when missing).
 ///
 /// # Errors
-/// Store errors naming the path.
-pub async fn open(
-    endpoint: &Endpoint,
-    create: bool,
-    _settings: &RegistrySettings,
-) -> Result<Opened, CopyError> {
+/// Store errors naming the path; reference errors naming the reference.
+pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Opened, CopyError> {
     match endpoint {
         Endpoint::Layout { path, .. } => {
             let opts = if create {
@@ -172,9 +233,18 @@ pub async fn open(
                 .map_err(|e| CopyError::store(endpoint, e))?;
             Ok(Opened::Layout(store))
         }
-        Endpoint::Registry { .. } => Err(CopyError::Usage(format!(
-            "{endpoint}: registries need the registry client's store, not built into this copy"
-        ))),
+        Endpoint::Registry { reference } => {
+            let client = match &ctx.client {
+                Some(c) => c.clone(),
+                None => Context::new(&RegistrySettings::default(), [endpoint])?
+                    .client
+                    .ok_or_else(|| CopyError::Usage(format!("{endpoint}: no registry")))?,
+            };
+            let r = Reference::parse(reference)
+                .and_then(|r| client.repository(&r))
+                .map_err(|e| CopyError::Usage(format!("{endpoint}: {}", chain(&e))))?;
+            Ok(Opened::Registry(r))
+        }
     }
 }
 
@@ -188,7 +258,7 @@ pub enum CopyError {
         /// The location involved.
         endpoint: String,
         /// The error (its chain names the digests).
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -196,19 +266,20 @@ impl CopyError {
     fn store(endpoint: &Endpoint, source: StoreError) -> CopyError {
         CopyError::Store {
             endpoint: endpoint.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
     /// The report inside a failed or cancelled copy, if any.
     pub fn report(&self) -> Option<&CopyReport> {
         match self {
-            CopyError::Store {
-                source:
-                    StoreError::CopyFailed { report, .. } | StoreError::CopyCancelled { report, .. },
-                ..
-            } => Some(report),
-            _ => None,
+            CopyError::Store { source, .. } => match &**source {
+                StoreError::CopyFailed { report, .. } | StoreError::CopyCancelled { report, .. } => {
+                    Some(report)
+                }
+                _ => None,
+            },
+            CopyError::Usage(_) => None,
         }
     }
 }
@@ -239,8 +310,9 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Copies `src` to `dst` with `options`. The source reference defaults to `latest`; the
-/// destination tag defaults to the source's tag (or `latest` for a digest source into a
-/// layout, whose content must be reachable from a tag).
+/// destination tag defaults to the source's tag (or `latest` for a digest source: a layout's
+/// content must be reachable from a tag). A local destination is written under a lease
+/// ([`oci_store::copy_leased`]).
 ///
 /// # Errors
 /// [`CopyError`] naming the location and, through the store error, the digests involved.
@@ -248,31 +320,33 @@ pub async fn copy(
     src: &Endpoint,
     dst: &Endpoint,
     options: &CopyOptions,
-    settings: &RegistrySettings,
+    ctx: &Context,
 ) -> Result<CopyReport, CopyError> {
-    let src_ref = src.reference().unwrap_or("latest").to_owned();
+    let src_ref = src.reference().unwrap_or_else(|| "latest".to_owned());
     let dst_tag = match dst.reference() {
-        Some(r) if Digest::parse(r).is_ok() => {
+        Some(r) if Digest::parse(&r).is_ok() => {
             return Err(CopyError::Usage(format!(
                 "{dst}: a destination names a tag, not a digest (the digest is the content's)"
             )));
         }
-        Some(r) => Some(r.to_owned()),
-        None if Digest::parse(&src_ref).is_ok() => Some("latest".to_owned()),
-        None => Some(src_ref.clone()),
+        Some(r) => r,
+        None if Digest::parse(&src_ref).is_ok() => "latest".to_owned(),
+        None => src_ref.clone(),
     };
-    let source = open(src, false, settings).await?;
-    let target = open(dst, true, settings).await?;
-    let result = match (&source, &target) {
-        (Opened::Layout(s), Opened::Layout(d)) => {
-            oci_store::copy_leased(s, &src_ref, d, dst_tag.as_deref(), options).await
+    let source = open(src, false, ctx).await?;
+    let target = open(dst, true, ctx).await?;
+    let from = source.store();
+    let result = match &target {
+        Opened::Layout(d) => {
+            oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await
         }
+        Opened::Registry(d) => oci_store::copy(from, &src_ref, d, Some(&dst_tag), options).await,
     };
     result.map_err(|e| match &e {
         StoreError::TagNotFound { .. } | StoreError::NotALayout { .. } => CopyError::store(src, e),
         _ => CopyError::Store {
             endpoint: format!("{src} -> {dst}"),
-            source: e,
+            source: Box::new(e),
         },
     })
 }

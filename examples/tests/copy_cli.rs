@@ -127,7 +127,7 @@ fn copy_without_arguments_copies_the_sample_into_oci_store() {
     let out = run_in(&dir, "copy", &[]);
     assert!(out.status.success());
     assert!(
-        text(&out.stdout).contains("copied 0 (0 bytes"),
+        text(&out.stdout).contains("copied 0, repaired 0: 0 bytes sent"),
         "{}",
         text(&out.stdout)
     );
