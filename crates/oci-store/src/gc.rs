@@ -546,3 +546,194 @@ pub(crate) fn parents_from(target: &Digest, roots: &[Root], manifests: Vec<Diges
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_manifest::build::{ImageManifestBuilder, IndexBuilder};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Mem {
+        data: HashMap<Digest, Bytes>,
+        reads: AtomicUsize,
+    }
+
+    impl Content for Mem {
+        fn read_small(&self, d: &Digest, _: u64) -> Result<Option<Bytes>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Ok(self.data.get(d).cloned())
+        }
+    }
+
+    impl Mem {
+        fn put(&mut self, mt: &str, data: impl Into<Bytes>) -> Descriptor {
+            let data = data.into();
+            let d = Descriptor::new(
+                mt,
+                oci_digest::Algorithm::Sha256.hash(&data),
+                data.len() as u64,
+            );
+            self.data.insert(d.digest.clone(), data);
+            d
+        }
+        fn metas(&self, age: Duration) -> HashMap<Digest, BlobMeta> {
+            let t = SystemTime::now() - age;
+            self.data
+                .iter()
+                .map(|(d, b)| {
+                    (
+                        d.clone(),
+                        BlobMeta {
+                            size: b.len() as u64,
+                            modified: t,
+                        },
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn root(d: &Descriptor, tag: &str) -> Root {
+        Root {
+            parent: Parent::Tag(tag.into()),
+            digest: d.digest.clone(),
+            media_type: Some(d.media_type.clone()),
+        }
+    }
+
+    #[test]
+    fn declared_layers_are_never_read_and_sniffing_is_cached() {
+        let mut m = Mem::default();
+        let layer = m.put(media_types::OCI_LAYER_GZIP, &b"{\"looks\":\"json\"}"[..]);
+        let cache = NodeCache::default();
+        let n = cache
+            .node(&m, &layer.digest, layer.size, Some(&layer.media_type))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(*n, Node::Opaque));
+        assert_eq!(m.reads.load(Ordering::Relaxed), 0);
+        // Undeclared: read once, then cached.
+        for _ in 0..3 {
+            let n = cache
+                .node(&m, &layer.digest, layer.size, None)
+                .unwrap()
+                .unwrap();
+            assert!(matches!(*n, Node::Opaque));
+        }
+        assert_eq!(m.reads.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn corrupt_or_unparsable_declared_manifests_are_errors() {
+        let mut m = Mem::default();
+        let cache = NodeCache::default();
+        let bogus = m.put(media_types::OCI_MANIFEST, &b"{\"schemaVersion\":3}"[..]);
+        assert!(matches!(
+            cache.node(
+                &m,
+                &bogus.digest,
+                bogus.size,
+                Some(media_types::OCI_MANIFEST)
+            ),
+            Err(StoreError::InvalidManifest { .. })
+        ));
+        // Stored under a name its bytes do not hash to.
+        let other = oci_digest::Algorithm::Sha256.hash(b"x");
+        m.data.insert(other.clone(), Bytes::from_static(b"{}"));
+        assert!(matches!(
+            cache.node(&m, &other, 2, Some(media_types::OCI_INDEX)),
+            Err(StoreError::Verify(VerifyError::DigestMismatch { .. }))
+        ));
+        assert!(matches!(
+            cache.node(&m, &other, MANIFEST_LIMIT + 1, Some(media_types::OCI_INDEX)),
+            Err(StoreError::ManifestTooLarge { .. })
+        ));
+        // Undeclared, the same content is just opaque.
+        assert!(matches!(
+            *cache.node(&m, &other, 2, None).unwrap().unwrap(),
+            Node::Opaque
+        ));
+    }
+
+    #[test]
+    fn mark_follows_children_young_blobs_and_referrers() {
+        let mut m = Mem::default();
+        let config = m.put(media_types::OCI_CONFIG, &b"{}"[..]);
+        let layer = m.put(media_types::OCI_LAYER_GZIP, &b"layer"[..]);
+        let missing = Descriptor::new(
+            media_types::OCI_LAYER_GZIP,
+            oci_digest::Algorithm::Sha256.hash(b"gone"),
+            4,
+        );
+        let man = ImageManifestBuilder::oci(config.clone())
+            .layers([layer.clone(), missing.clone()])
+            .build()
+            .unwrap();
+        let man_d = m.put(media_types::OCI_MANIFEST, man.raw().clone());
+        let idx = IndexBuilder::oci().manifest(man_d.clone()).build().unwrap();
+        let idx_d = m.put(media_types::OCI_INDEX, idx.raw().clone());
+        let sig = m.put("application/x-sig", &b"sig"[..]);
+        let referrer = ImageManifestBuilder::artifact("application/x-sig")
+            .layer(sig.clone())
+            .subject(man_d.clone())
+            .build()
+            .unwrap();
+        let referrer_d = m.put(media_types::OCI_MANIFEST, referrer.raw().clone());
+        let junk = m.put("application/octet-stream", &b"junk"[..]);
+
+        let old = m.metas(Duration::from_secs(3600));
+        let cache = NodeCache::default();
+        let g = Graph {
+            blobs: &old,
+            content: &m,
+            cache: &cache,
+        };
+        let marking = g
+            .mark(
+                &[root(&idx_d, "t")],
+                Some((Duration::from_secs(60), SystemTime::now())),
+            )
+            .unwrap();
+        for d in [&config, &layer, &man_d, &idx_d, &sig, &referrer_d] {
+            assert!(marking.live.contains(&d.digest), "{} live", d.media_type);
+        }
+        assert!(!marking.live.contains(&junk.digest));
+        assert_eq!(
+            marking.missing,
+            vec![(
+                missing.digest.clone(),
+                Parent::Manifest(man_d.digest.clone())
+            )]
+        );
+        assert_eq!(
+            g.sweep_list(&marking)
+                .unwrap()
+                .iter()
+                .map(|r| &r.digest)
+                .collect::<Vec<_>>(),
+            vec![&junk.digest]
+        );
+        assert_eq!(g.manifest_parents(&man_d.digest).unwrap(), {
+            let mut v = vec![idx_d.digest.clone(), referrer_d.digest.clone()];
+            v.sort();
+            v
+        });
+        let rev = g.reverse_edges().unwrap();
+        assert_eq!(rev[&layer.digest], vec![man_d.digest.clone()]);
+
+        // Without roots, only young content (and what it reaches) stays.
+        let young = m.metas(Duration::ZERO);
+        let g = Graph {
+            blobs: &young,
+            content: &m,
+            cache: &cache,
+        };
+        let marking = g
+            .mark(&[], Some((Duration::from_secs(60), SystemTime::now())))
+            .unwrap();
+        assert_eq!(marking.live.len(), young.len());
+        let marking = g.mark(&[], None).unwrap();
+        assert!(marking.live.is_empty());
+    }
+}

@@ -87,3 +87,23 @@ pub(crate) fn valid_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_valid() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id("lease-")).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|i| valid_id(i)));
+        assert!(!valid_id("../x") && !valid_id("") && !valid_id("a/b"));
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = from_millis(1_700_000_000_123);
+        assert_eq!(to_millis(t), 1_700_000_000_123);
+        assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(5)), 0);
+    }
+}

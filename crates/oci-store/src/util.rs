@@ -90,3 +90,45 @@ pub(crate) fn clamp(range: std::ops::Range<u64>, size: u64) -> std::ops::Range<u
     let end = range.end.clamp(start, size);
     start..end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn model_ok(t: &str) -> bool {
+        !t.is_empty()
+            && t.len() <= MAX_TAG_LEN
+            && t.as_bytes()[0].is_ascii_alphanumeric() | (t.as_bytes()[0] == b'_')
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
+    }
+
+    proptest! {
+        #[test]
+        fn tag_validation_matches_the_grammar(t in "[a-zA-Z0-9._:/@+ \\-\\n\\x00é]{0,300}") {
+            prop_assert_eq!(validate_tag(&t).is_ok(), model_ok(&t));
+        }
+
+        #[test]
+        fn ingest_keys_never_panic(k in "\\PC{0,50}|[\\x00-\\x1f]{1,3}") {
+            let ok = validate_ingest_key(&k).is_ok();
+            prop_assert_eq!(ok, !k.is_empty() && !k.chars().any(char::is_control));
+        }
+
+        #[test]
+        fn clamp_stays_in_bounds(a in 0u64..200, b in 0u64..200, size in 0u64..150) {
+            let r = clamp(a..b, size);
+            prop_assert!(r.start <= r.end && r.end <= size);
+        }
+    }
+
+    #[test]
+    fn tag_errors_cut_long_input() {
+        let long = "/".repeat(10_000);
+        match validate_tag(&long) {
+            Err(StoreError::InvalidTag { tag, .. }) => assert!(tag.len() < 200),
+            other => panic!("{other:?}"),
+        }
+    }
+}

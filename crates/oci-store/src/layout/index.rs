@@ -155,3 +155,64 @@ pub(crate) fn check_marker(path: &Path, raw: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn desc(n: u8) -> Descriptor {
+        Descriptor::new(
+            media_types::OCI_MANIFEST,
+            oci_digest::Algorithm::Sha256.hash(&[n]),
+            u64::from(n),
+        )
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite() {
+        let raw = br#"{"schemaVersion":2,"annotations":{"x":"y"},"vendor":[1,2],"manifests":[]}"#;
+        let mut idx = IndexFile::parse(Path::new("index.json"), raw).unwrap();
+        idx.set_tag(&desc(1), "v1");
+        let out: serde_json::Value = serde_json::from_slice(&idx.to_bytes().unwrap()).unwrap();
+        assert_eq!(out["vendor"], serde_json::json!([1, 2]));
+        assert_eq!(out["annotations"]["x"], "y");
+        assert_eq!(out["manifests"][0]["annotations"][REF_NAME], "v1");
+        assert!(
+            out.get("mediaType").is_none(),
+            "not added when the writer left it out"
+        );
+    }
+
+    proptest! {
+        /// Tag operations behave like a map from tag to descriptor; untagged entries stay.
+        #[test]
+        fn tags_behave_like_a_map(ops in proptest::collection::vec((0u8..5, 0u8..4, any::<bool>()), 0..40)) {
+            let mut idx = IndexFile::default();
+            idx.manifests.push(desc(200)); // an untagged entry from another tool
+            let mut model: BTreeMap<String, Descriptor> = BTreeMap::new();
+            for (t, d, set) in ops {
+                let tag = format!("t{t}");
+                if set {
+                    idx.set_tag(&desc(d), &tag);
+                    model.insert(tag, desc(d));
+                } else {
+                    prop_assert_eq!(idx.remove_tag(&tag), model.remove(&tag).is_some());
+                }
+                let reparsed = IndexFile::parse(Path::new("i"), &idx.to_bytes().unwrap()).unwrap();
+                prop_assert_eq!(reparsed.tags(), model.keys().cloned().collect::<Vec<_>>());
+                for (k, v) in &model {
+                    prop_assert_eq!(&reparsed.resolve(k).unwrap().digest, &v.digest);
+                }
+                prop_assert!(reparsed.manifests.iter().any(|m| m.digest == desc(200).digest));
+            }
+        }
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn parse_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = IndexFile::parse(Path::new("i"), &raw);
+        }
+    }
+}
