@@ -14,8 +14,7 @@ use common::*;
 use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::media_types;
 use oci_store::{
-    FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, ReadStore, TagStore,
-    WriteStore, collect,
+    FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, ReadStore, TagStore, collect,
 };
 
 fn require(tool: &str) {

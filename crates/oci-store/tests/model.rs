@@ -10,10 +10,7 @@ use std::time::Duration;
 use common::*;
 use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::media_types;
-use oci_store::{
-    Digest, GcOptions, LayoutOptions, LayoutStore, Lease, ManagedStore, MemoryStore, ReadStore,
-    TagStore, WriteStore,
-};
+use oci_store::{Digest, GcOptions, LayoutOptions, LayoutStore, Lease, ManagedStore, MemoryStore};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
