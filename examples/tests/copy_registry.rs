@@ -1,0 +1,440 @@
+//! Copies between memory, OCI layouts and the real `docker-registry` (distribution 2.8.2) in
+//! every direction, checked by reading back and by skopeo; the reduced-platform push that must
+//! survive garbage collection on both sides; and the stale registry whose cache claims blobs
+//! its storage lost.
+//!
+//! The registry harness is the client crate's (`docker-registry` on a free 127.0.0.1 port).
+
+#[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
+mod registry;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use oci_distribution_client::{Client, ClientConfig, Repository};
+use oci_examples::sample;
+use oci_manifest::{Descriptor, Manifest, Platform};
+use oci_store::{
+    CopyOptions, FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, MemoryStore,
+    NodeOutcome, ReadStore, TagStore, VerifyMode, copy, copy_leased, walk,
+};
+use registry::{RegistryOptions, TestRegistry, require_tool, temp_dir};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn repo(reg: &TestRegistry, name: &str) -> Repository {
+    let client = Client::new(ClientConfig::default().with_plain_http(reg.addr.clone())).unwrap();
+    client.repository_by_name(&reg.addr, name).unwrap()
+}
+
+/// Every piece of content below `tag` reads back verified; returns how many there are.
+async fn read_all<S: ReadStore + TagStore + ?Sized>(s: &S, tag: &str) -> Vec<Descriptor> {
+    let root = s.resolve(tag).await.unwrap();
+    let all = walk(s, &root, 8).await.unwrap();
+    for d in &all {
+        let b = s.fetch_bytes(d, 1 << 30).await.unwrap();
+        assert_eq!(b.len() as u64, d.size, "{}", d.digest);
+    }
+    all
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    Command::new(require_tool("skopeo"))
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `skopeo inspect --raw` of an image: the exact manifest bytes.
+fn skopeo_raw(image: &str) -> Vec<u8> {
+    let out = skopeo(&["inspect", "--raw", "--tls-verify=false", image]);
+    assert!(
+        out.status.success(),
+        "skopeo inspect {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `skopeo copy --all` of an image into a fresh layout: proves every blob is served.
+fn skopeo_pulls_complete(image: &str) -> Result<(), String> {
+    let dir = temp_dir("skopeo-pull");
+    let out = skopeo(&[
+        "copy",
+        "--all",
+        "-q",
+        "--src-tls-verify=false",
+        image,
+        &format!("oci:{}:x", dir.display()),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+async fn sample_layout() -> LayoutStore {
+    LayoutStore::open(sample::committed_path()).await.unwrap()
+}
+
+fn sample_index() -> Manifest {
+    sample::contents().unwrap().1
+}
+
+#[test]
+fn copies_in_every_direction_between_memory_layout_and_registry() {
+    let reg = TestRegistry::start();
+    let index = sample_index();
+    rt().block_on(async {
+        let src = sample_layout().await;
+        // layout -> memory -> registry -> registry (other repository: mounts) -> layout -> memory
+        let mem = MemoryStore::new();
+        let r = copy(&src, "sample", &mem, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.copied, 11);
+
+        let a = repo(&reg, "team/a");
+        let r = copy(&mem, "sample", &a, Some("v1"), &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((r.copied, r.failed), (11, 0));
+        assert_eq!(read_all(&a, "v1").await.len(), 11);
+        let image = format!("docker://{}/team/a:v1", reg.addr);
+        assert_eq!(skopeo_raw(&image), index.raw().to_vec());
+        skopeo_pulls_complete(&image).unwrap();
+
+        let b = repo(&reg, "team/b");
+        let r = copy(&a, "v1", &b, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.mounted, 7, "blobs mount between repositories: {r}");
+        assert_eq!(r.copied, 4, "manifests are pushed: {r}");
+        assert_eq!(r.bytes_mounted + r.bytes_copied, r.total_bytes);
+        assert_eq!(read_all(&b, "v1").await.len(), 11);
+        skopeo_pulls_complete(&format!("docker://{}/team/b:v1", reg.addr)).unwrap();
+
+        let dir = temp_dir("every-direction");
+        let layout = LayoutStore::open_with(&dir, &LayoutOptions::create())
+            .await
+            .unwrap();
+        let r = copy_leased(&b, "v1", &layout, Some("pulled"), &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.copied, 11);
+        assert_eq!(read_all(&layout, "pulled").await.len(), 11);
+        assert!(
+            layout
+                .fsck(&FsckOptions::default())
+                .await
+                .unwrap()
+                .is_clean()
+        );
+        assert_eq!(
+            skopeo_raw(&format!("oci:{}:pulled", dir.display())),
+            index.raw().to_vec()
+        );
+
+        let back = MemoryStore::new();
+        copy(
+            &b,
+            &index.digest().to_string(),
+            &back,
+            Some("x"),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(back.resolve("x").await.unwrap().digest, *index.digest());
+
+        // One platform, registry -> layout and layout -> registry.
+        let opts = CopyOptions::default().with_platform(Platform::new("linux", "arm64"));
+        let r = copy_leased(&a, "v1", &layout, Some("arm"), &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.copied, r.skipped),
+            (1, 4),
+            "reduced index new, the rest there: {r}"
+        );
+        let reduced =
+            Manifest::parse(skopeo_raw(&format!("oci:{}:arm", dir.display())), None).unwrap();
+        assert_eq!(reduced.manifests().len(), 1);
+        let c = repo(&reg, "team/c");
+        let opts = CopyOptions::default().with_platform("linux/arm/v7".parse().unwrap());
+        let r = copy(&layout, "pulled", &c, Some("armv7"), &opts)
+            .await
+            .unwrap();
+        assert_eq!(r.copied, 5);
+        let raw = skopeo_raw(&format!("docker://{}/team/c:armv7", reg.addr));
+        let m = Manifest::parse(raw, None).unwrap();
+        assert_eq!(m.manifests().len(), 1);
+        assert_eq!(
+            m.manifests()[0].platform.as_ref().unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        skopeo_pulls_complete(&format!("docker://{}/team/c:armv7", reg.addr)).unwrap();
+        // Into the registry as Docker media types.
+        let opts = CopyOptions::default().with_format(Some(oci_manifest::convert::Flavor::Docker));
+        copy(&layout, "pulled", &c, Some("docker"), &opts)
+            .await
+            .unwrap();
+        let raw = skopeo_raw(&format!("docker://{}/team/c:docker", reg.addr));
+        let m = Manifest::parse(raw, None).unwrap();
+        assert_eq!(
+            m.media_type(),
+            oci_manifest::media_types::DOCKER_MANIFEST_LIST
+        );
+        skopeo_pulls_complete(&format!("docker://{}/team/c:docker", reg.addr)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+#[test]
+fn reduced_platform_push_keeps_everything_after_the_temporary_tag_is_gone() {
+    let reg = TestRegistry::start();
+    rt().block_on(async {
+        let origin = repo(&reg, "origin/app");
+        copy(
+            &sample_layout().await,
+            "sample",
+            &origin,
+            Some("multi"),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        let dir = temp_dir("reduced-push");
+        let local = LayoutStore::open_with(&dir, &LayoutOptions::create())
+            .await
+            .unwrap();
+        // Pull the 3-platform index under a temporary tag, then the arm64 image as its own.
+        copy_leased(
+            &origin,
+            "multi",
+            &local,
+            Some("tmp"),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        let arm = CopyOptions::default().with_platform(Platform::new("linux", "arm64"));
+        copy_leased(&local, "tmp", &local, Some("arm"), &arm)
+            .await
+            .unwrap();
+        let mirror = repo(&reg, "mirror/app");
+        let first = copy(&local, "arm", &mirror, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(first.copied, 5);
+        // The temporary tag goes; GC on both sides.
+        local.untag("tmp").await.unwrap();
+        let gc = local
+            .gc(&GcOptions::default().with_min_age(Duration::ZERO))
+            .await
+            .unwrap();
+        // The original index and the other two platforms (manifest, config, own layer) go.
+        assert_eq!(gc.removed.len(), 7, "{gc:?}");
+        let out = reg.garbage_collect(false);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Push again: nothing missing, nothing to send.
+        let again = copy(&local, "arm", &mirror, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((again.skipped, again.bytes_copied), (5, 0), "{again}");
+        assert_eq!(read_all(&local, "arm").await.len(), 5);
+        assert!(
+            local
+                .fsck(&FsckOptions::default())
+                .await
+                .unwrap()
+                .is_clean()
+        );
+        assert_eq!(read_all(&mirror, "arm").await.len(), 5);
+        assert_eq!(read_all(&origin, "multi").await.len(), 11);
+        skopeo_pulls_complete(&format!("docker://{}/mirror/app:arm", reg.addr)).unwrap();
+        skopeo_pulls_complete(&format!("docker://{}/origin/app:multi", reg.addr)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+/// Raw HTTP against the registry: (status, body length received).
+fn http(addr: &str, method: &str, path: &str, extra: &str) -> (u16, usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| buf.len() - p - 4);
+    (status, body)
+}
+
+#[test]
+fn stale_registry_lies_are_found_and_repaired_with_verify_existing() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        blob_descriptor_cache: true,
+        ..RegistryOptions::default()
+    });
+    let index = sample_index();
+    rt().block_on(async {
+        let src = sample_layout().await;
+        let app = repo(&reg, "stale/app");
+        copy(&src, "sample", &app, Some("v1"), &CopyOptions::default())
+            .await
+            .unwrap();
+        // Delete the image's manifest, then collect offline while the server keeps running.
+        app.delete_manifest(index.digest()).await.unwrap();
+        let out = reg.garbage_collect(true);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // The lies, as seen on the wire: HEAD 200, GET 200 with nothing.
+        let layer = &sample::contents().unwrap().0[0].0;
+        let path = format!("/v2/stale/app/blobs/{}", layer.digest);
+        assert_eq!(http(&reg.addr, "HEAD", &path, "").0, 200);
+        let (status, body) = http(&reg.addr, "GET", &path, "");
+        assert!(
+            status == 200 && body == 0,
+            "GET {path}: {status}, {body} bytes"
+        );
+
+        // Trusting the registry: blobs are skipped on its word, the manifest PUTs answer 201
+        // but the index is not stored (tagging it then finds nothing), and the image is broken.
+        let trusting = copy(&src, "sample", &app, Some("v1"), &CopyOptions::default()).await;
+        let report = match &trusting {
+            Ok(r) => r.clone(),
+            Err(oci_store::StoreError::CopyFailed { report, digest, .. }) => {
+                assert_eq!(digest, index.digest(), "{trusting:?}");
+                (**report).clone()
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        };
+        assert!(report.skipped >= 7, "{report}");
+        let image = format!("docker://{}/stale/app:v1", reg.addr);
+        let broken = skopeo_pulls_complete(&image);
+        assert!(broken.is_err(), "the trusted copy left a broken image");
+
+        // Verifying: every lie found and repaired, the result read back, skopeo pulls it.
+        let opts = CopyOptions::default().with_verify(VerifyMode::Range);
+        let r = copy(&src, "sample", &app, Some("v1"), &opts).await.unwrap();
+        let repaired: Vec<_> = r
+            .nodes
+            .iter()
+            .filter(|n| n.outcome == NodeOutcome::Repaired)
+            .map(|n| n.desc.digest.clone())
+            .collect();
+        assert!(repaired.len() >= 7, "{r}");
+        assert!(repaired.contains(&layer.digest));
+        assert!(r.verified >= 11, "{r}");
+        assert_eq!(read_all(&app, "v1").await.len(), 11);
+        skopeo_pulls_complete(&image).unwrap();
+        assert_eq!(skopeo_raw(&image), index.raw().to_vec());
+
+        // A manifest the registry lost (deleted, collected) while its cache remembers it.
+        let one = &index.manifests()[0];
+        app.delete_manifest(&one.digest).await.unwrap();
+        app.delete_manifest(index.digest()).await.unwrap();
+        let out = reg.garbage_collect(true);
+        assert!(out.status.success());
+        let opts = CopyOptions::default().with_verify(VerifyMode::Range);
+        let r = copy(&src, "sample", &app, Some("v1"), &opts).await.unwrap();
+        assert!(r.is_complete(), "{r}");
+        let (status, _) = http(
+            &reg.addr,
+            "GET",
+            &format!("/v2/stale/app/manifests/{}", one.digest),
+            "",
+        );
+        assert_eq!(status, 200);
+        skopeo_pulls_complete(&image).unwrap();
+    });
+}
+
+#[test]
+fn copy_example_pushes_and_pulls_with_a_registry() {
+    let reg = TestRegistry::start();
+    let bin = {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("examples")
+            .join("copy")
+    };
+    assert!(
+        bin.exists(),
+        "{} not built: run through `cargo test`",
+        bin.display()
+    );
+    let dir = temp_dir("cli-registry");
+    let src = format!("oci:{}:sample", sample::committed_path().display());
+    let dst = format!("docker://{}/cli/app:v1", reg.addr);
+    let out = Command::new(&bin)
+        .args(["--plain-http", "--verify-existing", &src, &dst])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("copied 11"), "{stdout}");
+    assert!(stdout.contains("read back to verify"), "{stdout}");
+    skopeo_pulls_complete(&dst).unwrap();
+    let back = format!("oci:{}:back", dir.join("l").display());
+    let out = Command::new(&bin)
+        .args(["--plain-http", "--platform", "linux/amd64", &dst, &back])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("copied 5"));
+    // A missing tag: exit 1, the reference named.
+    let missing = format!("docker://{}/cli/app:nope", reg.addr);
+    let out = Command::new(&bin)
+        .args(["--plain-http", &missing, &back])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cli/app:nope") && err.contains("not found"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
