@@ -30,7 +30,33 @@ pub(crate) struct LayoutWriter {
     pending: Vec<Bytes>,
     pending_len: usize,
     offset: u64,
+    /// Bytes hashed since the hash state was last saved.
+    since_checkpoint: u64,
     done: bool,
+}
+
+/// The hash state is saved beside the data every this many bytes, so a resumed ingest hashes at
+/// most this much again.
+const CHECKPOINT_EVERY: u64 = 16 << 20;
+
+/// The verifier saved in `dir/state`, advanced to nothing beyond `len` bytes: `None` when there
+/// is no usable state (missing, damaged, for other content, or ahead of the data after a power
+/// loss).
+fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Option<Verifier> {
+    let raw = std::fs::read(dir.join("state")).ok()?;
+    let digester = oci_digest::Digester::restore(&raw).ok()?;
+    if digester.bytes_hashed() > len {
+        return None;
+    }
+    Verifier::resume(expected.digest.clone(), expected.size, digester).ok()
+}
+
+/// Saves the hash state (write to a temporary name, rename). Not fsynced: after a power loss
+/// the state may be missing or ahead of the data, and is then ignored.
+fn write_checkpoint(dir: &std::path::Path, verifier: &Verifier) -> io::Result<()> {
+    let tmp = dir.join("state.tmp");
+    std::fs::write(&tmp, verifier.digester().save_state())?;
+    std::fs::rename(&tmp, dir.join("state"))
 }
 
 impl LayoutWriter {
@@ -57,6 +83,13 @@ impl LayoutWriter {
             // Cannot be this content: start again.
             file.set_len(0).map_err(ioe("truncate", &data))?;
         } else {
+            // Continue from the last saved hash state when it covers a prefix of the file;
+            // otherwise hash the file from the start.
+            if let Some(v) = read_checkpoint(&dir, &expected, len) {
+                verifier = v;
+                file.seek(io::SeekFrom::Start(verifier.received()))
+                    .map_err(ioe("seek", &data))?;
+            }
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = file.read(&mut buf).map_err(ioe("read", &data))?;
@@ -69,6 +102,7 @@ impl LayoutWriter {
         file.seek(io::SeekFrom::End(0))
             .map_err(ioe("seek", &data))?;
         let offset = verifier.received();
+        let since_checkpoint = offset;
         Ok(LayoutWriter {
             store,
             key,
@@ -79,6 +113,7 @@ impl LayoutWriter {
             pending: Vec::new(),
             pending_len: 0,
             offset,
+            since_checkpoint,
             done: false,
         })
     }
@@ -96,6 +131,12 @@ impl LayoutWriter {
         let pending = std::mem::take(&mut self.pending);
         self.pending_len = 0;
         let path = self.data_path();
+        let dir = self.dir.clone();
+        self.since_checkpoint += pending.iter().map(|c| c.len() as u64).sum::<u64>();
+        let checkpoint = self.since_checkpoint >= CHECKPOINT_EVERY;
+        if checkpoint {
+            self.since_checkpoint = 0;
+        }
         let (file, verifier, res) = blocking(move || {
             let mut res = Ok(());
             for c in &pending {
@@ -106,6 +147,12 @@ impl LayoutWriter {
                 if let Err(e) = file.write_all(c) {
                     res = Err(StoreError::io("write", &path, e));
                     break;
+                }
+            }
+            if res.is_ok() && checkpoint {
+                // The data is written (in the page cache) before the state that covers it.
+                if let Err(e) = write_checkpoint(&dir, &verifier) {
+                    tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
                 }
             }
             Ok((file, verifier, res))
