@@ -474,6 +474,47 @@ impl Graph<'_> {
         Ok(())
     }
 
+    /// The body of a collection, shared by the stores: marks from `roots` and lists what goes
+    /// and why. Leases and ingests are the caller's to fill in.
+    pub(crate) fn plan(
+        &self,
+        roots: &[Root],
+        options: &GcOptions,
+        now: SystemTime,
+    ) -> Result<GcReport> {
+        let marking = self.mark(roots, Some((options.min_age, now)))?;
+        let removed = self.sweep_list(&marking)?;
+        Ok(GcReport {
+            dry_run: options.dry_run,
+            blobs: self.blobs.len(),
+            live: marking.live.len(),
+            bytes_freed: removed.iter().map(|r| r.size).sum(),
+            removed,
+            young: marking.young,
+            missing: marking.missing,
+            expired_leases: Vec::new(),
+            stale_ingests: Vec::new(),
+        })
+    }
+
+    /// The graph part of fsck: missing content below the roots, and dangling content.
+    pub(crate) fn check(&self, roots: &[Root], report: &mut FsckReport) -> Result<()> {
+        let marking = self.mark(roots, None)?;
+        let mut missing = marking.missing;
+        missing.sort();
+        missing.dedup();
+        report.missing = missing;
+        let mut dangling: Vec<Digest> = self
+            .blobs
+            .keys()
+            .filter(|d| !marking.live.contains(*d))
+            .cloned()
+            .collect();
+        dangling.sort();
+        report.dangling = dangling;
+        Ok(())
+    }
+
     /// Why each blob that is not live goes.
     pub(crate) fn sweep_list(&self, marking: &Marking) -> Result<Vec<Removal>> {
         let mut out = Vec::new();

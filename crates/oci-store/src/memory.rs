@@ -541,20 +541,6 @@ impl ManagedStore for MemoryStore {
     async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         let mut st = self.state();
         let now = SystemTime::now();
-        let metas = st.metas();
-        let mut roots = st.roots(now);
-        roots.extend(options.keep.iter().map(|d| Root {
-            parent: Parent::Lease("keep".into()),
-            digest: d.clone(),
-            media_type: None,
-        }));
-        let graph = Graph {
-            blobs: &metas,
-            content: &*st,
-            cache: &self.inner.cache,
-        };
-        let marking = graph.mark(&roots, Some((options.min_age, now)))?;
-        let removed = graph.sweep_list(&marking)?;
         let expired_leases: Vec<String> = st
             .leases
             .iter()
@@ -571,17 +557,25 @@ impl ManagedStore for MemoryStore {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let report = GcReport {
-            dry_run: options.dry_run,
-            blobs: metas.len(),
-            live: marking.live.len(),
-            bytes_freed: removed.iter().map(|r| r.size).sum(),
-            removed,
-            young: marking.young,
-            missing: marking.missing,
-            expired_leases,
-            stale_ingests,
+        let metas = st.metas();
+        let mut roots: Vec<Root> = st
+            .roots(now)
+            .into_iter()
+            .filter(|r| !matches!(&r.parent, Parent::Ingest(k) if stale_ingests.contains(k)))
+            .collect();
+        roots.extend(options.keep.iter().map(|d| Root {
+            parent: Parent::Lease("keep".into()),
+            digest: d.clone(),
+            media_type: None,
+        }));
+        let graph = Graph {
+            blobs: &metas,
+            content: &*st,
+            cache: &self.inner.cache,
         };
+        let mut report = graph.plan(&roots, options, now)?;
+        report.expired_leases = expired_leases;
+        report.stale_ingests = stale_ingests;
         if !options.dry_run {
             for r in &report.removed {
                 st.blobs.remove(&r.digest);
@@ -624,15 +618,7 @@ impl ManagedStore for MemoryStore {
             content: &*st,
             cache: &self.inner.cache,
         };
-        let marking = graph.mark(&st.roots(SystemTime::now()), None)?;
-        report.missing = marking.missing;
-        let mut dangling: Vec<Digest> = metas
-            .keys()
-            .filter(|d| !marking.live.contains(*d))
-            .cloned()
-            .collect();
-        dangling.sort();
-        report.dangling = dangling;
+        graph.check(&st.roots(SystemTime::now()), &mut report)?;
         Ok(report)
     }
 }

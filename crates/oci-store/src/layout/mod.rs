@@ -602,19 +602,9 @@ impl LayoutStore {
             content: &files,
             cache: &self.inner.cache,
         };
-        let marking = graph.mark(&roots, Some((options.min_age, now)))?;
-        let removed = graph.sweep_list(&marking)?;
-        let report = GcReport {
-            dry_run: options.dry_run,
-            blobs: blobs.len(),
-            live: marking.live.len(),
-            bytes_freed: removed.iter().map(|r| r.size).sum(),
-            removed,
-            young: marking.young,
-            missing: marking.missing,
-            expired_leases: expired,
-            stale_ingests: stale.iter().map(|(_, k)| k.clone()).collect(),
-        };
+        let mut report = graph.plan(&roots, options, now)?;
+        report.expired_leases = expired;
+        report.stale_ingests = stale.iter().map(|(_, k)| k.clone()).collect();
         if options.dry_run {
             return Ok(report);
         }
@@ -700,17 +690,7 @@ impl LayoutStore {
             content: &files,
             cache: &self.inner.cache,
         };
-        let marking = graph.mark(&roots, None)?;
-        report.missing = marking.missing;
-        report.missing.sort();
-        report.missing.dedup();
-        let mut dangling: Vec<Digest> = blobs
-            .keys()
-            .filter(|d| !marking.live.contains(*d))
-            .cloned()
-            .collect();
-        dangling.sort();
-        report.dangling = dangling;
+        graph.check(&roots, &mut report)?;
         Ok(report)
     }
 }
