@@ -78,6 +78,20 @@ impl LayoutOptions {
 ///   garbage collection and `index.json` rewrites an exclusive one (`std::fs::File::lock`), so a
 ///   collection sees every write either complete and pinned or not started.
 ///
+/// On disk, beside the layout proper:
+///
+/// ```text
+/// .oci-rs/store.lock, turnstile.lock    advisory locks (fair shared/exclusive)
+/// .oci-rs/ingests/<sha256 of key>/      lock (held by the writer), meta.json (key, expected
+///                                       descriptor), data, state (saved hash state)
+/// .oci-rs/leases/<id>.json, <id>.pins   expiry; pinned digests, one a line (append-only)
+/// .oci-rs/tmp/                          temporary files of atomic rewrites
+/// ```
+///
+/// Content written by tools that know nothing of leases (skopeo, umoci) is protected from
+/// collection by [`GcOptions::min_age`](crate::GcOptions) only; a collection never removes
+/// files in `blobs/` whose names are not valid digests.
+///
 /// Cloning is cheap; clones share the parsed-manifest cache.
 ///
 /// ```
