@@ -148,7 +148,7 @@ fn copies_in_every_direction_between_memory_layout_and_registry() {
         let back = MemoryStore::new();
         copy(
             &b,
-            &index.digest().to_string(),
+            index.digest().as_str(),
             &back,
             Some("x"),
             &CopyOptions::default(),
