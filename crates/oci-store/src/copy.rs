@@ -972,8 +972,8 @@ async fn fetch_manifest_retrying<S: ReadStore + ?Sized>(
 // ---------------------------------------------------------------------------------------------
 // Transfer.
 
-/// Whether an error may go away on retry (I/O, the network, content damaged in flight, another
-/// writer holding the ingest).
+/// Whether an error may go away on retry (I/O, the network, content damaged in flight). Another
+/// writer holding the ingest is waited for apart (see [`BUSY_STALL`]).
 fn transient(e: &StoreError) -> bool {
     matches!(
         e,
@@ -981,9 +981,14 @@ fn transient(e: &StoreError) -> bool {
             | StoreError::Source { .. }
             | StoreError::Backend { .. }
             | StoreError::Verify(_)
-            | StoreError::IngestBusy { .. }
     )
 }
+
+/// How long another writer of the same content may hold its ingest without progress before a
+/// copy gives up waiting for it.
+const BUSY_STALL: Duration = Duration::from_secs(60);
+/// How often a copy waiting for another writer looks again.
+const BUSY_POLL: Duration = Duration::from_millis(100);
 
 fn is_cancel(e: &StoreError) -> bool {
     matches!(e, StoreError::CopyCancelled { .. })
@@ -1113,6 +1118,9 @@ where
     /// Transfers one node with retries.
     async fn settle(&self, node: &Node) -> Settled {
         let mut attempt = 0u32;
+        // Another writer holding the ingest (a concurrent copy of the same content, in this or
+        // another process) is waited for, not counted as a failure, while it makes progress.
+        let mut busy: Option<(u64, Instant)> = None;
         loop {
             attempt += 1;
             if self.cancelled() {
@@ -1137,6 +1145,36 @@ where
                         None,
                     );
                     return Ok(());
+                }
+                Err(StoreError::IngestBusy { key }) if !self.cancelled() => {
+                    attempt -= 1;
+                    let offset = match self.dst.ingest_status(&key).await {
+                        Ok(Some(st)) => st.offset,
+                        _ => 0,
+                    };
+                    let since = match busy {
+                        Some((o, t)) if o == offset => t,
+                        _ => Instant::now(),
+                    };
+                    busy = Some((offset, since));
+                    if since.elapsed() > BUSY_STALL {
+                        let e = StoreError::IngestBusy { key };
+                        warn!(digest = %node.target.digest, error = %e, "another writer holds the content and makes no progress");
+                        self.record(
+                            node,
+                            NodeOutcome::Failed,
+                            0,
+                            0,
+                            attempt,
+                            Some(error_chain(&e)),
+                        );
+                        self.stats_lock()
+                            .failures
+                            .push((node.target.digest.clone(), e));
+                        return Err(());
+                    }
+                    debug!(digest = %node.target.digest, key, "another writer holds the ingest; waiting");
+                    tokio::time::sleep(BUSY_POLL).await;
                 }
                 Err(e) if transient(&e) && attempt <= self.options.retries && !self.cancelled() => {
                     warn!(digest = %node.target.digest, attempt, error = %e, "copy attempt failed; retrying");
@@ -1694,6 +1732,8 @@ mod tests {
         fetches: Arc<Mutex<HashMap<Digest, usize>>>,
         fail_first: usize,
         fail_always: Option<Digest>,
+        /// Yield to the runtime between chunks (so concurrent copies interleave).
+        chunked: bool,
     }
 
     #[async_trait]
@@ -1729,11 +1769,22 @@ mod tests {
             }
             let served = Arc::clone(&self.served);
             let s = self.inner.fetch(desc).await?;
-            Ok(Box::pin(s.inspect(move |c| {
+            let s = s.inspect(move |c| {
                 if let Ok(c) = c {
                     served.fetch_add(c.len() as u64, Ordering::SeqCst);
                 }
-            })))
+            });
+            if self.chunked {
+                let data = crate::traits::collect(Box::pin(s), 1 << 30).await?;
+                let pieces: Vec<Bytes> = data.chunks(1000).map(Bytes::copy_from_slice).collect();
+                return Ok(Box::pin(futures_util::stream::iter(pieces).then(
+                    |c| async {
+                        tokio::task::yield_now().await;
+                        Ok(c)
+                    },
+                )));
+            }
+            Ok(Box::pin(s))
         }
         async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream> {
             let served = Arc::clone(&self.served);
@@ -2269,6 +2320,32 @@ mod tests {
             });
             let _ = copy(&src, "multi", &bare, None, &opts).await;
             assert!(removed.load(Ordering::SeqCst) > 0);
+        });
+    }
+
+    #[test]
+    fn concurrent_copies_of_shared_content_wait_for_each_other() {
+        rt().block_on(async {
+            let src = Src {
+                chunked: true,
+                ..Src::default()
+            };
+            multi(&src.inner, false).await;
+            let dst = MemoryStore::new();
+            let opts = CopyOptions::default().with_retries(0, Duration::from_millis(1));
+            let (a, b) = futures_util::future::join(
+                copy(&src, "multi", &dst, Some("a"), &opts),
+                copy(&src, "multi", &dst, Some("b"), &opts),
+            )
+            .await;
+            let (a, b) = (a.unwrap(), b.unwrap());
+            // No retry was spent, and every blob crossed once: the second copy waited for the
+            // first one's ingest, then found the content there.
+            assert_eq!(a.retried + b.retried, 0);
+            assert_eq!(a.bytes_copied + b.bytes_copied, a.total_bytes);
+            assert_eq!(a.copied + b.copied, 11);
+            complete(&dst, "a").await;
+            complete(&dst, "b").await;
         });
     }
 
