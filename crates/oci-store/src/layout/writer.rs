@@ -53,9 +53,9 @@ fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Op
 
 /// Saves the hash state (write to a temporary name, rename). Not fsynced: after a power loss
 /// the state may be missing or ahead of the data, and is then ignored.
-fn write_checkpoint(dir: &std::path::Path, verifier: &Verifier) -> io::Result<()> {
+fn write_checkpoint(dir: &std::path::Path, state: &[u8]) -> io::Result<()> {
     let tmp = dir.join("state.tmp");
-    std::fs::write(&tmp, verifier.digester().save_state())?;
+    std::fs::write(&tmp, state)?;
     std::fs::rename(&tmp, dir.join("state"))
 }
 
@@ -137,29 +137,45 @@ impl LayoutWriter {
         if checkpoint {
             self.since_checkpoint = 0;
         }
-        let (file, verifier, res) = blocking(move || {
+        // Hashing and writing run side by side (one core each), on the same chunks.
+        let for_hash = pending.clone();
+        let hashing = blocking(move || {
             let mut res = Ok(());
-            for c in &pending {
+            for c in &for_hash {
                 if let Err(e) = verifier.update(c) {
                     res = Err(StoreError::Verify(e));
                     break;
                 }
+            }
+            Ok((verifier, res))
+        });
+        let writing = blocking(move || {
+            let mut res = Ok(());
+            for c in &pending {
                 if let Err(e) = file.write_all(c) {
                     res = Err(StoreError::io("write", &path, e));
                     break;
                 }
             }
-            if res.is_ok() && checkpoint {
-                // The data is written (in the page cache) before the state that covers it.
-                if let Err(e) = write_checkpoint(&dir, &verifier) {
-                    tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
-                }
+            Ok((file, res))
+        });
+        let (hashed, written) = futures_util::future::join(hashing, writing).await;
+        let ((verifier, hash_res), (file, write_res)) = (hashed?, written?);
+        let ok = hash_res.is_ok() && write_res.is_ok();
+        if ok && checkpoint {
+            // The data is written (in the page cache) before the state that covers it.
+            let state = verifier.digester().save_state();
+            let saved = blocking(move || {
+                write_checkpoint(&dir, &state)
+                    .map_err(|e| StoreError::io("save hash state", &dir, e))
+            })
+            .await;
+            if let Err(e) = saved {
+                tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
             }
-            Ok((file, verifier, res))
-        })
-        .await?;
+        }
         self.io = Some((file, verifier));
-        res
+        hash_res.and(write_res)
     }
 
     fn broken(&self) -> StoreError {
