@@ -38,9 +38,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_examples::sample;
 use oci_examples::transport::{self, Endpoint, RegistrySettings};
-use oci_manifest::convert::Flavor;
-use oci_manifest::platform;
-use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent, VerifyMode};
+use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent};
 
 const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--plain-http] \
 [--creds USER:PASS] [--verify-existing] [--referrers] [--format oci|docker] [--jobs N] \
@@ -75,40 +73,17 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
             Some(v) => Ok(v.clone()),
             None => value(it, &flag),
         };
+        let mut value = || val(&mut it);
+        if transport::shared_option(&flag, &mut value, &mut options, &mut settings)? {
+            continue;
+        }
         match flag.as_str() {
-            "--platform" => {
-                let v = val(&mut it)?;
-                let p = platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
-                options.platforms.push(p);
-            }
-            "--all" => options.platforms.clear(),
-            "--plain-http" => settings.plain_http = true,
-            "--creds" => {
-                let v = val(&mut it)?;
-                let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
-                settings.creds = Some((u.to_owned(), p.to_owned()));
-            }
-            "--verify-existing" => options.verify = VerifyMode::Range,
-            "--referrers" => options.include_referrers = true,
-            "--format" => {
-                options.format = match val(&mut it)?.as_str() {
-                    "oci" => Some(Flavor::Oci),
-                    "docker" => Some(Flavor::Docker),
-                    other => return Err(format!("--format {other:?}: expected oci or docker")),
-                }
-            }
             "--jobs" => {
                 let v = val(&mut it)?;
                 let n: usize = v
                     .parse()
                     .map_err(|_| format!("--jobs {v:?}: not a number"))?;
                 options.jobs = n.max(1);
-            }
-            "--retries" => {
-                let v = val(&mut it)?;
-                options.retries = v
-                    .parse()
-                    .map_err(|_| format!("--retries {v:?}: not a number"))?;
             }
             "--quiet" | "-q" => quiet = true,
             "--help" | "-h" => return Err(String::new()),

@@ -25,9 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
-use oci_manifest::convert::Flavor;
-use oci_manifest::platform;
-use oci_store::{CopyOptions, CopyReport, StoreError, VerifyMode};
+use oci_store::{CopyOptions, CopyReport, StoreError};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
@@ -66,31 +64,14 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         v.parse().map_err(|_| format!("{flag} {v:?}: not a number"))
     };
     while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        if transport::shared_option(&arg, &mut value, &mut a.options, &mut a.settings)? {
+            continue;
+        }
         match arg.as_str() {
             "--jobs" => a.jobs = num(it.next(), "--jobs")?.max(1) as usize,
             "--images" => a.images = num(it.next(), "--images")?.max(1) as usize,
             "--retry-budget" => a.budget = num(it.next(), "--retry-budget")? as u32,
-            "--retries" => a.options.retries = num(it.next(), "--retries")? as u32,
-            "--platform" => {
-                let v = it.next().ok_or("--platform needs a value")?;
-                let p = platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
-                a.options.platforms.push(p);
-            }
-            "--plain-http" => a.settings.plain_http = true,
-            "--creds" => {
-                let v = it.next().ok_or("--creds needs USER:PASS")?;
-                let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
-                a.settings.creds = Some((u.to_owned(), p.to_owned()));
-            }
-            "--verify-existing" => a.options.verify = VerifyMode::Range,
-            "--referrers" => a.options.include_referrers = true,
-            "--format" => {
-                a.options.format = match it.next().as_deref() {
-                    Some("oci") => Some(Flavor::Oci),
-                    Some("docker") => Some(Flavor::Docker),
-                    other => return Err(format!("--format {other:?}: expected oci or docker")),
-                }
-            }
             "--help" | "-h" => return Err(String::new()),
             f if f.starts_with("--") => return Err(format!("unknown option {f}")),
             _ => files.push(arg),

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use oci_digest::Digest;
 use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
-use oci_store::{CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError};
+use oci_manifest::convert::Flavor;
+use oci_store::{
+    CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError, VerifyMode,
+};
 
 /// Where an image is: an OCI layout directory or a registry repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +160,62 @@ pub struct RegistrySettings {
     pub creds: Option<(String, String)>,
 }
 
+/// Applies one of the command-line options the `copy` and `sync` examples share: `--platform
+/// OS/ARCH[/VARIANT]`, `--all`, `--plain-http`, `--creds USER:PASS`, `--verify-existing`,
+/// `--referrers`, `--format oci|docker`, `--retries N`. `value` gives the option's value for
+/// those that take one. Returns `Ok(false)` when `flag` is none of them.
+///
+/// ```
+/// use oci_examples::transport::{shared_option, RegistrySettings};
+/// let (mut o, mut s) = (oci_store::CopyOptions::default(), RegistrySettings::default());
+/// assert!(shared_option("--platform", &mut || Ok("linux/arm64".into()), &mut o, &mut s).unwrap());
+/// assert_eq!(o.platforms.len(), 1);
+/// assert!(!shared_option("--jobs", &mut || Ok("1".into()), &mut o, &mut s).unwrap());
+/// assert!(shared_option("--format", &mut || Ok("zip".into()), &mut o, &mut s).is_err());
+/// ```
+///
+/// # Errors
+/// A message naming the option and the bad value.
+pub fn shared_option(
+    flag: &str,
+    value: &mut dyn FnMut() -> Result<String, String>,
+    options: &mut CopyOptions,
+    settings: &mut RegistrySettings,
+) -> Result<bool, String> {
+    match flag {
+        "--platform" => {
+            let v = value()?;
+            let p =
+                oci_manifest::platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
+            options.platforms.push(p);
+        }
+        "--all" => options.platforms.clear(),
+        "--plain-http" => settings.plain_http = true,
+        "--creds" => {
+            let v = value()?;
+            let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
+            settings.creds = Some((u.to_owned(), p.to_owned()));
+        }
+        "--verify-existing" => options.verify = VerifyMode::Range,
+        "--referrers" => options.include_referrers = true,
+        "--format" => {
+            options.format = match value()?.as_str() {
+                "oci" => Some(Flavor::Oci),
+                "docker" => Some(Flavor::Docker),
+                other => return Err(format!("--format {other:?}: expected oci or docker")),
+            }
+        }
+        "--retries" => {
+            let v = value()?;
+            options.retries = v
+                .parse()
+                .map_err(|_| format!("--retries {v:?}: not a number"))?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// The registry client shared by every copy of a run (connections, tokens), configured for the
 /// registries the endpoints name.
 #[derive(Clone)]
@@ -274,9 +333,8 @@ impl CopyError {
     pub fn report(&self) -> Option<&CopyReport> {
         match self {
             CopyError::Store { source, .. } => match &**source {
-                StoreError::CopyFailed { report, .. } | StoreError::CopyCancelled { report, .. } => {
-                    Some(report)
-                }
+                StoreError::CopyFailed { report, .. }
+                | StoreError::CopyCancelled { report, .. } => Some(report),
                 _ => None,
             },
             CopyError::Usage(_) => None,
@@ -297,17 +355,7 @@ impl fmt::Display for CopyError {
 
 impl std::error::Error for CopyError {}
 
-/// An error with its sources, joined by `: `.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use oci_store::error_chain as chain;
 
 /// Copies `src` to `dst` with `options`. The source reference defaults to `latest`; the
 /// destination tag defaults to the source's tag (or `latest` for a digest source: a layout's

@@ -1625,8 +1625,13 @@ async fn read_back<D: ReadStore + ?Sized>(
     Ok(())
 }
 
-/// An error with its sources, for reports and logs.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its chain of sources, joined by `: ` (for reports, logs and messages).
+///
+/// ```
+/// let e = oci_store::StoreError::io("open", "/x", std::io::Error::other("denied"));
+/// assert_eq!(oci_store::error_chain(&e), "open /x: denied");
+/// ```
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -1797,21 +1802,28 @@ mod tests {
         }
     }
 
-    #[async_trait]
-    impl TagStore for Src {
-        async fn resolve(&self, tag: &str) -> Result<Descriptor> {
-            self.inner.resolve(tag).await
-        }
-        async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
-            self.inner.tag(desc, tag).await
-        }
-        async fn untag(&self, tag: &str) -> Result<()> {
-            self.inner.untag(tag).await
-        }
-        async fn tags(&self) -> Result<Vec<String>> {
-            self.inner.tags().await
-        }
+    /// Tags of a test wrapper are its inner store's.
+    macro_rules! inner_tags {
+        ($t:ty) => {
+            #[async_trait]
+            impl TagStore for $t {
+                async fn resolve(&self, tag: &str) -> Result<Descriptor> {
+                    self.inner.resolve(tag).await
+                }
+                async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+                    self.inner.tag(desc, tag).await
+                }
+                async fn untag(&self, tag: &str) -> Result<()> {
+                    self.inner.untag(tag).await
+                }
+                async fn tags(&self) -> Result<Vec<String>> {
+                    self.inner.tags().await
+                }
+            }
+        };
     }
+
+    inner_tags!(Src);
 
     /// A destination that claims content in `lies` (stat answers its size) without serving it
     /// until it is pushed with `push_forced`; with `stubborn`, even then.
@@ -1891,21 +1903,7 @@ mod tests {
         }
     }
 
-    #[async_trait]
-    impl TagStore for Liar {
-        async fn resolve(&self, tag: &str) -> Result<Descriptor> {
-            self.inner.resolve(tag).await
-        }
-        async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
-            self.inner.tag(desc, tag).await
-        }
-        async fn untag(&self, tag: &str) -> Result<()> {
-            self.inner.untag(tag).await
-        }
-        async fn tags(&self) -> Result<Vec<String>> {
-            self.inner.tags().await
-        }
-    }
+    inner_tags!(Liar);
 
     #[test]
     fn copies_a_multi_platform_index_post_order_with_dedup() {
