@@ -72,7 +72,7 @@ impl Endpoint {
     /// assert_eq!(e, Endpoint::Layout { path: "/tmp/a".into(), reference: None });
     /// let e = Endpoint::parse("docker://127.0.0.1:5000/team/app:v1").unwrap();
     /// assert_eq!(e.reference().as_deref(), Some("v1"));
-    /// assert!(Endpoint::parse("docker://UPPER/x").is_err());
+    /// assert!(Endpoint::parse("docker://a/b@sha256:short").is_err());
     /// assert!(Endpoint::parse("ftp://x").is_err());
     /// ```
     ///
