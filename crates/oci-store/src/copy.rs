@@ -1220,6 +1220,16 @@ where
                 warn!(digest = %target.digest, store = %self.dst_name, "destination claims content it does not serve; storing it again");
                 return self.repair(node).await;
             }
+            // Another size: a truncated local file, or a registry that answered HEAD without a
+            // length. Read it back (at least its last byte) before storing it again.
+            let mode = match self.options.verify {
+                VerifyMode::Trust => VerifyMode::Range,
+                m => m,
+            };
+            if self.serves_as(&target, mode).await? {
+                self.add_done(target.size);
+                return Ok(skipped);
+            }
             warn!(digest = %target.digest, size, expected = target.size, "destination has content of another size; storing it again");
             return self.repair(node).await;
         }
@@ -1380,7 +1390,12 @@ where
 
     /// Whether the destination really serves `desc` (read back as the verify mode says).
     async fn serves(&self, desc: &Descriptor) -> Result<bool> {
-        let r = read_back(self.dst, desc, self.options.verify).await;
+        self.serves_as(desc, self.options.verify).await
+    }
+
+    /// [`serves`](Self::serves) with an explicit mode.
+    async fn serves_as(&self, desc: &Descriptor, mode: VerifyMode) -> Result<bool> {
+        let r = read_back(self.dst, desc, mode).await;
         self.stats_lock().verified += 1;
         match r {
             Ok(()) => Ok(true),
@@ -1832,6 +1847,8 @@ mod tests {
         inner: MemoryStore,
         lies: Arc<Mutex<HashMap<Digest, u64>>>,
         stubborn: bool,
+        /// `stat` answers 0 for what it has (a registry's HEAD without a length).
+        no_length: bool,
         forced: Arc<AtomicUsize>,
     }
 
@@ -1850,7 +1867,12 @@ mod tests {
             if let Some(size) = self.lies.lock().unwrap().get(digest) {
                 return Ok(Some(*size));
             }
-            self.inner.stat(digest).await
+            let size = self.inner.stat(digest).await?;
+            Ok(if self.no_length {
+                size.map(|_| 0)
+            } else {
+                size
+            })
         }
         async fn fetch(&self, desc: &Descriptor) -> Result<BlobStream> {
             if self.lying(&desc.digest) {
@@ -2187,6 +2209,20 @@ mod tests {
                 assert!(r.verified >= 11);
                 complete(&liar.inner, "multi").await;
             }
+
+            // Existence answered without a length: read back, found served, skipped.
+            let vague = Liar {
+                no_length: true,
+                ..Liar::default()
+            };
+            copy(&src, "multi", &vague, None, &CopyOptions::default())
+                .await
+                .unwrap();
+            let r = copy(&src, "multi", &vague, None, &CopyOptions::default())
+                .await
+                .unwrap();
+            assert_eq!((r.skipped, r.repaired, r.bytes_copied), (11, 0, 0), "{r}");
+            assert_eq!(vague.forced.load(Ordering::SeqCst), 0);
 
             // A liar that cannot be repaired: the error says so, naming the digest.
             let stubborn = Liar {
