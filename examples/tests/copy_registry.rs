@@ -438,3 +438,94 @@ fn copy_example_pushes_and_pulls_with_a_registry() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn referrers_travel_with_the_image_through_the_tag_schema() {
+    use oci_manifest::build::{ImageManifestBuilder, IndexBuilder};
+    use oci_store::{WriteStore, referrers_tag};
+    let reg = TestRegistry::start();
+    let index = sample_index();
+    rt().block_on(async {
+        // A layout with the sample and a signature of it, listed by the fallback tag.
+        let dir = temp_dir("referrers");
+        let local = LayoutStore::open_with(dir.join("a"), &LayoutOptions::create())
+            .await
+            .unwrap();
+        copy_leased(
+            &sample_layout().await,
+            "sample",
+            &local,
+            None,
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        let payload = bytes::Bytes::from_static(br#"{"critical":{"image":"sample"}}"#);
+        let layer = Descriptor::of("application/vnd.dev.cosign.simplesigning.v1+json", &payload);
+        local.push_bytes(&layer, payload).await.unwrap();
+        let sig = ImageManifestBuilder::artifact("application/vnd.dev.cosign.artifact.sig.v1+json")
+            .layer(layer.clone())
+            .subject(index.descriptor())
+            .build()
+            .unwrap();
+        local
+            .push_bytes(&sig.descriptor(), sig.raw().clone())
+            .await
+            .unwrap();
+        let fallback = IndexBuilder::oci()
+            .manifest(sig.referrer_descriptor())
+            .build()
+            .unwrap();
+        local
+            .push_bytes(&fallback.descriptor(), fallback.raw().clone())
+            .await
+            .unwrap();
+        local
+            .tag(&fallback.descriptor(), &referrers_tag(index.digest()))
+            .await
+            .unwrap();
+
+        // To the registry with referrers: the signature is there and listed.
+        let app = repo(&reg, "signed/app");
+        let opts = CopyOptions::default().with_referrers(true);
+        let r = copy(&local, "sample", &app, None, &opts).await.unwrap();
+        assert_eq!(r.referrers.len(), 1, "{r}");
+        let listed = app.referrers(index.digest(), None).await.unwrap();
+        assert!(
+            listed.iter().any(|d| d.digest == *sig.digest()),
+            "{listed:?}"
+        );
+        let raw = skopeo_raw(&format!(
+            "docker://{}/signed/app@{}",
+            reg.addr,
+            sig.digest()
+        ));
+        assert_eq!(raw, sig.raw().to_vec());
+
+        // Without referrers, another repository gets the image only.
+        let plain = repo(&reg, "plain/app");
+        copy(&app, "sample", &plain, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert!(!plain.exists(sig.digest()).await.unwrap());
+
+        // Back into a fresh layout with referrers: signature, its payload and the fallback tag.
+        let back = LayoutStore::open_with(dir.join("b"), &LayoutOptions::create())
+            .await
+            .unwrap();
+        let r = copy_leased(&app, "sample", &back, None, &opts)
+            .await
+            .unwrap();
+        assert_eq!(r.referrers.len(), 1);
+        assert!(back.exists(sig.digest()).await.unwrap());
+        assert!(back.exists(&layer.digest).await.unwrap());
+        let tag = referrers_tag(index.digest());
+        let listed = back
+            .fetch_manifest(&back.resolve(&tag).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(listed.manifests()[0].digest, *sig.digest());
+        assert!(back.fsck(&FsckOptions::default()).await.unwrap().is_clean());
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
