@@ -278,7 +278,10 @@ impl Reference {
 
     /// The short form Docker prints: without `docker.io/` and `library/`.
     pub fn familiar(&self) -> String {
-        let name = if self.registry == DEFAULT_REGISTRY {
+        let first = self.repository.split('/').next().unwrap_or("");
+        let looks_like_registry =
+            self.repository.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+        let name = if self.registry == DEFAULT_REGISTRY && !looks_like_registry {
             // `library/` goes only from one-component names: `library/a/b` stays as is.
             match self.repository.strip_prefix("library/") {
                 Some(rest) if !rest.contains('/') => rest.to_owned(),

@@ -786,41 +786,41 @@ impl Repository {
         let mut chunks = 0;
         let mut resumed = 0;
         let mut pending: Option<Bytes> = None;
-        let mut buf = BytesMut::with_capacity(chunk_len);
-        let mut ended = false;
-        while !ended {
-            // Fill one chunk.
-            if let Some(p) = pending.take() {
-                buf.extend_from_slice(&p);
+        // Double buffering: the next chunk is read from the source while the current one is
+        // sent, so a source that is itself a download overlaps with the upload (memory: two
+        // chunks).
+        let mut current = match fill_chunk(&mut source, &mut pending, chunk_len).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.cancel_upload(&loc).await;
+                return Err(verify_err(e));
             }
-            while buf.len() < chunk_len {
-                match source.next().await {
-                    Some(Ok(mut b)) => {
-                        let room = chunk_len - buf.len();
-                        if b.len() > room {
-                            pending = Some(b.split_off(room));
-                        }
-                        buf.extend_from_slice(&b);
-                    }
-                    Some(Err(e)) => {
-                        self.cancel_upload(&loc).await;
-                        return Err(verify_err(e));
-                    }
-                    None => {
-                        ended = true;
-                        break;
-                    }
+        };
+        while let Some(chunk) = current.take() {
+            let len = chunk.len() as u64;
+            let (sent, next) = futures_util::future::join(
+                self.send_chunk(&loc, offset, chunk),
+                fill_chunk(&mut source, &mut pending, chunk_len),
+            )
+            .await;
+            let (next_loc, r) = match sent {
+                Ok(v) => v,
+                Err(e) => {
+                    self.cancel_upload(&loc).await;
+                    return Err(e);
                 }
-            }
-            if buf.is_empty() {
-                break;
-            }
-            let chunk = buf.split().freeze();
-            let (next, r) = self.send_chunk(&loc, offset, chunk.clone()).await?;
-            loc = next;
+            };
+            loc = next_loc;
             resumed += r;
-            offset += chunk.len() as u64;
+            offset += len;
             chunks += 1;
+            current = match next {
+                Ok(c) => c,
+                Err(e) => {
+                    self.cancel_upload(&loc).await;
+                    return Err(verify_err(e));
+                }
+            };
         }
         self.finish_upload(desc, &loc, None).await?;
         Ok(PushOutcome::Chunked { chunks, resumed })
@@ -1190,6 +1190,34 @@ impl Repository {
         }
         Ok(out)
     }
+}
+
+/// Reads up to `chunk_len` bytes from the source (splitting larger source chunks); `None` at
+/// the end.
+async fn fill_chunk(
+    source: &mut oci_digest::VerifyingStream<BlobSource>,
+    pending: &mut Option<Bytes>,
+    chunk_len: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let mut buf = BytesMut::with_capacity(chunk_len);
+    while buf.len() < chunk_len {
+        let next = match pending.take() {
+            Some(p) => Some(Ok(p)),
+            None => source.next().await,
+        };
+        match next {
+            Some(Ok(mut b)) => {
+                let room = chunk_len - buf.len();
+                if b.len() > room {
+                    *pending = Some(b.split_off(room));
+                }
+                buf.extend_from_slice(&b);
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok((!buf.is_empty()).then(|| buf.freeze()))
 }
 
 enum MountResult {

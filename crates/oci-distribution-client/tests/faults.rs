@@ -287,6 +287,24 @@ async fn chunk_patch_resets_resume_in_place() {
         other => panic!("expected chunked, got {other:?}"),
     }
     assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
+    // A source handing the whole blob as one piece is still sent in chunks of the chunk size.
+    let data1 = random(4 * 1024 * 1024 + 9);
+    let desc1 = blob_desc(&data1);
+    let before = reg.seen().len();
+    match app
+        .push_blob(&desc1, source(&data1, usize::MAX))
+        .await
+        .expect("push")
+    {
+        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 5),
+        other => panic!("{other:?}"),
+    }
+    let sizes: Vec<usize> = reg.seen()[before..]
+        .iter()
+        .filter(|s| s.method == "PATCH")
+        .map(|s| s.body_len)
+        .collect();
+    assert_eq!(sizes, [1 << 20, 1 << 20, 1 << 20, 1 << 20, 9]);
     // The registry's OCI-Chunk-Min-Length raises the chunk size.
     reg.state().faults.chunk_min_length = Some(2 * 1024 * 1024);
     let data2 = random(5 * 1024 * 1024 + 4);

@@ -67,7 +67,10 @@ async fn several_hundred_mib_blob_streams_with_flat_memory() {
     };
 
     let src: BlobSource = Box::pin(futures_util::stream::iter(pieces().map(Ok)));
+    let t0 = std::time::Instant::now();
     let out = repo.push_blob(&desc, src).await.expect("push");
+    let push_secs = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
     assert!(matches!(out, PushOutcome::Chunked { .. }), "{out:?}");
 
     let mut s = repo.fetch_blob(&desc).await.expect("open");
@@ -91,6 +94,13 @@ async fn several_hundred_mib_blob_streams_with_flat_memory() {
         }
     }
     assert_eq!(received, SIZE);
+    let pull_secs = t1.elapsed().as_secs_f64();
+    // Figures only (speed is judged by benches, not asserted here).
+    println!(
+        "push {:.0} MB/s, pull+compare {:.0} MB/s",
+        SIZE as f64 / push_secs / 1e6,
+        SIZE as f64 / pull_secs / 1e6
+    );
     assert!(pending.is_empty() && expected.next().is_none());
 
     stop.store(true, Ordering::Relaxed);
