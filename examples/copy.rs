@@ -344,11 +344,10 @@ fn main() -> ExitCode {
         let work = transport::copy(&args.src, &args.dst, &options, &ctx);
         tokio::pin!(work);
         tokio::pin!(ctrl_c);
-        loop {
-            tokio::select! {
-                r = &mut work => break r,
-                () = &mut ctrl_c => {}
-            }
+        // After Ctrl-C the copy winds down (cancelled) and its result is still awaited.
+        tokio::select! {
+            r = &mut work => r,
+            () = &mut ctrl_c => work.await,
         }
     });
     display.finish();

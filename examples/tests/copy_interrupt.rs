@@ -1,5 +1,6 @@
 //! A copy of a multi-hundred-MiB image from the real `docker-registry` into an OCI layout,
-//! killed (SIGKILL) part way through, then run again: the second run completes, sends well
+//! interrupted with Ctrl-C (a clean cancel, exit 130), run again and killed (SIGKILL) part
+//! way through, then run again: the second run completes, sends well
 //! under the total (completed blobs are skipped, the interrupted one resumes from its ingest),
 //! and the result verifies (read back, fsck, skopeo).
 
@@ -126,27 +127,52 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
 
     let dst = work.join("dst");
     let target = format!("oci:{}:v1", dst.display());
+    let wait_for = |child: &mut std::process::Child, fraction: (u64, u64)| {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the copy ended ({status}) before it could be interrupted");
+            }
+            if dir_size(&dst) >= approx_total * fraction.0 / fraction.1 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "copy made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // First run: Ctrl-C (SIGINT) at about 15 %: a clean cancel, exit 130, no tag.
+    let mut child = Command::new(example("copy"))
+        .args(["--plain-http", "--jobs", "2", &image, &target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, (3, 20));
+    let int = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("cancelled"),
+        "{stderr}"
+    );
+
+    // Second run: SIGKILL at about 40 % (blobs and ingests on disk).
     let mut child = Command::new(example("copy"))
         .args(["--plain-http", "--jobs", "2", &image, &target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once about 40 % of the bytes are on disk (blobs and ingests).
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the copy ended ({status}) before it could be killed");
-        }
-        if dir_size(&dst) >= approx_total * 2 / 5 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "copy made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(&mut child, (2, 5));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -197,9 +223,9 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
         let fsck = store.fsck(&FsckOptions::default()).await.unwrap();
         assert!(fsck.is_clean(), "{fsck:?}");
         assert!(store.ingests().await.unwrap().is_empty());
-        // The second run released its lease; the killed run's lease stays until it expires
-        // (it kept the completed blobs pinned for the second run).
-        assert_eq!(store.leases().await.unwrap().len(), 1);
+        // The last run released its lease; the leases of the cancelled and the killed runs stay
+        // until they expire (they kept what those runs completed pinned for the next one).
+        assert_eq!(store.leases().await.unwrap().len(), 2);
     });
     let out = Command::new(require_tool("skopeo"))
         .args(["inspect", "--raw"])
