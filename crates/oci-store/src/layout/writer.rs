@@ -15,7 +15,7 @@ use crate::error::{Result, StoreError};
 use crate::traits::{BlobWriter, PushOutcome};
 
 /// Bytes collected before they are hashed and written in one blocking step.
-const FLUSH_AT: usize = 4 << 20;
+const FLUSH_AT: usize = 16 << 20;
 
 /// Writes to `.oci-rs/ingests/<hash of key>/data`, holding that ingest's lock file.
 pub(crate) struct LayoutWriter {
@@ -32,8 +32,16 @@ pub(crate) struct LayoutWriter {
     offset: u64,
     /// Bytes hashed since the hash state was last saved.
     since_checkpoint: u64,
+    /// Bytes written since the last background flush to disk was started.
+    since_sync: u64,
+    /// A flush to disk running in the background while more data arrives, so that the fsync
+    /// at commit has little left to do.
+    syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
     done: bool,
 }
+
+/// A background `fdatasync` of the data written so far is started every this many bytes.
+const SYNC_EVERY: u64 = 64 << 20;
 
 /// The hash state is saved beside the data every this many bytes, so a resumed ingest hashes at
 /// most this much again.
@@ -114,6 +122,8 @@ impl LayoutWriter {
             pending_len: 0,
             offset,
             since_checkpoint,
+            since_sync: 0,
+            syncing: None,
             done: false,
         })
     }
@@ -132,7 +142,9 @@ impl LayoutWriter {
         self.pending_len = 0;
         let path = self.data_path();
         let dir = self.dir.clone();
-        self.since_checkpoint += pending.iter().map(|c| c.len() as u64).sum::<u64>();
+        let batch = pending.iter().map(|c| c.len() as u64).sum::<u64>();
+        self.since_checkpoint += batch;
+        self.since_sync += batch;
         let checkpoint = self.since_checkpoint >= CHECKPOINT_EVERY;
         if checkpoint {
             self.since_checkpoint = 0;
@@ -174,8 +186,27 @@ impl LayoutWriter {
                 tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
             }
         }
+        if ok && self.since_sync >= SYNC_EVERY {
+            self.since_sync = 0;
+            self.wait_sync().await?;
+            let clone = file
+                .try_clone()
+                .map_err(ioe("duplicate handle", &self.data_path()))?;
+            self.syncing = Some(tokio::task::spawn_blocking(move || clone.sync_data()));
+        }
         self.io = Some((file, verifier));
         hash_res.and(write_res)
+    }
+
+    /// Waits for the background flush to disk, reporting its failure (an fsync error must not
+    /// be lost: the kernel may report it only once).
+    async fn wait_sync(&mut self) -> Result<()> {
+        if let Some(h) = self.syncing.take() {
+            h.await
+                .map_err(|e| StoreError::backend("background fsync task failed", e))?
+                .map_err(ioe("fsync", &self.data_path()))?;
+        }
+        Ok(())
     }
 
     fn broken(&self) -> StoreError {
@@ -224,6 +255,7 @@ impl BlobWriter for LayoutWriter {
 
     async fn commit(mut self: Box<Self>) -> Result<PushOutcome> {
         self.flush().await?;
+        self.wait_sync().await?;
         self.done = true;
         let (file, verifier) = self.io.take().ok_or_else(|| self.broken())?;
         let store = self.store.clone();
