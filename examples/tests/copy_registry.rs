@@ -529,3 +529,83 @@ fn referrers_travel_with_the_image_through_the_tag_schema() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+#[test]
+fn sync_example_mirrors_between_layouts_and_a_registry() {
+    let reg = TestRegistry::start();
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join("sync");
+    assert!(
+        bin.exists(),
+        "{} not built: run through `cargo test`",
+        bin.display()
+    );
+    let dir = temp_dir("sync-registry");
+    let sample = sample::committed_path();
+    let r = &reg.addr;
+    // Push twice (the second repository mounts), pull one platform back, and one line whose
+    // source does not exist.
+    let list = format!(
+        "oci:{s}:sample docker://{r}/mirror/one:v1\n\
+         oci:{s}:sample docker://{r}/mirror/two:v1\n\
+         docker://{r}/mirror/missing:v1 oci:{d}/never:v1\n",
+        s = sample.display(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("list.txt"), list).unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(&bin)
+            .current_dir(&dir)
+            .args(["--plain-http", "--retry-budget", "1"])
+            .args(extra)
+            .arg("list.txt")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 of 3 images copied, 1 failed"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("mirror/missing:v1"), "{stderr}");
+    skopeo_pulls_complete(&format!("docker://{r}/mirror/one:v1")).unwrap();
+    skopeo_pulls_complete(&format!("docker://{r}/mirror/two:v1")).unwrap();
+
+    // Fix the list (the missing image now comes from a pushed one) and run again: the two
+    // pushes send nothing, the pull copies one platform.
+    let list = format!(
+        "oci:{s}:sample docker://{r}/mirror/one:v1\n\
+         oci:{s}:sample docker://{r}/mirror/two:v1\n\
+         docker://{r}/mirror/two:v1 oci:{d}/back:v1\n",
+        s = sample.display(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("list.txt"), list).unwrap();
+    let (code, stdout, stderr) = run(&["--platform", "linux/amd64"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("3 of 3 images copied, 0 failed"),
+        "{stdout}"
+    );
+    for row in stdout.lines().filter(|l| l.contains(" ok ")) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        match cols[0] {
+            // Lines 1 and 2: the reduced index is new (one manifest), everything else skipped.
+            "1" | "2" => assert_eq!((cols[3], cols[4]), ("1", "4"), "{row}"),
+            "3" => assert_eq!((cols[3], cols[4]), ("5", "0"), "{row}"),
+            other => panic!("unexpected row {other}: {row}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
