@@ -998,8 +998,12 @@ impl Repository {
             }
             Err(_) => Algorithm::Sha256.hash(&bytes),
         };
-        self.put_manifest(reference, media_type, &bytes, &digest)
+        let subject_handled = self
+            .put_manifest(reference, media_type, &bytes, &digest)
             .await?;
+        if !subject_handled {
+            self.maintain_referrers_tag(media_type, &bytes).await?;
+        }
         if !self.client.inner.config.verify_manifest_push {
             return Ok(digest);
         }
@@ -1024,13 +1028,15 @@ impl Repository {
         })
     }
 
+    /// PUTs manifest bytes; returns whether the registry said it handled the manifest's
+    /// subject (`OCI-Subject` header, referrers API).
     async fn put_manifest(
         &self,
         reference: &str,
         media_type: &str,
         bytes: &Bytes,
         digest: &Digest,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let url = self.url(&format!("manifests/{reference}"))?;
         let req = Req::new(Method::PUT, url)
             .header(header::CONTENT_TYPE, media_type)
@@ -1047,7 +1053,42 @@ impl Repository {
                 actual: d.to_owned(),
             });
         }
-        Ok(())
+        Ok(resp.headers().contains_key("oci-subject"))
+    }
+
+    /// For a manifest with a `subject` pushed to a registry without the referrers API (no
+    /// `OCI-Subject` answer): adds it to the index under the subject's fallback tag
+    /// (`sha256-<hex>`), creating the index when needed.
+    async fn maintain_referrers_tag(&self, media_type: &str, bytes: &Bytes) -> Result<(), Error> {
+        let Ok(m) = Manifest::parse(bytes.clone(), Some(media_type)) else {
+            return Ok(());
+        };
+        let Some(subject) = m.subject() else {
+            return Ok(());
+        };
+        let tag = Self::referrers_tag(&subject.digest);
+        let mut entries: Vec<Descriptor> = match self.fetch_manifest(&tag).await {
+            Ok(f) => f.parse()?.manifests().to_vec(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let entry = m.referrer_descriptor();
+        if entries.iter().any(|d| d.digest == entry.digest) {
+            return Ok(());
+        }
+        entries.push(entry);
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise referrers index: {e}")))?;
+        let index = Bytes::from(index);
+        let digest = Algorithm::Sha256.hash(&index);
+        debug!(subject = %subject.digest, %tag, "updating the referrers fallback tag");
+        self.put_manifest(&tag, media_types::OCI_INDEX, &index, &digest)
+            .await
+            .map(drop)
     }
 
     async fn manifest_served(&self, digest: &Digest, bytes: &Bytes) -> Result<bool, Error> {

@@ -593,3 +593,77 @@ fn write_layout(dir: &std::path::Path, img: &Image, tag: &str) {
     )
     .expect("write");
 }
+
+#[tokio::test]
+async fn referrers_through_the_tag_schema_on_a_registry_without_the_api() {
+    let reg = TestRegistry::start();
+    let app = repo(&reg, "ref/app");
+    let img = Image::new("amd64", 12, false);
+    img.push(&app, Some("v1")).await;
+    assert!(
+        app.referrers(&img.digest(), None)
+            .await
+            .expect("none yet")
+            .is_empty()
+    );
+
+    let empty = Bytes::from_static(b"{}");
+    let empty_desc = Descriptor::new(
+        media_types::OCI_EMPTY_JSON,
+        Algorithm::Sha256.hash(&empty),
+        2,
+    );
+    app.push_blob(
+        &empty_desc,
+        Box::pin(futures_util::stream::iter([Ok(empty.clone())])),
+    )
+    .await
+    .expect("empty config");
+    let mut pushed = Vec::new();
+    for (i, kind) in ["application/vnd.example.sig", "application/spdx+json"]
+        .iter()
+        .enumerate()
+    {
+        let payload = random(100 + i, 50 + i as u64);
+        let pd = Descriptor::new(
+            "application/octet-stream",
+            Algorithm::Sha256.hash(&payload),
+            payload.len() as u64,
+        );
+        app.push_blob(&pd, source(&payload)).await.expect("payload");
+        let artifact = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_MANIFEST,
+            "artifactType": kind,
+            "config": empty_desc,
+            "layers": [pd],
+            "subject": img.descriptor(),
+        }))
+        .expect("json");
+        let d = app
+            .push_manifest(
+                &Algorithm::Sha256.hash(&artifact).to_string(),
+                media_types::OCI_MANIFEST,
+                Bytes::from(artifact),
+            )
+            .await
+            .expect("push artifact");
+        pushed.push(d);
+    }
+    // distribution 2.8 has no referrers API: the client kept the sha256-<hex> index up to date.
+    let all = app.referrers(&img.digest(), None).await.expect("referrers");
+    assert_eq!(
+        all.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(),
+        pushed
+    );
+    let sigs = app
+        .referrers(&img.digest(), Some("application/vnd.example.sig"))
+        .await
+        .expect("filtered");
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0].digest, pushed[0]);
+    assert_eq!(
+        sigs[0].artifact_type.as_deref(),
+        Some("application/vnd.example.sig")
+    );
+}
