@@ -642,7 +642,7 @@ async fn referrers_through_the_tag_schema_on_a_registry_without_the_api() {
         .expect("json");
         let d = app
             .push_manifest(
-                &Algorithm::Sha256.hash(&artifact).to_string(),
+                Algorithm::Sha256.hash(&artifact).as_str(),
                 media_types::OCI_MANIFEST,
                 Bytes::from(artifact),
             )
