@@ -782,6 +782,22 @@ mod tests {
     }
 
     #[test]
+    fn which_answers_are_retried() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+        for code in [200, 201, 202, 400, 401, 403, 404, 405, 416, 501] {
+            assert!(
+                !retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn origins() {
         let a = Url::parse("https://r.example/v2/x").unwrap();
         assert!(same_origin(

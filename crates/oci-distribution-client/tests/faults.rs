@@ -734,3 +734,25 @@ async fn credentials_and_tokens_are_never_logged() {
     );
     assert!(!text.contains("tok-"), "token logged: {text}");
 }
+
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported_with_the_attempts() {
+    // A port nobody listens on (bound, then released).
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let mut cfg = config(&addr);
+    cfg.retry = cfg.retry.clone().with_max_retries(2);
+    let app = Client::new(cfg)
+        .expect("client")
+        .repository_by_name(&addr, "app")
+        .expect("repo");
+    match app.resolve("v1").await {
+        Err(Error::Transport { attempts, url, .. }) => {
+            assert_eq!(attempts, 3, "1 attempt + 2 retries");
+            assert!(url.ends_with("/v2/app/manifests/v1"), "{url}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
