@@ -251,8 +251,8 @@ fn gc(c: &mut Criterion) {
         "graph load (110,100 blobs, cold listing): {:.1?}",
         t.elapsed()
     );
-    // A listing is trusted once the blob directory's last change is a second old.
-    std::thread::sleep(Duration::from_millis(1100));
+    // A listing is trusted once the blob directory's last change is two seconds old.
+    std::thread::sleep(Duration::from_millis(2100));
     rt.block_on(store.load_graph()).expect("load");
     let mut g = c.benchmark_group("refcount_100k");
     g.bench_function("refcount", |b| {

@@ -20,7 +20,7 @@ async fn cached_graph_never_answers_stale() {
     push_image(&store, &img).await.unwrap();
     let layer = img.blobs[0].desc.clone();
     store.load_graph().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(store.load_graph().await.unwrap(), 3);
     assert_eq!(
         store.parents(&layer.digest).await.unwrap(),
@@ -42,7 +42,7 @@ async fn cached_graph_never_answers_stale() {
     assert_eq!(store.refcount(&layer.digest).await.unwrap(), 2);
 
     // A third, written as a file by a tool that knows nothing of us.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(store.refcount(&layer.digest).await.unwrap(), 2);
     let third = from_manifest(
         &ImageManifestBuilder::oci(img.blobs[1].desc.clone())
@@ -59,7 +59,7 @@ async fn cached_graph_never_answers_stale() {
     );
 
     // Removed behind our back: gone at once too.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(store.refcount(&layer.digest).await.unwrap(), 3);
     std::fs::remove_file(store.blob_path(&other.desc.digest)).unwrap();
     std::fs::remove_file(store.blob_path(&third.desc.digest)).unwrap();

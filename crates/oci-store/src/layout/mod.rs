@@ -43,6 +43,10 @@ use self::writer::LayoutWriter;
 /// lock files, temporary files). Other tools ignore it.
 pub const STATE_DIR: &str = ".oci-rs";
 
+/// How long after the last change of a blob directory a listing of it is trusted while the
+/// directory's modification time stays the same (2 s covers the coarsest common time stamps).
+const LISTING_SETTLE: Duration = Duration::from_secs(2);
+
 /// Read size for streaming blobs.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -557,8 +561,9 @@ impl LayoutStore {
     }
 
     /// The blob listing for reference queries, reused while the blob directories are unchanged
-    /// (their modification times are compared; a listing taken within a second of the last
-    /// change is not trusted, since a later change could carry the same time stamp).
+    /// (their modification times are compared; a listing taken less than [`LISTING_SETTLE`]
+    /// after the last change is not trusted, since a later change could carry the same time
+    /// stamp on a file system with coarse time stamps).
     fn listing(&self) -> Result<Arc<Listing>> {
         let now = SystemTime::now();
         let stamps = self.dir_stamps();
@@ -568,7 +573,7 @@ impl LayoutStore {
             let settled = l
                 .stamps
                 .iter()
-                .all(|s| s.is_none_or(|t| t + Duration::from_secs(1) <= l.taken));
+                .all(|s| s.is_none_or(|t| t + LISTING_SETTLE <= l.taken));
             if settled && l.stamps == stamps {
                 return Ok(l.clone());
             }
@@ -597,7 +602,9 @@ impl LayoutStore {
 
     /// Loads the reference graph (every blob listed, every manifest parsed), so that later
     /// [`parents`](ManagedStore::parents) and [`refcount`](ManagedStore::refcount) calls answer
-    /// from it while `blobs/` is unchanged. Returns the number of blobs.
+    /// from it while `blobs/` is unchanged (checked by the blob directories' modification times
+    /// on every call; the listing is trusted once the last change is 2 seconds old). Returns
+    /// the number of blobs.
     pub async fn load_graph(&self) -> Result<usize> {
         let s = self.clone();
         blocking(move || Ok(s.listing()?.blobs.len())).await
