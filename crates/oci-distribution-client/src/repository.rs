@@ -559,6 +559,11 @@ impl Repository {
         start: u64,
         end: u64,
     ) -> Result<Bytes, Error> {
+        if end < start {
+            return Err(Error::InvalidArgument(format!(
+                "range of blob {digest}: end {end} is before start {start}"
+            )));
+        }
         let mut buf = BytesMut::with_capacity((end - start) as usize);
         let mut failures = 0;
         let url = self.url(&format!("blobs/{digest}"))?;

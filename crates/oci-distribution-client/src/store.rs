@@ -86,6 +86,12 @@ impl Repository {
         digest: &Digest,
         range: Range<u64>,
     ) -> Result<crate::ByteStream, Error> {
+        if range.end < range.start {
+            return Err(Error::InvalidArgument(format!(
+                "range of blob {digest}: end {} is before start {}",
+                range.end, range.start
+            )));
+        }
         struct St {
             repo: Repository,
             url: Url,
