@@ -519,6 +519,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn challenge_round_trip(
+            realm in "https?://[a-z0-9.:-]{1,20}/[a-zA-Z0-9/?=&_-]{0,20}",
+            service in proptest::option::of("[a-zA-Z0-9. :_-]{1,20}"),
+            scopes in proptest::collection::vec("repository:[a-z0-9/._-]{1,15}:(pull|push|pull,push|delete|\\*)", 0..4),
+            spaces in "[ ]{0,2}",
+        ) {
+            let mut h = format!("Bearer realm={spaces}\"{realm}\"");
+            if let Some(s) = &service {
+                h.push_str(&format!(",{spaces}service=\"{s}\""));
+            }
+            if !scopes.is_empty() {
+                h.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+            }
+            let parsed = Challenge::parse(&h);
+            proptest::prop_assert_eq!(parsed, Some(Challenge::Bearer { realm, service, scopes }));
+        }
+
+        #[test]
+        fn challenge_parse_never_panics(s in "\\PC{0,60}") {
+            let _ = Challenge::parse(&s);
+        }
+    }
+
     #[test]
     fn scopes_merge() {
         let s = [
