@@ -609,3 +609,70 @@ fn sync_example_mirrors_between_layouts_and_a_registry() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn copy_example_authenticates_with_creds_or_docker_config() {
+    let reg = TestRegistry::start_with(RegistryOptions {
+        htpasswd: Some(("alice".into(), "s3cret".into())),
+        ..RegistryOptions::default()
+    });
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join("copy");
+    let dir = temp_dir("auth");
+    let src = format!("oci:{}:sample", sample::committed_path().display());
+    let dst = format!("docker://{}/private/app:v1", reg.addr);
+    let empty_config = dir.join("empty");
+    std::fs::create_dir_all(&empty_config).unwrap();
+    let run = |args: &[&str], docker_config: &Path| {
+        let out = Command::new(&bin)
+            .env("DOCKER_CONFIG", docker_config)
+            .args(["--plain-http", "--quiet"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No credentials: refused, the error names the registry's answer; nothing tagged.
+    let (code, _, stderr) = run(&[&src, &dst], &empty_config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("401") || stderr.to_lowercase().contains("unauthorized"),
+        "{stderr}"
+    );
+    // Wrong password: refused too, and the password is not printed.
+    let (code, _, stderr) = run(&["--creds", "alice:wrong", &src, &dst], &empty_config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "credentials must not be printed: {stderr}"
+    );
+    // --creds.
+    let (code, stdout, stderr) = run(&["--creds", "alice:s3cret", &src, &dst], &empty_config);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("copied 11"), "{stdout}");
+    // Docker's config.json.
+    let with_auth = dir.join("docker");
+    std::fs::create_dir_all(&with_auth).unwrap();
+    std::fs::write(
+        with_auth.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let back = format!("oci:{}:v1", dir.join("back").display());
+    let (code, stdout, stderr) = run(&[&dst, &back], &with_auth);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("copied 11"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
