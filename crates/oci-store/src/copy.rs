@@ -520,11 +520,26 @@ where
         root: root.digest.clone(),
         dropped: Vec::new(),
     };
-    let result_desc = planner.plan(&root, 0, true).await?;
-    let mut referrer_links = Vec::new();
-    if options.include_referrers {
-        referrer_links = planner.plan_referrers().await?;
-    }
+    let planned = match planner.plan(&root, 0, true).await {
+        Ok(d) if options.include_referrers => planner.plan_referrers().await.map(|l| (d, l)),
+        Ok(d) => Ok((d, Vec::new())),
+        Err(e) => Err(e),
+    };
+    let (result_desc, referrer_links) = match planned {
+        Ok(p) => p,
+        Err(StoreError::CopyCancelled { .. }) => {
+            return Err(StoreError::CopyCancelled {
+                reference: src_ref.to_owned(),
+                report: Box::new(CopyReport {
+                    reference: src_ref.to_owned(),
+                    source: Some(root),
+                    elapsed: started.elapsed(),
+                    ..CopyReport::default()
+                }),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let plan = Plan {
         order: planner.order,
         dropped: planner.dropped,
@@ -809,6 +824,17 @@ impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
                     root: self.root.clone(),
                     digest: desc.digest.clone(),
                     limit: oci_manifest::DEFAULT_MAX_INDEX_DEPTH,
+                });
+            }
+            if self
+                .options
+                .cancel
+                .as_ref()
+                .is_some_and(CancelToken::is_cancelled)
+            {
+                return Err(StoreError::CopyCancelled {
+                    reference: String::new(),
+                    report: Box::default(),
                 });
             }
             let manifest = match self.prefetched.take() {
@@ -2380,6 +2406,25 @@ mod tests {
             assert_eq!(a.copied + b.copied, 11);
             complete(&dst, "a").await;
             complete(&dst, "b").await;
+        });
+    }
+
+    #[test]
+    fn a_copy_cancelled_before_it_starts_writes_nothing() {
+        rt().block_on(async {
+            let src = Src::default();
+            multi(&src.inner, false).await;
+            let dst = MemoryStore::new();
+            let token = CancelToken::new();
+            token.cancel();
+            let opts = CopyOptions::default().with_cancel(token);
+            let e = copy(&src, "multi", &dst, None, &opts).await.unwrap_err();
+            assert!(
+                matches!(&e, StoreError::CopyCancelled { reference, .. } if reference == "multi"),
+                "{e:?}"
+            );
+            assert!(dst.tags().await.unwrap().is_empty());
+            assert!(dst.ingests().await.unwrap().is_empty());
         });
     }
 
