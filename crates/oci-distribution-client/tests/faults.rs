@@ -74,6 +74,7 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         bearer: Some(BearerAuth {
             basic: Some(("alice".into(), "s3cret".into())),
             expires_in: 7,
+            refresh_token: None,
         }),
         ..Faults::default()
     })
@@ -207,6 +208,7 @@ async fn authorization_never_follows_a_redirect_to_another_origin() {
         bearer: Some(BearerAuth {
             basic: None,
             expires_in: 300,
+            refresh_token: None,
         }),
         redirect_blobs_to: Some(format!("http://{}", storage.addr)),
         ..Faults::default()
@@ -699,6 +701,7 @@ async fn credentials_and_tokens_are_never_logged() {
         bearer: Some(BearerAuth {
             basic: Some(("alice".into(), "pw-8f3k2".into())),
             expires_in: 300,
+            refresh_token: None,
         }),
         storm_503: 1,
         ..Faults::default()
@@ -755,4 +758,55 @@ async fn connection_errors_are_retried_then_reported_with_the_attempts() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn identity_tokens_are_exchanged_with_oauth2_post() {
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: Some(("nobody".into(), "unused".into())),
+            expires_in: 300,
+            refresh_token: Some("rt-123".into()),
+        }),
+        ..Faults::default()
+    })
+    .await;
+    let app = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::IdentityToken("rt-123".into())),
+        "team/app",
+    );
+    let data = random(3000);
+    let desc = blob_desc(&data);
+    app.push_blob(&desc, source(&data, 1000))
+        .await
+        .expect("push with identity token");
+    assert_eq!(collect(&app, &desc).await.expect("pull"), data);
+    let posts: Vec<_> = reg
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.target == "/token")
+        .collect();
+    assert!(!posts.is_empty(), "the refresh token was exchanged by POST");
+    assert!(
+        posts.iter().all(|s| s.authorization.is_none()),
+        "no Basic with a refresh token"
+    );
+    assert!(
+        reg.state()
+            .token_requests
+            .iter()
+            .any(|s| s.contains(&"repository:team/app:pull,push".to_owned())),
+        "scopes travel in the form"
+    );
+    // A wrong refresh token is refused as Unauthorized.
+    let bad = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::IdentityToken("nope".into())),
+        "team/app",
+    );
+    assert!(matches!(
+        bad.blob_exists(&desc, ExistenceCheck::Head).await,
+        Err(Error::Unauthorized { .. })
+    ));
 }

@@ -20,6 +20,8 @@ pub struct BearerAuth {
     pub basic: Option<(String, String)>,
     /// `expires_in` given with tokens.
     pub expires_in: u64,
+    /// OAuth2 refresh token accepted by `POST /token` (`grant_type=refresh_token`).
+    pub refresh_token: Option<String>,
 }
 
 /// Fault knobs. Counters count down as faults are injected.
@@ -465,7 +467,7 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
         };
     }
     if path == "/token" {
-        return token(s, req);
+        return token(s, req, &body);
     }
     // Auth.
     if let Some(b) = &s.faults.bearer {
@@ -559,11 +561,29 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
     Answer::error(404, "NOT_FOUND", "no route")
 }
 
-fn token(s: &mut State, req: &Request) -> Answer {
+fn token(s: &mut State, req: &Request, body: &[u8]) -> Answer {
     let Some(b) = s.faults.bearer.clone() else {
         return Answer::error(404, "NOT_FOUND", "no token service");
     };
-    if let Some((u, p)) = &b.basic {
+    let mut scopes = req.queries("scope");
+    if req.method == "POST" {
+        // OAuth2: a form with grant_type=refresh_token, refresh_token, service, scope.
+        let form = Request {
+            method: String::new(),
+            target: format!("/?{}", String::from_utf8_lossy(body)),
+            headers: HashMap::new(),
+        };
+        if form.query("grant_type").as_deref() != Some("refresh_token")
+            || form.query("refresh_token") != b.refresh_token
+            || b.refresh_token.is_none()
+        {
+            return Answer::error(401, "UNAUTHORIZED", "bad refresh token");
+        }
+        scopes = form
+            .query("scope")
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default();
+    } else if let Some((u, p)) = &b.basic {
         use base64::Engine as _;
         let want = format!(
             "Basic {}",
@@ -573,7 +593,6 @@ fn token(s: &mut State, req: &Request) -> Answer {
             return Answer::error(401, "UNAUTHORIZED", "bad credentials");
         }
     }
-    let scopes = req.queries("scope");
     s.token_requests.push(scopes.clone());
     s.next_id += 1;
     let tok = format!("tok-{}", s.next_id);
