@@ -509,7 +509,20 @@ where
         None if Digest::parse(src_ref).is_err() => Some(src_ref.to_owned()),
         None => None,
     };
-    let (root, prefetched) = resolve_inner(src, src_ref).await?;
+    let (root, prefetched) = {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match resolve_inner(src, src_ref).await {
+                Ok(r) => break r,
+                Err(e) if transient(&e) && attempt <= options.retries => {
+                    warn!(reference = src_ref, attempt, error = %e, "resolving failed; retrying");
+                    tokio::time::sleep(backoff(options.retry_backoff, attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     let mut planner = Planner {
         src,
         options,
@@ -595,14 +608,28 @@ where
 
     // Tag, referrers index, read-back: only for a complete graph.
     let mut finish_error = None;
-    if root_ok
-        && !cancelled
-        && let Err(e) = run
-            .finish(&result_desc, tag.as_deref(), &copied_referrers)
-            .await
-    {
-        root_ok = false;
-        finish_error = Some(e);
+    if root_ok && !cancelled {
+        // Tagging and reading back are idempotent: transient failures retry them.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match run
+                .finish(&result_desc, tag.as_deref(), &copied_referrers)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if transient(&e) && attempt <= options.retries => {
+                    warn!(reference = src_ref, attempt, error = %e, "finishing the copy failed; retrying");
+                    run.stats_lock().retried += 1;
+                    tokio::time::sleep(backoff(options.retry_backoff, attempt)).await;
+                }
+                Err(e) => {
+                    root_ok = false;
+                    finish_error = Some(e);
+                    break;
+                }
+            }
+        }
     }
 
     let mut report = run.report(src_ref, &root, &plan);
