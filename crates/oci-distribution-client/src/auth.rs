@@ -238,6 +238,8 @@ pub(crate) struct TokenResponse {
 
 /// Spec default lifetime of a token without `expires_in`.
 pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest lifetime a token is cached for, whatever the token service says.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Tokens are renewed this long before they expire.
 pub(crate) const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 

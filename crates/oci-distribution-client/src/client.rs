@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use crate::auth::{
     AuthState, CachedToken, Challenge, Credential, DEFAULT_TOKEN_LIFETIME, DockerConfigFile,
-    TOKEN_EXPIRY_MARGIN, TokenResponse, docker_config_path, merge_scopes,
+    MAX_TOKEN_LIFETIME, TOKEN_EXPIRY_MARGIN, TokenResponse, docker_config_path, merge_scopes,
 };
 use crate::config::ClientConfig;
 use crate::error::RegistryErrors;
@@ -61,6 +61,9 @@ pub(crate) struct Req {
     pub(crate) body: Option<Bytes>,
     /// Whether transient failures may be retried by sending the same request again.
     pub(crate) retry: bool,
+    /// The body carries a secret (an OAuth2 refresh token): redirects to another origin are
+    /// not followed, so the body is never replayed there.
+    pub(crate) secret_body: bool,
 }
 
 impl Req {
@@ -71,6 +74,7 @@ impl Req {
             headers: HeaderMap::new(),
             body: None,
             retry: true,
+            secret_body: false,
         }
     }
 
@@ -385,9 +389,11 @@ impl Client {
                 }
             }
             let body = form.query().unwrap_or("").to_owned();
-            Req::new(Method::POST, url.clone())
+            let mut r = Req::new(Method::POST, url.clone())
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Bytes::from(body))
+                .body(Bytes::from(body));
+            r.secret_body = true;
+            r
         } else {
             {
                 let mut q = url.query_pairs_mut();
@@ -398,15 +404,14 @@ impl Client {
                     q.append_pair("scope", s);
                 }
             }
-            let mut r = Req::new(Method::GET, url.clone());
-            if let Some(h) = cred.and_then(Credential::basic_header) {
-                r = r.header(header::AUTHORIZATION, &h);
-            }
-            r
+            Req::new(Method::GET, url.clone())
         };
+        // Basic credentials go as the request's `auth`, which is only sent to the realm's
+        // origin, never along a redirect to another one.
+        let basic = cred.and_then(Credential::basic_header);
         debug!(realm = %url.as_str().split('?').next().unwrap_or(""), ?scopes, "requesting token");
         let method = req.method.clone();
-        let resp = self.send_with_retries(req, None).await?;
+        let resp = self.send_with_retries(req, basic.as_deref()).await?;
         let status = resp.status();
         if !status.is_success() {
             let url = resp.url().to_string();
@@ -434,11 +439,7 @@ impl Client {
                 url: realm.to_owned(),
                 what: "token answer has neither token nor access_token".into(),
             })?;
-        let lifetime = parsed
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let expires = Instant::now() + lifetime.saturating_sub(TOKEN_EXPIRY_MARGIN);
+        let expires = token_expiry(Instant::now(), parsed.expires_in);
         Ok(CachedToken { token, expires })
     }
 
@@ -578,6 +579,11 @@ impl Client {
             else {
                 return Ok(resp);
             };
+            if req.secret_body && !same_origin(&next, &req.url) {
+                // Not followed: the caller sees the 3xx as an unexpected status.
+                warn!(method = %method, url = %strip_query(&url), to = %strip_query(&next), "not following a redirect to another origin with a secret body");
+                return Ok(resp);
+            }
             if status == StatusCode::SEE_OTHER
                 || ((status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::FOUND)
                     && method == Method::POST)
@@ -588,6 +594,17 @@ impl Client {
             url = next;
         }
     }
+}
+
+/// When a token given now with `expires_in` seconds (the token service's word) is renewed:
+/// the lifetime less a margin, capped at [`MAX_TOKEN_LIFETIME`] so that an absurd answer
+/// cannot overflow the clock.
+fn token_expiry(now: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
+    now + lifetime.saturating_sub(TOKEN_EXPIRY_MARGIN)
 }
 
 /// A URL without its query (which may carry upload state or signatures).
@@ -744,6 +761,22 @@ mod tests {
         );
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn token_expiry_is_capped_and_never_overflows() {
+        let now = Instant::now();
+        // A token service answering `expires_in: u64::MAX` used to overflow `Instant + Duration`.
+        assert_eq!(
+            token_expiry(now, Some(u64::MAX)),
+            now + MAX_TOKEN_LIFETIME - TOKEN_EXPIRY_MARGIN
+        );
+        assert_eq!(
+            token_expiry(now, None),
+            now + DEFAULT_TOKEN_LIFETIME - TOKEN_EXPIRY_MARGIN
+        );
+        assert_eq!(token_expiry(now, Some(300)), now + Duration::from_secs(295));
+        assert_eq!(token_expiry(now, Some(2)), now);
     }
 
     #[test]

@@ -810,3 +810,98 @@ async fn identity_tokens_are_exchanged_with_oauth2_post() {
         Err(Error::Unauthorized { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_absurd_token_lifetime_is_capped_not_a_panic() {
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: u64::MAX,
+            refresh_token: None,
+        }),
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = blob_desc(&data);
+    assert_eq!(collect(&app, &desc).await.expect("pull"), data);
+    // The token is cached (one request) and reused.
+    assert_eq!(collect(&app, &desc).await.expect("pull again"), data);
+    assert_eq!(reg.state().token_requests.len(), 1);
+}
+
+#[tokio::test]
+async fn token_credentials_never_follow_a_redirect_to_another_origin() {
+    let elsewhere = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: 300,
+            refresh_token: Some("rt-123".into()),
+        }),
+        ..Faults::default()
+    })
+    .await;
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: Some(("alice".into(), "s3cret".into())),
+            expires_in: 300,
+            refresh_token: Some("rt-123".into()),
+        }),
+        redirect_token_to: Some(format!("http://{}", elsewhere.addr)),
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let desc = blob_desc(&data);
+
+    // Basic credentials for the token service: the redirected token request goes without them.
+    let basic = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "s3cret")),
+        "app",
+    );
+    let r = basic.blob_exists(&desc, ExistenceCheck::Head).await;
+    assert!(matches!(r, Err(Error::Unauthorized { .. })), "{r:?}");
+    let token_gets: Vec<_> = elsewhere
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/token"))
+        .collect();
+    assert!(!token_gets.is_empty(), "the GET redirect was followed");
+    for s in &token_gets {
+        assert_eq!(
+            s.authorization, None,
+            "Basic credentials leaked to another origin: {s:?}"
+        );
+    }
+    let at_realm: Vec<_> = reg
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/token"))
+        .collect();
+    assert!(
+        at_realm.iter().all(|s| s.authorization.is_some()),
+        "the realm itself got the credentials: {at_realm:?}"
+    );
+
+    // A refresh token travels in a POST body: a 307 to another origin is not followed at all.
+    let before = elsewhere.seen().len();
+    let oauth = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::IdentityToken("rt-123".into())),
+        "app",
+    );
+    let r = oauth.blob_exists(&desc, ExistenceCheck::Head).await;
+    match r {
+        Err(Error::Unauthorized { status, .. }) => assert_eq!(status, 307),
+        other => panic!("expected the unfollowed redirect as Unauthorized, got {other:?}"),
+    }
+    let posted: Vec<_> = elsewhere.seen().into_iter().skip(before).collect();
+    assert!(
+        posted.iter().all(|s| s.method != "POST"),
+        "the refresh token was replayed to another origin: {posted:?}"
+    );
+}

@@ -55,6 +55,8 @@ pub struct Faults {
     pub no_referrers_api: bool,
     /// HEAD of manifests answers 405 (forces the GET fallback).
     pub refuse_manifest_head: bool,
+    /// The token endpoint answers 307 to this base URL (`http://host:port`) + `/token?...`.
+    pub redirect_token_to: Option<String>,
 }
 
 /// One request as seen by the server.
@@ -467,6 +469,9 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
         };
     }
     if path == "/token" {
+        if let Some(base) = &s.faults.redirect_token_to {
+            return Answer::new(307).header("Location", format!("{base}{}", req.target));
+        }
         return token(s, req, &body);
     }
     // Auth.
@@ -598,7 +603,12 @@ fn token(s: &mut State, req: &Request, body: &[u8]) -> Answer {
     let tok = format!("tok-{}", s.next_id);
     s.tokens.insert(
         tok.clone(),
-        (scopes, Instant::now() + Duration::from_secs(b.expires_in)),
+        (
+            scopes,
+            Instant::now()
+                .checked_add(Duration::from_secs(b.expires_in))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
+        ),
     );
     Answer::new(200)
         .header("Content-Type", "application/json")
