@@ -186,15 +186,17 @@ impl LayoutWriter {
                 tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
             }
         }
+        self.io = Some((file, verifier));
         if ok && self.since_sync >= SYNC_EVERY {
             self.since_sync = 0;
             self.wait_sync().await?;
-            let clone = file
-                .try_clone()
-                .map_err(ioe("duplicate handle", &self.data_path()))?;
-            self.syncing = Some(tokio::task::spawn_blocking(move || clone.sync_data()));
+            if let Some((file, _)) = &self.io {
+                let clone = file
+                    .try_clone()
+                    .map_err(ioe("duplicate handle", &self.data_path()))?;
+                self.syncing = Some(tokio::task::spawn_blocking(move || clone.sync_data()));
+            }
         }
-        self.io = Some((file, verifier));
         hash_res.and(write_res)
     }
 
