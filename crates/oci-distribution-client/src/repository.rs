@@ -1289,7 +1289,7 @@ fn range_end(h: &HeaderMap) -> Option<u64> {
     end.trim().parse().ok()
 }
 
-fn check_content_range(resp: &Response, from: u64, url: &Url) -> Result<(), Error> {
+pub(crate) fn check_content_range(resp: &Response, from: u64, url: &Url) -> Result<(), Error> {
     let cr = header_str(resp.headers(), "content-range");
     let start = cr
         .and_then(|v| v.strip_prefix("bytes "))

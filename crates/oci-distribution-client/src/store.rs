@@ -119,6 +119,8 @@ impl Repository {
                 .send(req, &[crate::auth::repo_scope(&st.repo.name, "pull")])
                 .await?;
             let resp = expect(resp, &Method::GET, &[StatusCode::PARTIAL_CONTENT]).await?;
+            // Bytes from another offset than asked must not be passed on as these.
+            crate::repository::check_content_range(&resp, st.next, &st.url)?;
             st.body = Some(resp);
             Ok(())
         }

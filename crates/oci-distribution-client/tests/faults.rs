@@ -905,3 +905,42 @@ async fn token_credentials_never_follow_a_redirect_to_another_origin() {
         "the refresh token was replayed to another origin: {posted:?}"
     );
 }
+
+#[tokio::test]
+async fn a_range_answered_from_another_offset_is_refused() {
+    let reg = FakeRegistry::start(Faults {
+        ranges_from_zero: true,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    let digest = reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let mut got = Vec::new();
+    let mut failure = None;
+    match app.fetch_blob_range(&digest, 100..200).await {
+        Ok(mut s) => {
+            while let Some(item) = s.next().await {
+                match item {
+                    Ok(b) => got.extend_from_slice(&b),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => failure = Some(e),
+    }
+    assert_ne!(
+        got,
+        &data[..100],
+        "bytes 0..100 passed on as bytes 100..200"
+    );
+    match failure {
+        Some(Error::Protocol { what, .. }) => {
+            assert!(what.contains("from 100"), "{what}");
+        }
+        other => panic!("expected a protocol error naming the offset, got {other:?}"),
+    }
+}

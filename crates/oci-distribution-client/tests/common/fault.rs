@@ -57,6 +57,9 @@ pub struct Faults {
     pub refuse_manifest_head: bool,
     /// The token endpoint answers 307 to this base URL (`http://host:port`) + `/token?...`.
     pub redirect_token_to: Option<String>,
+    /// Ranged blob GETs answer 206 from byte 0 whatever start was asked (the Content-Range
+    /// says so), like a cache that mangles ranges.
+    pub ranges_from_zero: bool,
 }
 
 /// One request as seen by the server.
@@ -691,11 +694,14 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
             }
             let (status, body, range) =
                 match req.header("range").and_then(|r| parse_range(r, data.len())) {
-                    Some((a, b)) => (
-                        206,
-                        body[a..=b].to_vec(),
-                        Some(format!("bytes {a}-{b}/{}", data.len())),
-                    ),
+                    Some((a, b)) => {
+                        let a = if s.faults.ranges_from_zero { 0 } else { a };
+                        (
+                            206,
+                            body[a..=b].to_vec(),
+                            Some(format!("bytes {a}-{b}/{}", data.len())),
+                        )
+                    }
                     None => (200, body, None),
                 };
             let mut ans = Answer::new(status)
