@@ -363,7 +363,7 @@ fn crash_safety() {
     let mut rng = Rng::new(std::process::id() as u64);
     let (mut kills, mut gc_kills, mut resumed, mut cleaned, mut rounds) = (0, 0, 0, 0, 0);
     // A few hundred kills, bounded in time.
-    while kills < 300 && started.elapsed() < Duration::from_secs(75) {
+    while kills < 300 && started.elapsed() < Duration::from_secs(120) {
         rounds += 1;
         let mut children = vec![spawn_child("crash-writer", t.path(), rng.next() % 1000)];
         if rounds % 2 == 0 {
