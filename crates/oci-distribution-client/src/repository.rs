@@ -861,7 +861,7 @@ impl Repository {
                     let next = location(&resp, &loc)?;
                     let have = range_end(resp.headers());
                     match have {
-                        Some(h) if h + 1 == end => return Ok((next, resumed)),
+                        Some(h) if h.checked_add(1) == Some(end) => return Ok((next, resumed)),
                         None => return Ok((next, resumed)),
                         Some(h) => {
                             loc = next;
@@ -903,7 +903,8 @@ impl Repository {
                     tried_ambiguous_zero = true;
                     0
                 }
-                Some(h) => h + 1,
+                // An absurd `Range` (end u64::MAX) is refused below, not an overflow.
+                Some(h) => h.saturating_add(1),
                 None => 0,
             };
             if next_from < offset || next_from > end {

@@ -384,7 +384,10 @@ impl WriteStore for Repository {
             Some((loc, verifier)) => {
                 // The registry must have exactly what we hashed; else start again.
                 match self.upload_status(&loc).await {
-                    Ok((loc, have)) if have.map_or(0, |h| h + 1) == verifier.received() => {
+                    Ok((loc, have))
+                        if have.map_or(Some(0), |h| h.checked_add(1))
+                            == Some(verifier.received()) =>
+                    {
                         (loc, verifier)
                     }
                     _ => {

@@ -944,3 +944,26 @@ async fn a_range_answered_from_another_offset_is_refused() {
         other => panic!("expected a protocol error naming the offset, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_absurd_upload_range_is_a_protocol_error_not_an_overflow() {
+    let reg = FakeRegistry::start(Faults {
+        absurd_upload_range: true,
+        ..Faults::default()
+    })
+    .await;
+    let mut cfg = config(&reg.addr);
+    cfg.monolithic_max = 1024;
+    cfg.chunk_size = 4096;
+    cfg.resume_attempts = 2;
+    let app = repo(&reg, cfg, "app");
+    let data = random(10_000);
+    let desc = blob_desc(&data);
+    match app.push_blob(&desc, source(&data, 1000)).await {
+        Err(Error::Protocol { what, .. }) => {
+            assert!(what.contains(&u64::MAX.to_string()), "{what}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(reg.state().blobs.get(desc.digest.as_str()), None);
+}

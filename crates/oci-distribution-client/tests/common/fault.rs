@@ -60,6 +60,8 @@ pub struct Faults {
     /// Ranged blob GETs answer 206 from byte 0 whatever start was asked (the Content-Range
     /// says so), like a cache that mangles ranges.
     pub ranges_from_zero: bool,
+    /// Upload PATCH and status answers claim `Range: 0-18446744073709551615`.
+    pub absurd_upload_range: bool,
 }
 
 /// One request as seen by the server.
@@ -725,6 +727,14 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
     }
 }
 
+fn upload_range(absurd: bool, len: usize) -> String {
+    if absurd {
+        format!("0-{}", u64::MAX)
+    } else {
+        format!("0-{}", len.saturating_sub(1))
+    }
+}
+
 fn uploads(
     s: &mut State,
     req: &Request,
@@ -784,7 +794,10 @@ fn uploads(
                     "Location",
                     format!("/v2/{name}/blobs/uploads/{id}?_state=y"),
                 )
-                .header("Range", format!("0-{}", data.len().saturating_sub(1)))
+                .header(
+                    "Range",
+                    upload_range(s.faults.absurd_upload_range, data.len()),
+                )
         }
         ("GET", false) => {
             let Some((_, data)) = s.uploads.get(&id) else {
@@ -795,7 +808,10 @@ fn uploads(
                     "Location",
                     format!("/v2/{name}/blobs/uploads/{id}?_state=z"),
                 )
-                .header("Range", format!("0-{}", data.len().saturating_sub(1)))
+                .header(
+                    "Range",
+                    upload_range(s.faults.absurd_upload_range, data.len()),
+                )
         }
         ("PUT", false) => {
             let Some((_, mut data)) = s.uploads.remove(&id) else {
