@@ -248,13 +248,32 @@ fn gc_beside_live_work_threads() {
             }
         })
     };
+    // fsck beside all of it never reports corrupt or missing content.
+    let fsck = {
+        let store = store.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let f = rt.block_on(store.fsck(&FsckOptions::default())).unwrap();
+                assert!(f.is_clean(), "fsck beside live work: {f:?}");
+                n += 1;
+            }
+            n
+        })
+    };
     std::thread::sleep(Duration::from_secs(8));
     stop.store(true, Ordering::Relaxed);
     let images: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
     gc.join().unwrap();
+    let fscks = fsck.join().unwrap();
     let tags = all_tagged_complete(&store, &rt);
     println!(
-        "  threads: 8 writers stored {images} images; GC ran {} times removing {} blobs; {tags} tags complete",
+        "  threads: 8 writers stored {images} images; GC ran {} times removing {} blobs; fsck ran {fscks} times, clean; {tags} tags complete",
         gc_runs.load(Ordering::Relaxed),
         removed.load(Ordering::Relaxed)
     );

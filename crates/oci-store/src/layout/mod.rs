@@ -4,7 +4,7 @@ mod fsutil;
 mod index;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -702,7 +702,15 @@ impl LayoutStore {
                 }
             }
         }
+        // Roots first, then a fresh listing: content committed (and tagged) by a writer while
+        // the blobs were being hashed is in the new listing, so it is not reported missing.
         let (roots, _, _) = self.roots(None)?;
+        let corrupt: HashSet<&Digest> = report.corrupt.iter().map(|c| &c.digest).collect();
+        let blobs: HashMap<Digest, BlobMeta> = self
+            .list_blobs()?
+            .into_iter()
+            .filter(|(d, _)| !corrupt.contains(d))
+            .collect();
         let files = Files {
             root: &self.inner.root,
         };
