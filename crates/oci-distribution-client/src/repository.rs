@@ -491,9 +491,11 @@ impl Repository {
     ) -> ByteStream {
         let size = desc.size;
         let part = part_size.max(1);
-        let ranges: Vec<(u64, u64)> = (0..size.div_ceil(part))
-            .map(|i| (i * part, ((i + 1) * part).min(size)))
-            .collect();
+        // Lazily: the size comes from a manifest, and `i * part < size` cannot overflow.
+        let ranges = (0..size.div_ceil(part)).map(move |i| {
+            let start = i * part;
+            (start, start.saturating_add(part).min(size))
+        });
         let repo = self.clone();
         let digest = desc.digest.clone();
         let parts = futures_util::stream::iter(ranges)
@@ -564,10 +566,16 @@ impl Repository {
                 "range of blob {digest}: end {end} is before start {start}"
             )));
         }
-        let mut buf = BytesMut::with_capacity((end - start) as usize);
+        let want = usize::try_from(end - start).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "range {start}-{end} of blob {digest} does not fit in memory"
+            ))
+        })?;
+        // Allocated as it arrives beyond the first 16 MiB, not up front for any size asked.
+        let mut buf = BytesMut::with_capacity(want.min(16 * 1024 * 1024));
         let mut failures = 0;
         let url = self.url(&format!("blobs/{digest}"))?;
-        while (buf.len() as u64) < end - start {
+        while buf.len() < want {
             let from = start + buf.len() as u64;
             let req = Req::new(Method::GET, url.clone())
                 .header(header::RANGE, &format!("bytes={from}-{}", end - 1));
@@ -579,7 +587,7 @@ impl Repository {
             loop {
                 match resp.chunk().await {
                     Ok(Some(c)) => {
-                        let room = (end - start) as usize - buf.len();
+                        let room = want - buf.len();
                         buf.extend_from_slice(&c[..c.len().min(room)]);
                     }
                     Ok(None) => break,
@@ -589,7 +597,7 @@ impl Repository {
                     }
                 }
             }
-            if buf.len() as u64 == end - start {
+            if buf.len() == want {
                 break;
             }
             failures = if buf.len() > before { 0 } else { failures + 1 };

@@ -967,3 +967,29 @@ async fn an_absurd_upload_range_is_a_protocol_error_not_an_overflow() {
     }
     assert_eq!(reg.state().blobs.get(desc.digest.as_str()), None);
 }
+
+#[tokio::test]
+async fn a_manifest_claiming_a_huge_blob_gives_an_error_with_parallel_fetch() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let mut cfg = config(&reg.addr);
+    cfg.parallel_fetch = Some(ParallelFetch::new(1024, 512 * 1024, 3));
+    let app = repo(&reg, cfg, "app");
+    // The size is the peer's word (a descriptor in a manifest): u64::MAX used to plan 2^45
+    // ranges up front (allocation failure) before a single byte came.
+    let mut desc = blob_desc(&data);
+    desc.size = u64::MAX;
+    let r = collect(&app, &desc).await;
+    assert!(
+        matches!(r, Err(Error::Registry { .. } | Error::Protocol { .. })),
+        "{r:?}"
+    );
+    // A huge range is not allocated up front (it was: a capacity overflow panic); the
+    // registry's refusal of the range is the answer.
+    let r = app.fetch_range_bytes(&desc.digest, 0, u64::MAX).await;
+    assert!(
+        matches!(r, Err(Error::Registry { .. } | Error::InvalidArgument(_))),
+        "{r:?}"
+    );
+}
