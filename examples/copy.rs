@@ -278,6 +278,17 @@ mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
                 .join(", ")
         ));
     }
+    if !report.foreign.is_empty() {
+        s.push_str(&format!(
+            "\n  foreign layers left out (not held by the source): {}",
+            report
+                .foreign
+                .iter()
+                .map(|d| d.digest.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if !report.referrers.is_empty() {
         s.push_str(&format!("\n  referrers copied: {}", report.referrers.len()));
     }

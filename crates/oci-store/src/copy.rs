@@ -212,6 +212,9 @@ pub struct CopyReport {
     pub dropped: Vec<Descriptor>,
     /// Referrers (signatures, SBOMs, ...) copied along.
     pub referrers: Vec<Descriptor>,
+    /// Foreign (non-distributable) layers the source does not hold: left out, as registries do
+    /// not serve them either (the manifests still name them, with their URLs).
+    pub foreign: Vec<Descriptor>,
     /// Every distinct piece of content, in plan order (children before parents).
     pub nodes: Vec<NodeReport>,
     /// Content transferred.
@@ -532,6 +535,7 @@ where
         stack: Vec::new(),
         root: root.digest.clone(),
         dropped: Vec::new(),
+        foreign: Vec::new(),
     };
     let planned = match planner.plan(&root, 0, true).await {
         Ok(d) if options.include_referrers => planner.plan_referrers().await.map(|l| (d, l)),
@@ -556,6 +560,7 @@ where
     let plan = Plan {
         order: planner.order,
         dropped: planner.dropped,
+        foreign: planner.foreign,
         nodes: planner.nodes,
     };
     let total: u64 = plan.order.iter().map(|d| plan.nodes[d].target.size).sum();
@@ -803,6 +808,7 @@ struct Plan {
     /// Post-order (children before parents).
     order: Vec<Digest>,
     dropped: Vec<Descriptor>,
+    foreign: Vec<Descriptor>,
 }
 
 struct Planner<'a, S: ?Sized> {
@@ -815,6 +821,7 @@ struct Planner<'a, S: ?Sized> {
     stack: Vec<Digest>,
     root: Digest,
     dropped: Vec<Descriptor>,
+    foreign: Vec<Descriptor>,
 }
 
 impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
@@ -828,6 +835,17 @@ impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
         Box::pin(async move {
             if let Some(n) = self.nodes.get(&desc.digest) {
                 return Ok(merge(desc, &n.target));
+            }
+            if !desc.is_manifest()
+                && media_types::is_non_distributable(&desc.media_type)
+                && desc.urls.as_ref().is_some_and(|u| !u.is_empty())
+                && self.src.stat(&desc.digest).await?.is_none()
+            {
+                // A foreign layer the source does not hold: it lives at its URLs.
+                if !self.foreign.iter().any(|f| f.digest == desc.digest) {
+                    self.foreign.push(desc.clone());
+                }
+                return Ok(desc.clone());
             }
             if !desc.is_manifest() {
                 // Content embedded in its descriptor (verified against it) needs no fetch.
@@ -887,7 +905,7 @@ impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
                 if target.digest != child.digest {
                     changed.insert(child.digest.clone(), target);
                 }
-                if !children.contains(&child.digest) {
+                if self.nodes.contains_key(&child.digest) && !children.contains(&child.digest) {
                     children.push(child.digest.clone());
                 }
             }
@@ -1604,6 +1622,7 @@ where
             reference: reference.to_owned(),
             source: Some(root.clone()),
             dropped: plan.dropped.clone(),
+            foreign: plan.foreign.clone(),
             retried: st.retried,
             verified: st.verified,
             ..CopyReport::default()
@@ -2452,6 +2471,43 @@ mod tests {
             );
             assert!(dst.tags().await.unwrap().is_empty());
             assert!(dst.ingests().await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn foreign_layers_the_source_lacks_are_left_out_and_listed() {
+        rt().block_on(async {
+            let src = MemoryStore::new();
+            let cfg = put(&src, media_types::DOCKER_CONFIG, b"{}".to_vec()).await;
+            let base = put(&src, media_types::DOCKER_LAYER_GZIP, b"base".to_vec()).await;
+            let mut foreign = Descriptor::of(media_types::DOCKER_LAYER_FOREIGN_GZIP, b"windows");
+            foreign.urls = Some(vec!["https://example.invalid/layer".to_owned()]);
+            let m = ImageManifestBuilder::docker(cfg)
+                .layer(foreign.clone())
+                .layer(base.clone())
+                .build()
+                .unwrap();
+            src.push_bytes(&m.descriptor(), m.raw().clone())
+                .await
+                .unwrap();
+            src.tag(&m.descriptor(), "win").await.unwrap();
+            let dst = MemoryStore::new();
+            let r = copy(&src, "win", &dst, None, &CopyOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(r.foreign, vec![foreign.clone()]);
+            assert_eq!(r.copied, 3);
+            assert!(!dst.exists(&foreign.digest).await.unwrap());
+            assert!(dst.exists(m.digest()).await.unwrap());
+            // When the source holds it, it is copied like any layer.
+            src.push_bytes(&foreign, Bytes::from_static(b"windows"))
+                .await
+                .unwrap();
+            let r = copy(&src, "win", &dst, None, &CopyOptions::default())
+                .await
+                .unwrap();
+            assert!(r.foreign.is_empty());
+            assert!(dst.exists(&foreign.digest).await.unwrap());
         });
     }
 
