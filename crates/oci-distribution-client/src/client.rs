@@ -445,12 +445,22 @@ impl Client {
 
     /// Sends a registry request with auth for `scopes`, re-challenging once on 401 and retrying
     /// transient failures. Answers other than 401 are returned for the caller to judge.
+    ///
+    /// Credentials and tokens go only to the registry's own origin: a URL the registry named
+    /// elsewhere (`Location` of an upload, a `Link` page) on another origin gets the request
+    /// without them, and its challenges are not taken for the registry's.
     pub(crate) async fn send(
         &self,
         registry: &str,
         req: Req,
         scopes: &[String],
     ) -> Result<Response, Error> {
+        let host = Reference::parse(&format!("{registry}/x"))?;
+        let origin = self.base_url(registry, host.api_host())?;
+        if !same_origin(&req.url, &origin) {
+            debug!(registry, url = %strip_query(&req.url), "request to another origin than the registry's: sent without credentials");
+            return self.send_with_retries(req, None).await;
+        }
         let mut rechallenged = false;
         loop {
             let auth = self.authorization(registry, scopes).await?;

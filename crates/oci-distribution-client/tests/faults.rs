@@ -993,3 +993,43 @@ async fn a_manifest_claiming_a_huge_blob_gives_an_error_with_parallel_fetch() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn tokens_never_go_to_a_link_on_another_origin() {
+    let elsewhere = FakeRegistry::start(Faults::default()).await;
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: 300,
+            refresh_token: None,
+        }),
+        tags_link_to: Some(format!("http://{}", elsewhere.addr)),
+        ..Faults::default()
+    })
+    .await;
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    for tag in ["a", "b", "c"] {
+        reg.put_manifest("app", tag, media_types::OCI_INDEX, index);
+    }
+    let mut cfg = config(&reg.addr);
+    cfg.page_size = 1;
+    let app = repo(&reg, cfg, "app");
+    let tags: Vec<String> = app
+        .tags()
+        .map(|t| t.expect("tag"))
+        .collect::<Vec<_>>()
+        .await;
+    // The first page came from the registry, the (empty) next one from the other origin.
+    assert_eq!(tags, ["a"]);
+    let there: Vec<_> = elsewhere.seen();
+    assert!(
+        there.iter().any(|s| s.target.contains("/tags/list")),
+        "the Link was followed: {there:?}"
+    );
+    for s in there {
+        assert_eq!(
+            s.authorization, None,
+            "the registry's token went to another origin: {s:?}"
+        );
+    }
+}

@@ -62,6 +62,8 @@ pub struct Faults {
     pub ranges_from_zero: bool,
     /// Upload PATCH and status answers claim `Range: 0-18446744073709551615`.
     pub absurd_upload_range: bool,
+    /// `Link` of tag pages points to this base URL (`http://host:port`) instead of this origin.
+    pub tags_link_to: Option<String>,
 }
 
 /// One request as seen by the server.
@@ -561,9 +563,10 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
         if start + page.len() < tags.len()
             && let Some(l) = page.last()
         {
+            let base = s.faults.tags_link_to.clone().unwrap_or_default();
             a = a.header(
                 "Link",
-                format!("</v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""),
+                format!("<{base}/v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""),
             );
         }
         return a;
