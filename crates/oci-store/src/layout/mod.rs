@@ -448,6 +448,7 @@ impl LayoutStore {
             PushOutcome::Written
         };
         self.pin(digest)?;
+        tracing::debug!(%digest, %outcome, lease = self.lease.as_ref().map(Lease::id), "committed");
         Ok(outcome)
     }
 
@@ -1050,6 +1051,7 @@ impl ManagedStore for LayoutStore {
             })
             .map_err(|e| StoreError::backend("serialize lease", e))?;
             atomic_write(&s.tmp_dir(), &json, &raw)?;
+            tracing::debug!(lease = %id, ?ttl, "lease created");
             Ok(Lease::new(id, from_millis(to_millis(expires))))
         })
         .await
