@@ -1297,7 +1297,7 @@ where
                 VerifyMode::Trust => VerifyMode::Range,
                 m => m,
             };
-            if self.serves_as(&target, mode).await? {
+            if self.serves_as(&target, mode, false).await? {
                 self.add_done(target.size);
                 return Ok(skipped);
             }
@@ -1459,22 +1459,38 @@ where
         }))
     }
 
-    /// Whether the destination really serves `desc` (read back as the verify mode says).
+    /// Whether the destination really serves `desc` (read back as the verify mode says). Any
+    /// failure to serve content the destination claims counts as a lie (the content is then
+    /// stored again), a protocol violation of a registry included.
     async fn serves(&self, desc: &Descriptor) -> Result<bool> {
-        self.serves_as(desc, self.options.verify).await
+        self.serves_as(desc, self.options.verify, false).await
     }
 
-    /// [`serves`](Self::serves) with an explicit mode.
-    async fn serves_as(&self, desc: &Descriptor, mode: VerifyMode) -> Result<bool> {
+    /// [`serves`](Self::serves) with an explicit mode. With `strict` (the check after a
+    /// repair), only a clear "not there / not these bytes" answer counts as not served; other
+    /// failures (a backend error that may be the network) are returned, so the piece of content
+    /// is retried rather than declared a lie.
+    async fn serves_as(&self, desc: &Descriptor, mode: VerifyMode, strict: bool) -> Result<bool> {
         let r = read_back(self.dst, desc, mode).await;
         self.stats_lock().verified += 1;
         match r {
             Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() || matches!(e, StoreError::Verify(_)) => {
+            Err(e)
+                if e.is_not_found()
+                    || matches!(
+                        e,
+                        StoreError::Verify(_)
+                            | StoreError::Source { .. }
+                            | StoreError::SizeMismatch { .. }
+                    ) =>
+            {
                 debug!(digest = %desc.digest, error = %e, "read-back failed");
                 Ok(false)
             }
-            Err(StoreError::Source { .. }) | Err(StoreError::SizeMismatch { .. }) => Ok(false),
+            Err(e @ StoreError::Backend { .. }) if !strict => {
+                warn!(digest = %desc.digest, error = %error_chain(&e), "read-back failed; taking the content as not served");
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -1494,7 +1510,11 @@ where
             self.add_done(target.size);
         }
         self.dst.push_forced(&target, data).await?;
-        if !self.serves(&target).await? {
+        let mode = match self.options.verify {
+            VerifyMode::Trust => VerifyMode::Range,
+            m => m,
+        };
+        if !self.serves_as(&target, mode, true).await? {
             return Err(StoreError::ClaimsUnserved {
                 store: self.dst_name.clone(),
                 digest: target.digest.clone(),
