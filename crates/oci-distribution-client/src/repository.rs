@@ -573,50 +573,11 @@ impl Repository {
         })?;
         // Allocated as it arrives beyond the first 16 MiB, not up front for any size asked.
         let mut buf = BytesMut::with_capacity(want.min(16 * 1024 * 1024));
-        let mut failures = 0;
-        let url = self.url(&format!("blobs/{digest}"))?;
-        while buf.len() < want {
-            let from = start + buf.len() as u64;
-            let req = Req::new(Method::GET, url.clone())
-                .header(header::RANGE, &format!("bytes={from}-{}", end - 1));
-            let resp = self.send(req, &self.pull_scope()).await?;
-            let mut resp = expect(resp, &Method::GET, &[StatusCode::PARTIAL_CONTENT]).await?;
-            check_content_range(&resp, from, &url)?;
-            let before = buf.len();
-            let mut broke = None;
-            loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
-                        let room = want - buf.len();
-                        buf.extend_from_slice(&c[..c.len().min(room)]);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        broke = Some(e);
-                        break;
-                    }
-                }
+        if want > 0 {
+            let mut s = self.fetch_blob_range(digest, start..end).await?;
+            while let Some(c) = s.next().await {
+                buf.extend_from_slice(&c?);
             }
-            if buf.len() == want {
-                break;
-            }
-            failures = if buf.len() > before { 0 } else { failures + 1 };
-            if failures > self.client.inner.config.resume_attempts {
-                return match broke {
-                    Some(source) => Err(Error::Transport {
-                        method: "GET".into(),
-                        url: strip_query(&url),
-                        attempts: failures,
-                        source,
-                    }),
-                    None => Err(Error::Protocol {
-                        method: "GET".into(),
-                        url: strip_query(&url),
-                        what: format!("range {from}-{} ended early", end - 1),
-                    }),
-                };
-            }
-            tokio::time::sleep(self.client.inner.config.retry.backoff(failures.max(1))).await;
         }
         Ok(buf.freeze())
     }
@@ -1139,17 +1100,7 @@ impl Repository {
     /// # Errors
     /// Registry errors (404, 405 `UNSUPPORTED` when deletion is disabled) and transport errors.
     pub async fn delete_manifest(&self, digest: &Digest) -> Result<(), Error> {
-        let url = self.url(&format!("manifests/{digest}"))?;
-        let resp = self
-            .send(Req::new(Method::DELETE, url), &self.delete_scope())
-            .await?;
-        expect(
-            resp,
-            &Method::DELETE,
-            &[StatusCode::ACCEPTED, StatusCode::OK],
-        )
-        .await
-        .map(drop)
+        self.delete(&format!("manifests/{digest}")).await
     }
 
     /// Deletes a blob by digest.
@@ -1157,10 +1108,13 @@ impl Repository {
     /// # Errors
     /// As [`delete_manifest`](Repository::delete_manifest).
     pub async fn delete_blob(&self, digest: &Digest) -> Result<(), Error> {
-        let url = self.url(&format!("blobs/{digest}"))?;
-        let resp = self
-            .send(Req::new(Method::DELETE, url), &self.delete_scope())
-            .await?;
+        self.delete(&format!("blobs/{digest}")).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), Error> {
+        let url = self.url(path)?;
+        let scopes = [repo_scope(&self.name, "delete")];
+        let resp = self.send(Req::new(Method::DELETE, url), &scopes).await?;
         expect(
             resp,
             &Method::DELETE,
@@ -1168,10 +1122,6 @@ impl Repository {
         )
         .await
         .map(drop)
-    }
-
-    fn delete_scope(&self) -> Vec<String> {
-        vec![repo_scope(&self.name, "delete")]
     }
 
     /// The manifests that refer to `subject` (signatures, SBOMs), optionally only those of one
