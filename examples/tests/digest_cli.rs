@@ -7,14 +7,24 @@ use std::process::{Command, Output};
 
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("examples").join(name);
-    assert!(bin.exists(), "{} not built: run through `cargo test`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run through `cargo test`",
+        bin.display()
+    );
     bin
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(example("digest")).args(args).output().expect("runs")
+    Command::new(example("digest"))
+        .args(args)
+        .output()
+        .expect("runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -24,7 +34,8 @@ fn text(b: &[u8]) -> String {
 struct TempFile(PathBuf);
 impl TempFile {
     fn new(name: &str, content: &[u8]) -> TempFile {
-        let p = std::env::temp_dir().join(format!("oci-rs-digest-cli-{}-{name}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("oci-rs-digest-cli-{}-{name}", std::process::id()));
         std::fs::write(&p, content).expect("write temp file");
         TempFile(p)
     }
@@ -49,7 +60,9 @@ fn prints_like_sha256sum_for_each_algorithm() {
 
     let out = run(&["--algorithm", "sha512", f.path()]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).starts_with("sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea2"));
+    assert!(
+        text(&out.stdout).starts_with("sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea2")
+    );
 
     let out = run(&["--algorithm", "md5", f.path()]);
     assert_eq!(out.status.code(), Some(2));
@@ -75,11 +88,18 @@ fn verify_exit_statuses() {
         ("sha256:abc", "invalid length"),
         ("sha256:ABC", "invalid format"),
         ("nonsense", "invalid format"),
-        ("md5:900150983cd24fb0d6963f7d28e17f72", "unsupported algorithm"),
+        (
+            "md5:900150983cd24fb0d6963f7d28e17f72",
+            "unsupported algorithm",
+        ),
     ] {
         let out = run(&["--verify", digest, f.path()]);
         assert_eq!(out.status.code(), Some(2), "{digest}");
-        assert!(text(&out.stderr).contains(kind), "{digest}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(kind),
+            "{digest}: {}",
+            text(&out.stderr)
+        );
     }
 
     // Unreadable file: exit 3.

@@ -71,7 +71,9 @@ static CLASS: [u8; 256] = {
 /// The classes every byte of `bytes` has in common.
 #[inline]
 fn common_class(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0xff, |acc, &b| acc & CLASS[usize::from(b)])
+    bytes
+        .iter()
+        .fold(0xff, |acc, &b| acc & CLASS[usize::from(b)])
 }
 
 /// Validates the grammar of an algorithm: components `[a-z0-9]+` joined by one of `+._-`.

@@ -30,27 +30,49 @@ async fn collect<S: futures_util::Stream<Item = io::Result<Bytes>> + Unpin>(
 async fn stream_verifies_and_reports_each_failure_kind() {
     let expected = Algorithm::Sha256.hash(b"hello world");
 
-    let s = VerifyingStream::new(stream::iter(chunks(&[b"hello ", b"world"])), expected.clone(), 11);
+    let s = VerifyingStream::new(
+        stream::iter(chunks(&[b"hello ", b"world"])),
+        expected.clone(),
+        11,
+    );
     let (out, err, _) = collect(s).await;
     assert_eq!(out, b"hello world");
     assert!(err.is_none());
 
     // Too long: the chunk crossing the size is replaced by an error, and the stream ends.
-    let s = VerifyingStream::new(stream::iter(chunks(&[b"hello ", b"world!", b"more"])), expected.clone(), 11);
+    let s = VerifyingStream::new(
+        stream::iter(chunks(&[b"hello ", b"world!", b"more"])),
+        expected.clone(),
+        11,
+    );
     let (out, err, after) = collect(s).await;
     assert_eq!(out, b"hello ");
     assert_eq!(after, 0);
     let err = err.expect("an error");
-    assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::TooLong { received: 12, .. })));
+    assert!(matches!(
+        VerifyError::from_io(&err),
+        Some(VerifyError::TooLong { received: 12, .. })
+    ));
 
     // Too short and mismatch: an error item after the last chunk.
     let s = VerifyingStream::new(stream::iter(chunks(&[b"hello"])), expected.clone(), 11);
     let err = collect(s).await.1.expect("an error");
-    assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::TooShort { received: 5, .. })));
-    let s = VerifyingStream::new(stream::iter(chunks(&[b"hello ", b"World"])), expected.clone(), 11);
+    assert!(matches!(
+        VerifyError::from_io(&err),
+        Some(VerifyError::TooShort { received: 5, .. })
+    ));
+    let s = VerifyingStream::new(
+        stream::iter(chunks(&[b"hello ", b"World"])),
+        expected.clone(),
+        11,
+    );
     let err = collect(s).await.1.expect("an error");
     match VerifyError::from_io(&err) {
-        Some(VerifyError::DigestMismatch { expected: e, actual, size: 11 }) => {
+        Some(VerifyError::DigestMismatch {
+            expected: e,
+            actual,
+            size: 11,
+        }) => {
             assert_eq!(e, &expected);
             assert_eq!(actual, &Algorithm::Sha256.hash(b"hello World"));
         }
@@ -63,7 +85,10 @@ async fn stream_passes_inner_errors_through_and_stops() {
     let expected = Algorithm::Sha256.hash(b"abc");
     let items: Vec<Result<Bytes, io::Error>> = vec![
         Ok(Bytes::from_static(b"a")),
-        Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer")),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "reset by peer",
+        )),
         Ok(Bytes::from_static(b"bc")),
     ];
     let mut s = VerifyingStream::new(stream::iter(items), expected, 3);
@@ -90,10 +115,19 @@ async fn async_reader_rules() {
     let mut r = VerifyingAsyncReader::new(&data[..], expected.clone(), 99_999);
     let mut buf = vec![0u8; 200_000];
     let err = r.read(&mut buf).await.expect_err("too long");
-    assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::TooLong { .. })));
+    assert!(matches!(
+        VerifyError::from_io(&err),
+        Some(VerifyError::TooLong { .. })
+    ));
     assert!(r.read(&mut buf).await.is_err(), "the error sticks");
 
     let mut r = VerifyingAsyncReader::new(&data[1..], expected.clone(), 100_000);
     let err = r.read_to_end(&mut Vec::new()).await.expect_err("too short");
-    assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::TooShort { received: 99_999, .. })));
+    assert!(matches!(
+        VerifyError::from_io(&err),
+        Some(VerifyError::TooShort {
+            received: 99_999,
+            ..
+        })
+    ));
 }
