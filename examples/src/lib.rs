@@ -19,3 +19,8 @@ pub fn fail(program: &str, code: u8, message: impl std::fmt::Display) -> ExitCod
     eprintln!("{program}: {message}");
     ExitCode::from(code)
 }
+
+/// The README's Rust snippets, compiled as doc tests so they cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
