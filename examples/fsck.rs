@@ -5,10 +5,11 @@
 //! cargo run --example fsck -- oci:PATH [--repair]
 //! ```
 //!
-//! Reports corrupt blobs (expected and actual digest), missing content (with who refers to it)
-//! and dangling content (unreferenced; not a problem). `--repair` removes corrupt blobs so that
-//! the next copy fetches them again. Exit status: 0 when clean, 1 when corrupt or missing content
-//! was found (even if repaired), 2 on a bad command line, 3 when the check could not run.
+//! Reports corrupt blobs (expected and actual digest), missing content (with who refers to it),
+//! references declaring a wrong size, and dangling content (unreferenced; not a problem). `--repair` removes corrupt blobs so that
+//! the next copy fetches them again. Exit status: 0 when clean, 1 when corrupt, missing or
+//! wrongly sized content was found (even if repaired), 2 on a bad command line, 3 when the
+//! check could not run.
 use std::process::ExitCode;
 
 use oci_examples::fail;
@@ -73,15 +74,22 @@ fn main() -> ExitCode {
         for (d, p) in &report.missing {
             println!("missing {d}, referred to by {p}");
         }
+        for w in &report.wrong_size {
+            println!(
+                "wrong size {}: {} says {} bytes, {} stored",
+                w.digest, w.referred_by, w.expected, w.actual
+            );
+        }
         for d in &report.dangling {
             println!("dangling {d}");
         }
         println!(
-            "{} blobs ({} bytes) checked: {} corrupt, {} missing, {} dangling",
+            "{} blobs ({} bytes) checked: {} corrupt, {} missing, {} wrong size, {} dangling",
             report.checked,
             report.bytes,
             report.corrupt.len(),
             report.missing.len(),
+            report.wrong_size.len(),
             report.dangling.len()
         );
         if report.is_clean() {

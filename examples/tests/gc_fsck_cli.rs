@@ -102,7 +102,7 @@ fn gc_and_fsck_on_a_layout() {
     let (code, out, _) = run("fsck", &[&oci]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("3 blobs") && out.contains("0 corrupt, 0 missing"),
+        out.contains("3 blobs") && out.contains("0 corrupt, 0 missing, 0 wrong size"),
         "{out}"
     );
 

@@ -202,6 +202,21 @@ pub struct Corrupt {
     pub size: u64,
 }
 
+/// Stored content whose size differs from the size a reference to it declares (the
+/// reference is wrong: a pull through it fails verification).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct WrongSize {
+    /// The content.
+    pub digest: Digest,
+    /// The size the reference declares.
+    pub expected: u64,
+    /// The size stored.
+    pub actual: u64,
+    /// Who declares it.
+    pub referred_by: Parent,
+}
+
 /// What fsck found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -214,6 +229,8 @@ pub struct FsckReport {
     pub corrupt: Vec<Corrupt>,
     /// Content referred to by a root or by a manifest reachable from a root, but not stored.
     pub missing: Vec<(Digest, Parent)>,
+    /// References (below the roots) that declare another size than the content has.
+    pub wrong_size: Vec<WrongSize>,
     /// Stored content that nothing reachable from a root refers to (garbage collection would
     /// remove it once old enough). Not a problem by itself.
     pub dangling: Vec<Digest>,
@@ -222,9 +239,9 @@ pub struct FsckReport {
 }
 
 impl FsckReport {
-    /// No corrupt and no missing content (dangling content is not a problem).
+    /// No corrupt, missing or wrongly sized content (dangling content is not a problem).
     pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty()
+        self.corrupt.is_empty() && self.missing.is_empty() && self.wrong_size.is_empty()
     }
 }
 
@@ -245,6 +262,8 @@ pub(crate) struct Root {
     pub digest: Digest,
     /// Declared media type, when the root came with a descriptor.
     pub media_type: Option<String>,
+    /// Declared size, when the root came with a descriptor.
+    pub size: Option<u64>,
 }
 
 /// What the parsed content of a blob says about the graph.
@@ -359,11 +378,15 @@ impl NodeCache {
     }
 }
 
+/// A queued edge: digest, declared media type and size, who refers to it.
+type Item = (Digest, Option<String>, Option<u64>, Option<Parent>);
+
 /// Result of marking.
 #[derive(Debug, Default)]
 pub(crate) struct Marking {
     pub live: HashSet<Digest>,
     pub missing: Vec<(Digest, Parent)>,
+    pub wrong_size: Vec<WrongSize>,
     pub young: Vec<Digest>,
 }
 
@@ -391,12 +414,12 @@ impl Graph<'_> {
     ) -> Result<Marking> {
         let mut m = Marking::default();
         let mut expanded: HashSet<Digest> = HashSet::new();
-        let mut queue: Vec<(Digest, Option<String>, Option<Parent>)> = roots
+        let mut queue: Vec<Item> = roots
             .iter()
             .map(|r| {
                 // Ingests are roots for content that does not exist yet: never "missing".
                 let p = (!matches!(r.parent, Parent::Ingest(_))).then(|| r.parent.clone());
-                (r.digest.clone(), r.media_type.clone(), p)
+                (r.digest.clone(), r.media_type.clone(), r.size, p)
             })
             .collect();
         self.drain(&mut queue, &mut m, &mut expanded)?;
@@ -409,7 +432,7 @@ impl Graph<'_> {
                 let age = now.duration_since(meta.modified).unwrap_or(Duration::ZERO);
                 if age < min_age {
                     m.young.push(d.clone());
-                    queue.push((d.clone(), None, None));
+                    queue.push((d.clone(), None, None, None));
                 }
             }
             self.drain(&mut queue, &mut m, &mut expanded)?;
@@ -428,7 +451,7 @@ impl Graph<'_> {
                     } = &*node
                     && m.live.contains(s)
                 {
-                    queue.push((d.clone(), None, None));
+                    queue.push((d.clone(), None, None, None));
                 }
             }
             if queue.is_empty() {
@@ -442,16 +465,26 @@ impl Graph<'_> {
 
     fn drain(
         &self,
-        queue: &mut Vec<(Digest, Option<String>, Option<Parent>)>,
+        queue: &mut Vec<Item>,
         m: &mut Marking,
         expanded: &mut HashSet<Digest>,
     ) -> Result<()> {
-        while let Some((d, mt, parent)) = queue.pop() {
-            if !self.blobs.contains_key(&d) {
+        while let Some((d, mt, size, parent)) = queue.pop() {
+            let Some(meta) = self.blobs.get(&d) else {
                 if let Some(p) = parent {
                     m.missing.push((d, p));
                 }
                 continue;
+            };
+            if let (Some(expected), Some(p)) = (size, parent)
+                && expected != meta.size
+            {
+                m.wrong_size.push(WrongSize {
+                    digest: d.clone(),
+                    expected,
+                    actual: meta.size,
+                    referred_by: p,
+                });
             }
             m.live.insert(d.clone());
             let may_be_manifest = mt.as_deref().is_none_or(media_types::is_manifest);
@@ -466,6 +499,7 @@ impl Graph<'_> {
                     queue.push((
                         c.digest.clone(),
                         Some(c.media_type.clone()),
+                        Some(c.size),
                         Some(Parent::Manifest(d.clone())),
                     ));
                 }
@@ -504,6 +538,10 @@ impl Graph<'_> {
         missing.sort();
         missing.dedup();
         report.missing = missing;
+        let mut wrong = marking.wrong_size;
+        wrong.sort();
+        wrong.dedup();
+        report.wrong_size = wrong;
         let mut dangling: Vec<Digest> = self
             .blobs
             .keys()
@@ -640,6 +678,7 @@ mod tests {
             parent: Parent::Tag(tag.into()),
             digest: d.digest.clone(),
             media_type: Some(d.media_type.clone()),
+            size: Some(d.size),
         }
     }
 

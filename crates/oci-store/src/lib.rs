@@ -63,7 +63,7 @@ pub use crate::copy::{
 };
 pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
-    Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason,
+    Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason, WrongSize,
 };
 pub use crate::layout::{LayoutOptions, LayoutStore, STATE_DIR};
 pub use crate::lease::{Lease, LeaseInfo};

@@ -115,6 +115,7 @@ impl State {
                 parent: Parent::Tag(t.clone()),
                 digest: d.digest.clone(),
                 media_type: Some(d.media_type.clone()),
+                size: Some(d.size),
             })
             .collect();
         for (id, (exp, pins)) in &self.leases {
@@ -123,6 +124,7 @@ impl State {
                     parent: Parent::Lease(id.clone()),
                     digest: d.clone(),
                     media_type: None,
+                    size: None,
                 }));
             }
         }
@@ -131,6 +133,7 @@ impl State {
                 parent: Parent::Ingest(key.clone()),
                 digest: ing.expected.digest.clone(),
                 media_type: Some(ing.expected.media_type.clone()),
+                size: None,
             });
         }
         roots
@@ -567,6 +570,7 @@ impl ManagedStore for MemoryStore {
             parent: Parent::Lease("keep".into()),
             digest: d.clone(),
             media_type: None,
+            size: None,
         }));
         let graph = Graph {
             blobs: &metas,

@@ -471,3 +471,65 @@ async fn bad_leases_keys_and_sizes() {
         PushOutcome::Written
     );
 }
+
+/// A reference that declares another size than the content has (in `index.json` and in a
+/// manifest): fsck reports it, GC keeps the content, fetch through the reference fails typed.
+#[tokio::test]
+async fn wrong_sizes_in_references() {
+    let t = TempDir::new("sizes");
+    let store = layout(&t).await;
+    let layer = blob(media_types::OCI_LAYER_GZIP, &b"twelve bytes"[..]);
+    let config = blob(media_types::OCI_CONFIG, &b"{}"[..]);
+    let mut lying = layer.desc.clone();
+    lying.size = 13;
+    let m = from_manifest(
+        &ImageManifestBuilder::oci(config.desc.clone())
+            .layer(lying.clone())
+            .build()
+            .unwrap(),
+    );
+    for b in [&layer, &config, &m] {
+        store.push_bytes(&b.desc, b.data.clone()).await.unwrap();
+    }
+    store.tag(&m.desc, "lies").await.unwrap();
+    let f = store.fsck(&FsckOptions::default()).await.unwrap();
+    assert!(!f.is_clean());
+    assert_eq!(f.wrong_size.len(), 1);
+    let w = &f.wrong_size[0];
+    assert_eq!(
+        (&w.digest, w.expected, w.actual),
+        (&layer.desc.digest, 13, 12)
+    );
+    assert_eq!(w.referred_by, Parent::Manifest(m.desc.digest.clone()));
+    assert!(matches!(
+        store.fetch(&lying).await.err().unwrap(),
+        StoreError::SizeMismatch {
+            expected: 13,
+            actual: 12,
+            ..
+        }
+    ));
+    let r = store.gc(&gc_now()).await.unwrap();
+    assert!(
+        r.removed.is_empty(),
+        "content under a wrong reference is still live"
+    );
+    // index.json entry with a wrong size, written by another tool.
+    let root = t.path().join("l");
+    let idx = std::fs::read_to_string(root.join("index.json")).unwrap();
+    std::fs::write(
+        root.join("index.json"),
+        idx.replace(
+            &format!("\"size\":{}", m.desc.size),
+            &format!("\"size\":{}", m.desc.size + 1),
+        ),
+    )
+    .unwrap();
+    let f = store.fsck(&FsckOptions::default()).await.unwrap();
+    assert!(
+        f.wrong_size
+            .iter()
+            .any(|w| w.digest == m.desc.digest && w.referred_by == Parent::Tag("lies".into())),
+        "{f:?}"
+    );
+}

@@ -124,6 +124,7 @@ impl IndexFile {
                 },
                 digest: d.digest.clone(),
                 media_type: Some(d.media_type.clone()),
+                size: Some(d.size),
             })
             .collect()
     }

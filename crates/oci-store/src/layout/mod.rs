@@ -524,6 +524,7 @@ impl LayoutStore {
                 parent: Parent::Lease(info.lease.id().to_owned()),
                 digest: d,
                 media_type: None,
+                size: None,
             }));
         }
         let mut stale = Vec::new();
@@ -548,6 +549,7 @@ impl LayoutStore {
                     parent: Parent::Ingest(s.key),
                     digest: s.expected.digest,
                     media_type: Some(s.expected.media_type),
+                    size: None,
                 });
             }
         }
@@ -556,6 +558,7 @@ impl LayoutStore {
                 parent: Parent::Lease("keep".into()),
                 digest: d.clone(),
                 media_type: None,
+                size: None,
             }));
         }
         Ok((roots, expired, stale))
