@@ -6,10 +6,11 @@
 //! ```
 //!
 //! Reports corrupt blobs (expected and actual digest), missing content (with who refers to it),
-//! references declaring a wrong size, and dangling content (unreferenced; not a problem). `--repair` removes corrupt blobs so that
-//! the next copy fetches them again. Exit status: 0 when clean, 1 when corrupt, missing or
-//! wrongly sized content was found (even if repaired), 2 on a bad command line, 3 when the
-//! check could not run.
+//! references declaring a wrong size, and dangling content (unreferenced; not a problem).
+//! `--repair` removes corrupt blobs so that the next copy fetches them again.
+//!
+//! Exit status: 0 when clean, 1 when corrupt, missing or wrongly sized content was found (even
+//! if repaired), 2 on a bad command line, 3 when the check could not run.
 use std::process::ExitCode;
 
 use oci_examples::fail;
