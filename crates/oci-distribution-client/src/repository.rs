@@ -1,6 +1,6 @@
 //! One repository of a registry: resolve, pull, push, list, delete, referrers.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
@@ -1142,7 +1142,9 @@ impl Repository {
         let mut out = Vec::new();
         let mut next = Some(url);
         let mut first = true;
+        let mut seen = HashSet::new();
         while let Some(u) = next.take() {
+            not_seen(&mut seen, &u)?;
             let req =
                 Req::new(Method::GET, u.clone()).header(header::ACCEPT, media_types::OCI_INDEX);
             let resp = self.send(req, &self.pull_scope()).await?;
@@ -1264,6 +1266,20 @@ pub(crate) fn check_content_range(resp: &Response, from: u64, url: &Url) -> Resu
     Ok(())
 }
 
+/// Records a page URL of a paginated listing; an error when it was asked for already (a
+/// registry whose `Link` leads back would otherwise be followed forever).
+fn not_seen(seen: &mut HashSet<Url>, url: &Url) -> Result<(), Error> {
+    if seen.insert(url.clone()) {
+        Ok(())
+    } else {
+        Err(Error::Protocol {
+            method: "GET".into(),
+            url: strip_query(url),
+            what: format!("Link pagination loops back to {url}"),
+        })
+    }
+}
+
 /// `Link: <url>; rel="next"` → the next URL.
 pub(crate) fn link_next(h: &HeaderMap, base: &Url) -> Option<Url> {
     for v in h
@@ -1301,6 +1317,8 @@ pub(crate) fn paginate(
         buf: VecDeque<String>,
         scopes: Vec<String>,
         field: &'static str,
+        /// Pages already asked for: a `Link` back to one of them is a loop.
+        seen: HashSet<Url>,
     }
     let st = St {
         client,
@@ -1309,6 +1327,7 @@ pub(crate) fn paginate(
         buf: VecDeque::new(),
         scopes,
         field,
+        seen: HashSet::new(),
     };
     futures_util::stream::unfold(st, |mut st| async move {
         loop {
@@ -1319,6 +1338,9 @@ pub(crate) fn paginate(
                 Ok(u) => u,
                 Err(e) => return Some((Err(e), st)),
             };
+            if let Err(e) = not_seen(&mut st.seen, &url) {
+                return Some((Err(e), st));
+            }
             let page = async {
                 let resp = st
                     .client

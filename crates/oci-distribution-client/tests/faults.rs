@@ -1033,3 +1033,27 @@ async fn tokens_never_go_to_a_link_on_another_origin() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_link_that_loops_back_ends_the_listing_with_an_error() {
+    let reg = FakeRegistry::start(Faults {
+        tags_link_loop: true,
+        ..Faults::default()
+    })
+    .await;
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    for tag in ["a", "b", "c"] {
+        reg.put_manifest("app", tag, media_types::OCI_INDEX, index);
+    }
+    let mut cfg = config(&reg.addr);
+    cfg.page_size = 2;
+    let app = repo(&reg, cfg, "app");
+    // Bounded, so that a listing that never ends fails the test instead of hanging it.
+    let items: Vec<Result<String, Error>> = app.tags().take(20).collect().await;
+    let tags: Vec<&String> = items.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(tags, ["a", "b"], "{items:?}");
+    match items.last() {
+        Some(Err(Error::Protocol { what, .. })) => assert!(what.contains("loops"), "{what}"),
+        other => panic!("expected the loop reported, got {other:?}"),
+    }
+}

@@ -64,6 +64,8 @@ pub struct Faults {
     pub absurd_upload_range: bool,
     /// `Link` of tag pages points to this base URL (`http://host:port`) instead of this origin.
     pub tags_link_to: Option<String>,
+    /// The `Link` of tag pages points back to the first page.
+    pub tags_link_loop: bool,
 }
 
 /// One request as seen by the server.
@@ -564,9 +566,14 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
             && let Some(l) = page.last()
         {
             let base = s.faults.tags_link_to.clone().unwrap_or_default();
+            let last = if s.faults.tags_link_loop {
+                String::new()
+            } else {
+                format!("&last={l}")
+            };
             a = a.header(
                 "Link",
-                format!("<{base}/v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""),
+                format!("<{base}/v2/{name}/tags/list?n={n}{last}>; rel=\"next\""),
             );
         }
         return a;
