@@ -412,7 +412,20 @@ async fn wrong_docker_content_digest_names_both_digests() {
         "{msg}"
     );
     // Pinned by digest, the pinned digest wins but the lying header is still reported.
-    assert!(app.fetch_manifest(real.as_str()).await.is_err());
+    match app.fetch_manifest(real.as_str()).await {
+        Err(Error::ManifestDigestMismatch {
+            reference,
+            expected,
+            source_of_expected,
+            actual,
+        }) => {
+            assert!(reference.ends_with(&format!("/app@{real}")), "{reference}");
+            assert_eq!(expected, Algorithm::Sha256.hash(b"something else"));
+            assert_eq!(source_of_expected, "Docker-Content-Digest");
+            assert_eq!(actual, real);
+        }
+        other => panic!("expected the lying header reported, got {other:?}"),
+    }
 }
 
 #[tokio::test]
