@@ -1206,14 +1206,24 @@ async fn fill_chunk(
     pending: &mut Option<Bytes>,
     chunk_len: usize,
 ) -> std::io::Result<Option<Bytes>> {
-    let mut buf = BytesMut::with_capacity(chunk_len);
+    let mut buf = BytesMut::new();
     while buf.len() < chunk_len {
         let next = match pending.take() {
             Some(p) => Some(Ok(p)),
             None => source.next().await,
         };
         match next {
+            // A source piece that fills a whole chunk by itself is sliced, not copied.
+            Some(Ok(mut b)) if buf.is_empty() && b.len() >= chunk_len => {
+                if b.len() > chunk_len {
+                    *pending = Some(b.split_off(chunk_len));
+                }
+                return Ok(Some(b));
+            }
             Some(Ok(mut b)) => {
+                if buf.capacity() == 0 {
+                    buf.reserve(chunk_len);
+                }
                 let room = chunk_len - buf.len();
                 if b.len() > room {
                     *pending = Some(b.split_off(room));
