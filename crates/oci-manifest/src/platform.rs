@@ -546,10 +546,20 @@ impl Matcher {
     }
 }
 
+/// Highest amd64/arm variant level walked down from by [`vector`].
+const MAX_VARIANT_LEVEL: u32 = 32;
+
 /// containerd's platform vector: what `arch/variant` can run, best first.
 fn vector(arch: &str, variant: Option<&str>) -> Vec<(String, Option<String>)> {
     let mut out = vec![(arch.to_owned(), variant.map(str::to_owned))];
-    let num = |v: Option<&str>| -> Option<u32> { v?.strip_prefix('v')?.parse().ok() };
+    // Capped: a variant like `v4294967295` (the user's word) would otherwise list billions of
+    // steps; no real level comes near the cap.
+    let num = |v: Option<&str>| -> Option<u32> {
+        v?.strip_prefix('v')?
+            .parse::<u32>()
+            .ok()
+            .map(|n| n.min(MAX_VARIANT_LEVEL))
+    };
     match arch {
         "amd64" => {
             if let Some(n) = num(variant).filter(|&n| n > 1) {

@@ -405,3 +405,20 @@ fn select_on_an_image_manifest_fails_cleanly() {
     let err = select(&m, &p("linux/amd64")).unwrap_err();
     assert!(err.to_string().contains("available: none"), "{err}");
 }
+
+#[test]
+fn absurd_variant_levels_stay_cheap() {
+    // The wanted platform is the user's word: a level of u32::MAX used to list ~4 billion
+    // compatible steps (out of memory) before matching anything.
+    for wanted in ["linux/amd64/v4294967295", "linux/arm/v4294967295"] {
+        let m = Matcher::new(&p(wanted));
+        assert!(m.matches(&p(wanted)), "{wanted} accepts itself");
+        let lower = if wanted.contains("amd64") {
+            "linux/amd64/v3"
+        } else {
+            "linux/arm/v7"
+        };
+        assert!(m.matches(&p(lower)), "{wanted} accepts {lower}");
+        assert!(!m.matches(&p("linux/riscv64")), "{wanted}");
+    }
+}
