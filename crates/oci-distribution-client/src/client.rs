@@ -512,7 +512,12 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let result = self.send_following_redirects(&req, auth).await;
+            // Without its URL: a redirect target may carry a signature in its query (object
+            // storage), and the error is logged and shown; `url` below names the request.
+            let result = self
+                .send_following_redirects(&req, auth)
+                .await
+                .map_err(reqwest::Error::without_url);
             let delay = match &result {
                 Ok(resp) if retryable_status(resp.status()) && attempt <= max => {
                     let asked = retry_after(resp.headers());
@@ -743,7 +748,7 @@ pub(crate) async fn read_limited(
                     method: method.to_string(),
                     url,
                     attempts: 1,
-                    source: e,
+                    source: e.without_url(),
                 });
             }
         }

@@ -438,7 +438,7 @@ impl Repository {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    debug!(digest = %desc.digest, error = %e, "ranged GET of the last byte failed");
+                    debug!(digest = %desc.digest, error = %e.without_url(), "ranged GET of the last byte failed");
                     return Ok(false);
                 }
             }
@@ -1485,7 +1485,7 @@ impl FetchState {
                     method: "GET".into(),
                     url: strip_query(body.url()),
                     attempts: self.failures + 1,
-                    source: e,
+                    source: e.without_url(),
                 },
             };
             self.body = None;

@@ -158,7 +158,7 @@ impl Repository {
                             method: "GET".into(),
                             url: crate::client::strip_query(&st.url),
                             attempts: st.failures + 1,
-                            source,
+                            source: source.without_url(),
                         },
                     };
                     st.body = None;

@@ -1070,3 +1070,44 @@ async fn a_link_that_loops_back_ends_the_listing_with_an_error() {
         other => panic!("expected the loop reported, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_signed_redirect_url_is_neither_logged_nor_in_errors() {
+    // Object storage that is down, reached through a URL with a signature in its query.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let reg = FakeRegistry::start(Faults {
+        redirect_blobs_to: Some(format!("http://{closed}/bucket?X-Signature=sig-9q7w3#")),
+        ..Faults::default()
+    })
+    .await;
+    let data = random(1000);
+    reg.put_blob(&data);
+    let log = Arc::new(Mutex::new(String::new()));
+    let _guard = tracing::subscriber::set_default(Capture(log.clone()));
+    let mut cfg = config(&reg.addr);
+    cfg.retry = cfg.retry.clone().with_max_retries(1);
+    let app = repo(&reg, cfg, "app");
+    let err = collect(&app, &blob_desc(&data))
+        .await
+        .expect_err("storage is down");
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    let mut chain = format!("{err:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = source {
+        chain.push_str(&format!(" | {e}"));
+        source = e.source();
+    }
+    assert!(
+        !chain.contains("sig-9q7w3"),
+        "signature in the error: {chain}"
+    );
+    let text = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(text.contains("retrying"), "the failure was logged: {text}");
+    assert!(!text.contains("sig-9q7w3"), "signature logged: {text}");
+}
