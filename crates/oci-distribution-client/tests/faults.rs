@@ -1111,3 +1111,21 @@ async fn a_signed_redirect_url_is_neither_logged_nor_in_errors() {
     assert!(text.contains("retrying"), "the failure was logged: {text}");
     assert!(!text.contains("sig-9q7w3"), "signature logged: {text}");
 }
+
+#[tokio::test]
+async fn a_resume_answered_with_the_whole_blob_is_not_appended() {
+    let reg = FakeRegistry::start(Faults {
+        reset_blob_gets: 3,
+        ignore_ranges: true,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(2 * 1024 * 1024 + 5);
+    reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    let desc = blob_desc(&data);
+    // Each resume asks for a Range, gets 200 with the whole blob, and must drop what it had.
+    assert_eq!(collect(&app, &desc).await.expect("resumed pull"), data);
+    let ranged = reg.seen().iter().filter(|s| s.range.is_some()).count();
+    assert_eq!(ranged, 3, "one Range request per reset");
+}

@@ -66,6 +66,8 @@ pub struct Faults {
     pub tags_link_to: Option<String>,
     /// The `Link` of tag pages points back to the first page.
     pub tags_link_loop: bool,
+    /// Blob GETs ignore `Range` and answer 200 with the whole blob.
+    pub ignore_ranges: bool,
 }
 
 /// One request as seen by the server.
@@ -704,18 +706,21 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
                 let i = body.len() / 2;
                 body[i] ^= 0xff;
             }
-            let (status, body, range) =
-                match req.header("range").and_then(|r| parse_range(r, data.len())) {
-                    Some((a, b)) => {
-                        let a = if s.faults.ranges_from_zero { 0 } else { a };
-                        (
-                            206,
-                            body[a..=b].to_vec(),
-                            Some(format!("bytes {a}-{b}/{}", data.len())),
-                        )
-                    }
-                    None => (200, body, None),
-                };
+            let (status, body, range) = match req
+                .header("range")
+                .filter(|_| !s.faults.ignore_ranges)
+                .and_then(|r| parse_range(r, data.len()))
+            {
+                Some((a, b)) => {
+                    let a = if s.faults.ranges_from_zero { 0 } else { a };
+                    (
+                        206,
+                        body[a..=b].to_vec(),
+                        Some(format!("bytes {a}-{b}/{}", data.len())),
+                    )
+                }
+                None => (200, body, None),
+            };
             let mut ans = Answer::new(status)
                 .header("Docker-Content-Digest", digest)
                 .header("Content-Type", "application/octet-stream");
