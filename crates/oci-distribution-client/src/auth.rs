@@ -296,6 +296,9 @@ pub(crate) struct DockerConfigFile {
     /// Directory to take `docker-credential-*` programs from instead of `PATH`.
     #[serde(skip)]
     pub(crate) helper_dir: Option<PathBuf>,
+    /// Where the file was read from (for errors).
+    #[serde(skip)]
+    path: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -350,7 +353,12 @@ impl DockerConfigFile {
             }
         };
         serde_json::from_slice(&bytes)
-            .map(Some)
+            .map(|c| {
+                Some(DockerConfigFile {
+                    path: Some(path.to_owned()),
+                    ..c
+                })
+            })
             .map_err(|e| Error::DockerConfig {
                 path: path.display().to_string(),
                 message: format!("not valid JSON: {e}"),
@@ -391,7 +399,10 @@ impl DockerConfigFile {
                 return match decoded {
                     Some(c) => Ok(Some(c)),
                     None => Err(Error::DockerConfig {
-                        path: "config.json".into(),
+                        path: self
+                            .path
+                            .as_deref()
+                            .map_or_else(|| "config.json".into(), |p| p.display().to_string()),
                         message: format!(
                             "the `auth` entry for {key} is not base64 of user:password"
                         ),
@@ -595,6 +606,15 @@ mod tests {
             bad.credential("x.io").await,
             Err(Error::DockerConfig { .. })
         ));
+        // Read from a file, the error names that file.
+        let file = std::env::temp_dir().join(format!("odc-config-{}.json", std::process::id()));
+        std::fs::write(&file, r#"{"auths":{"x.io":{"auth":"!!!"}}}"#).unwrap();
+        let loaded = DockerConfigFile::load(&file).unwrap().unwrap();
+        std::fs::remove_file(&file).ok();
+        match loaded.credential("x.io").await {
+            Err(Error::DockerConfig { path, .. }) => assert_eq!(path, file.display().to_string()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
