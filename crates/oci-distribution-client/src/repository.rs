@@ -958,6 +958,13 @@ impl Repository {
         bytes: Bytes,
     ) -> Result<Digest, Error> {
         Self::check_manifest_reference(reference)?;
+        if reqwest::header::HeaderValue::from_str(media_type).is_err() {
+            // Req::header would drop it and the manifest would go without a Content-Type.
+            return Err(Error::InvalidArgument(format!(
+                "manifest {}: media type {media_type:?} cannot be sent as Content-Type",
+                self.reference_name(reference)
+            )));
+        }
         let digest = match Digest::parse(reference) {
             Ok(d) => {
                 let actual = d.algorithm().hash(&bytes);

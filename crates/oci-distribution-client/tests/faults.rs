@@ -1129,3 +1129,25 @@ async fn a_resume_answered_with_the_whole_blob_is_not_appended() {
     let ranged = reg.seen().iter().filter(|s| s.range.is_some()).count();
     assert_eq!(ranged, 3, "one Range request per reset");
 }
+
+#[tokio::test]
+async fn a_manifest_media_type_that_is_no_header_value_is_refused_before_sending() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&reg, config(&reg.addr), "app");
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"manifests":[]}"#);
+    match app
+        .push_manifest(
+            "v1",
+            "application/vnd.oci.image.index.v1+json\r\nX: y",
+            bytes,
+        )
+        .await
+    {
+        Err(Error::InvalidArgument(what)) => assert!(what.contains("app:v1"), "{what}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert!(
+        reg.seen().iter().all(|s| s.method != "PUT"),
+        "nothing was sent"
+    );
+}
