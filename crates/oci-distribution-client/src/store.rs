@@ -556,6 +556,14 @@ impl TagStore for Repository {
     }
 
     async fn untag(&self, tag: &str) -> oci_store::Result<()> {
+        // Checked before it becomes a URL path: `../../other/manifests/x` would be joined
+        // into another repository's manifest.
+        if !crate::reference::valid_tag(tag) {
+            return Err(StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            });
+        }
         let url = self
             .url(&format!("manifests/{tag}"))
             .map_err(|e| StoreError::backend(format!("untag {tag}"), e))?;

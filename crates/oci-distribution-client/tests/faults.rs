@@ -1151,3 +1151,26 @@ async fn a_manifest_media_type_that_is_no_header_value_is_refused_before_sending
         "nothing was sent"
     );
 }
+
+#[tokio::test]
+async fn untag_refuses_a_tag_that_would_walk_out_of_the_repository() {
+    use oci_store::{StoreError, TagStore};
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    reg.put_manifest("other", "v1", media_types::OCI_INDEX, index);
+    let app = repo(&reg, config(&reg.addr), "app");
+    match TagStore::untag(&app, "../../other/manifests/v1").await {
+        Err(StoreError::InvalidTag { tag, .. }) => assert_eq!(tag, "../../other/manifests/v1"),
+        other => panic!("expected InvalidTag, got {other:?}"),
+    }
+    let seen = reg.seen();
+    assert!(
+        seen.iter().all(|s| s.method != "DELETE"),
+        "a DELETE was sent: {seen:?}"
+    );
+    assert!(
+        reg.state()
+            .manifests
+            .contains_key(&("other".to_owned(), "v1".to_owned()))
+    );
+}
