@@ -370,6 +370,19 @@ impl Client {
             url: realm.to_owned(),
             what: format!("token realm is not a URL: {e}"),
         })?;
+        let secret = matches!(cred, Some(Credential::IdentityToken(_)))
+            || cred.and_then(Credential::basic_header).is_some();
+        if secret && url.scheme() != "https" && !self.is_plain_http(&url) {
+            // The registry chose the realm: it must not lead our secrets onto the wire in
+            // clear text unless the user named that host as plain HTTP.
+            return Err(Error::Protocol {
+                method: "GET".into(),
+                url: strip_query(&url),
+                what: "the token realm is not HTTPS and not a registry named in plain_http; \
+                       credentials are not sent to it"
+                    .into(),
+            });
+        }
         let req = if let Some(Credential::IdentityToken(refresh)) = cred {
             let mut form = Url::parse("http://form.invalid/").map_err(|e| Error::Protocol {
                 method: "POST".into(),
@@ -441,6 +454,19 @@ impl Client {
             })?;
         let expires = token_expiry(Instant::now(), parsed.expires_in);
         Ok(CachedToken { token, expires })
+    }
+
+    /// Whether the user named `url`'s host (`host[:port]`) as a plain-HTTP registry.
+    fn is_plain_http(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let with_port = url.port_or_known_default().map(|p| format!("{host}:{p}"));
+        self.inner
+            .config
+            .plain_http
+            .iter()
+            .any(|r| (r == host && url.port().is_none()) || Some(r) == with_port.as_ref())
     }
 
     /// Sends a registry request with auth for `scopes`, re-challenging once on 401 and retrying

@@ -1174,3 +1174,56 @@ async fn untag_refuses_a_tag_that_would_walk_out_of_the_repository() {
             .contains_key(&("other".to_owned(), "v1".to_owned()))
     );
 }
+
+#[tokio::test]
+async fn credentials_are_not_sent_to_a_plain_http_realm_the_user_did_not_name() {
+    let realm = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: 300,
+            refresh_token: None,
+        }),
+        ..Faults::default()
+    })
+    .await;
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: None,
+            expires_in: 300,
+            refresh_token: None,
+        }),
+        realm_base: Some(format!("http://{}", realm.addr)),
+        ..Faults::default()
+    })
+    .await;
+    let data = random(100);
+    let desc = blob_desc(&data);
+    let app = repo(
+        &reg,
+        config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "s3cret")),
+        "app",
+    );
+    match app.blob_exists(&desc, ExistenceCheck::Head).await {
+        Err(Error::Protocol { url, what, .. }) => {
+            assert!(
+                url.starts_with(&format!("http://{}/token", realm.addr)),
+                "{url}"
+            );
+            assert!(what.contains("plain_http"), "{what}");
+        }
+        other => panic!("expected the realm refused, got {other:?}"),
+    }
+    assert!(realm.seen().is_empty(), "nothing went to the realm");
+    // Named as plain HTTP by the user, the realm gets the request (and its Basic header).
+    let cfg = config(&reg.addr)
+        .with_plain_http(&realm.addr)
+        .with_credential(&reg.addr, Credential::basic("alice", "s3cret"));
+    let app = repo(&reg, cfg, "app");
+    let _ = app.blob_exists(&desc, ExistenceCheck::Head).await;
+    let seen = realm.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.target.starts_with("/token") && s.authorization.is_some()),
+        "{seen:?}"
+    );
+}

@@ -68,6 +68,8 @@ pub struct Faults {
     pub tags_link_loop: bool,
     /// Blob GETs ignore `Range` and answer 200 with the whole blob.
     pub ignore_ranges: bool,
+    /// Challenges name this base URL (`http://host:port`) + `/token` as realm, not this origin.
+    pub realm_base: Option<String>,
 }
 
 /// One request as seen by the server.
@@ -501,7 +503,12 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
         };
         if !ok {
             let scope = needed.join(" ");
-            let mut c = format!(r#"Bearer realm="http://{addr}/token",service="fake-registry""#);
+            let base = s
+                .faults
+                .realm_base
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            let mut c = format!(r#"Bearer realm="{base}/token",service="fake-registry""#);
             if !scope.is_empty() {
                 c.push_str(&format!(r#",scope="{scope}""#));
             }
