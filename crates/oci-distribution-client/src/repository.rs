@@ -42,7 +42,10 @@ pub struct FetchedManifest {
     /// Media type (from the answer's `Content-Type`, else the manifest's `mediaType`), digest
     /// and size of `bytes`.
     pub descriptor: Descriptor,
-    /// The exact bytes served, verified against `descriptor.digest`.
+    /// The exact bytes served. `descriptor.digest` is their digest; it was checked against
+    /// the pinned digest or the registry's `Docker-Content-Digest`. Fetched by tag from a
+    /// registry that sends no (parsable) `Docker-Content-Digest`, there was nothing to check
+    /// against: the digest is then only computed from the bytes (trust on first use).
     pub bytes: Bytes,
 }
 
@@ -256,7 +259,8 @@ impl Repository {
     }
 
     /// Fetches a manifest by tag or digest, with the size limit, verified against the pinned
-    /// digest or else the `Docker-Content-Digest` header.
+    /// digest or else the `Docker-Content-Digest` header (by tag without that header, the
+    /// digest is computed from the bytes; see [`FetchedManifest::bytes`]).
     ///
     /// # Errors
     /// [`Error::ManifestTooLarge`], [`Error::ManifestDigestMismatch`] naming the reference and
