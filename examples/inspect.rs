@@ -2,35 +2,62 @@
 //! config and layers, with media types, sizes and digests.
 //!
 //! ```text
-//! cargo run --example inspect -- oci:PATH[:TAG] [--json]
+//! cargo run --example inspect -- oci:PATH[:TAG|@DIGEST] [--json]
 //! ```
 //!
-//! Without `:TAG` the layout must hold exactly one image. Manifests are read from
-//! `blobs/<alg>/<hex>` and checked against the digest and size that named them; configs and
-//! layers are only checked to exist with the right size (they are not hashed).
+//! Without `:TAG` the layout must hold exactly one tagged image; `@DIGEST` names any stored
+//! manifest or index (an untagged `index.json` entry, say). Manifests are fetched verified
+//! against the digest, size and media type that named them; configs and layers are only
+//! checked to exist with the right size (they are not hashed).
 //!
 //! Exit status: 0 when the tree is complete and consistent; 1 when content is missing or does
 //! not match its descriptor (the tree is still printed, problems marked); 2 on a bad command
 //! line or reference (unknown tag, not a layout); 3 when the layout cannot be read.
 //!
-//! This reads the layout directly; it will move onto `oci-store` once that exists.
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+//! This reads through `oci-store` (`LayoutStore`: tags, `stat`, verified manifest fetches), the
+//! same code `copy`, `gc` and `fsck` use; opening the layout creates the store's `.oci-rs/`
+//! state directory beside `index.json`.
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use oci_examples::fail;
-use oci_manifest::{Descriptor, Manifest, ParseOptions, annotations, media_types};
+use oci_examples::transport::Endpoint;
+use oci_manifest::{Descriptor, ParseOptions, annotations, media_types};
+use oci_store::{LayoutStore, ReadStore, StoreError, TagStore, error_chain, resolve_reference};
 use serde::Serialize;
-use serde_json::Value;
 
 const PROGRAM: &str = "inspect";
-const USAGE: &str = "usage: inspect oci:PATH[:TAG] [--json]";
+const USAGE: &str = "usage: inspect oci:PATH[:TAG|@DIGEST] [--json]";
 
-/// Why inspection could not start or finish.
+/// Why inspection could not start or finish; each kind has its exit status.
 enum Failure {
+    /// The image named by digest does not match it (status 1).
+    Content(String),
+    /// Bad command line or reference (status 2).
     Usage(String),
+    /// The layout cannot be read (status 3).
     Io(String),
+}
+
+impl Failure {
+    /// Classifies a store error met while opening the layout or resolving the reference.
+    fn from_store(e: &StoreError) -> Failure {
+        let message = error_chain(e);
+        match e {
+            StoreError::NotALayout { .. }
+            | StoreError::CorruptLayout { .. }
+            | StoreError::InvalidTag { .. }
+            | StoreError::InvalidDigest { .. }
+            | StoreError::TagNotFound { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::InvalidManifest { .. }
+            | StoreError::ManifestTooLarge { .. } => Failure::Usage(message),
+            StoreError::Verify(_) | StoreError::SizeMismatch { .. } => Failure::Content(message),
+            _ => Failure::Io(message),
+        }
+    }
 }
 
 /// One node of the printed tree.
@@ -59,7 +86,14 @@ fn main() -> ExitCode {
     let Some(reference) = reference else {
         return fail(PROGRAM, 2, USAGE);
     };
-    match run(&reference) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(PROGRAM, 3, e),
+    };
+    match rt.block_on(run(&reference)) {
         Ok(root) => {
             if json_out {
                 let out = JsonOut {
@@ -83,70 +117,81 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(Failure::Content(m)) => fail(PROGRAM, 1, m),
         Err(Failure::Usage(m)) => fail(PROGRAM, 2, m),
         Err(Failure::Io(m)) => fail(PROGRAM, 3, m),
     }
 }
 
-/// Splits `oci:PATH[:TAG]`: the tag is what follows the last `:` when it has no `/`.
-fn split_reference(reference: &str) -> Result<(PathBuf, Option<String>), Failure> {
-    let Some(rest) = reference.strip_prefix("oci:") else {
-        return Err(Failure::Usage(format!(
+async fn run(reference: &str) -> Result<Node, Failure> {
+    let not_oci = || {
+        Failure::Usage(format!(
             "{reference:?} is not an oci:PATH[:TAG] reference\n{USAGE}"
-        )));
+        ))
     };
-    match rest.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') && !path.is_empty() => {
-            if tag.is_empty() {
-                return Err(Failure::Usage(format!("empty tag in {reference:?}")));
+    if !reference.starts_with("oci:") {
+        return Err(not_oci());
+    }
+    let (path, name) = match Endpoint::parse(reference) {
+        Ok(Endpoint::Layout { path, reference }) => (path, reference),
+        Ok(Endpoint::Registry { .. }) => return Err(not_oci()),
+        Err(e) => return Err(Failure::Usage(format!("{e}\n{USAGE}"))),
+    };
+    let store = LayoutStore::open(&path)
+        .await
+        .map_err(|e| Failure::from_store(&e))?;
+    let root = match name {
+        Some(name) => match resolve_reference(&store, &name).await {
+            Ok(d) => d,
+            Err(StoreError::TagNotFound { tag }) => {
+                return Err(Failure::Usage(format!(
+                    "no image tagged {tag:?} in {}; tags: {}",
+                    path.display(),
+                    tag_list(&store).await
+                )));
             }
-            Ok((PathBuf::from(path), Some(tag.to_owned())))
-        }
-        _ if rest.is_empty() => Err(Failure::Usage(format!("empty path in {reference:?}"))),
-        _ => Ok((PathBuf::from(rest), None)),
+            Err(StoreError::NotFound { digest }) => {
+                return Err(Failure::Usage(format!(
+                    "no content {digest} in {}",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(Failure::from_store(&e)),
+        },
+        None => only_image(&store, &path).await?,
+    };
+    let role = entry_role(&root);
+    Ok(walk(&store, root, role, 0).await)
+}
+
+/// The image of a layout holding exactly one tag.
+async fn only_image(store: &LayoutStore, path: &Path) -> Result<Descriptor, Failure> {
+    let tags = store.tags().await.map_err(|e| Failure::from_store(&e))?;
+    match tags.as_slice() {
+        [only] => store
+            .resolve(only)
+            .await
+            .map_err(|e| Failure::from_store(&e)),
+        [] => Err(Failure::Usage(format!(
+            "{} holds no tagged image: name one with oci:PATH@DIGEST",
+            path.display()
+        ))),
+        many => Err(Failure::Usage(format!(
+            "{} holds {} images: name one with oci:PATH:TAG; tags: {}",
+            path.display(),
+            many.len(),
+            many.join(", ")
+        ))),
     }
 }
 
-fn run(reference: &str) -> Result<Node, Failure> {
-    let (layout, tag) = split_reference(reference)?;
-    let opts = ParseOptions::default();
-    check_layout_marker(&layout)?;
-    let index_path = layout.join("index.json");
-    let raw = read_limited(&index_path, opts.max_size)
-        .map_err(|e| Failure::Io(format!("{}: {e}", index_path.display())))?;
-    let top = Manifest::parse_with(raw, Some(media_types::OCI_INDEX), &opts)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", index_path.display())))?;
-    let tagged = |d: &&Descriptor| -> Option<String> {
-        d.annotation(annotations::REF_NAME).map(str::to_owned)
-    };
-    let entry = match &tag {
-        Some(t) => top
-            .manifests()
-            .iter()
-            .find(|d| d.annotation(annotations::REF_NAME) == Some(t.as_str())),
-        None if top.manifests().len() == 1 => top.manifests().first(),
-        None => None,
-    };
-    let Some(entry) = entry else {
-        let tags: Vec<String> = top.manifests().iter().filter_map(|d| tagged(&d)).collect();
-        let what = match &tag {
-            Some(t) => format!("no image tagged {t:?} in {}", layout.display()),
-            None => format!(
-                "{} holds {} images: name one with oci:PATH:TAG",
-                layout.display(),
-                top.manifests().len()
-            ),
-        };
-        return Err(Failure::Usage(format!(
-            "{what}; tags: {}",
-            if tags.is_empty() {
-                "none".to_owned()
-            } else {
-                tags.join(", ")
-            }
-        )));
-    };
-    Ok(walk(&layout, entry.clone(), entry_role(entry), 0, &opts))
+/// The layout's tags for an error message.
+async fn tag_list(store: &LayoutStore) -> String {
+    match store.tags().await {
+        Ok(tags) if tags.is_empty() => "none".to_owned(),
+        Ok(tags) => tags.join(", "),
+        Err(e) => format!("(cannot list them: {})", error_chain(&e)),
+    }
 }
 
 fn entry_role(d: &Descriptor) -> &'static str {
@@ -159,126 +204,89 @@ fn entry_role(d: &Descriptor) -> &'static str {
     }
 }
 
-fn check_layout_marker(layout: &Path) -> Result<(), Failure> {
-    let marker = layout.join("oci-layout");
-    let raw = read_limited(&marker, 4096).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Failure::Usage(format!(
-            "{} is not an OCI image layout (no oci-layout file)",
-            layout.display()
-        )),
-        _ => Failure::Io(format!("{}: {e}", marker.display())),
-    })?;
-    let v: Value = serde_json::from_slice(&raw)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", marker.display())))?;
-    match v.get("imageLayoutVersion").and_then(Value::as_str) {
-        Some("1.0.0") => Ok(()),
-        other => Err(Failure::Usage(format!(
-            "{}: unsupported imageLayoutVersion {other:?}",
-            marker.display()
-        ))),
+/// What is wrong with content the store could not serve as described.
+fn problem(d: &Descriptor, e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound { .. } => missing(d),
+        StoreError::SizeMismatch {
+            expected, actual, ..
+        } => size_mismatch(*expected, *actual),
+        // The store's verification of the bytes against the descriptor that named them.
+        StoreError::Verify(v) => format!("{} {v}", entry_role(d)),
+        other => error_chain(other),
     }
 }
 
-/// Reads a file of at most `limit` bytes (larger files are refused without being read whole).
-fn read_limited(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
-    let f = File::open(path)?;
-    let mut buf = Vec::new();
-    f.take(limit as u64 + 1).read_to_end(&mut buf)?;
-    if buf.len() > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than the limit of {limit} bytes"),
-        ));
+fn missing(d: &Descriptor) -> String {
+    if media_types::is_non_distributable(&d.media_type) {
+        "not present (non-distributable layer)".to_owned()
+    } else {
+        "missing".to_owned()
     }
-    Ok(buf)
 }
 
-fn blob_path(layout: &Path, d: &Descriptor) -> PathBuf {
-    // Digest is validated by its parser: algorithm and hex only, safe as path components.
-    layout
-        .join("blobs")
-        .join(d.digest.algorithm().as_str())
-        .join(d.digest.encoded())
+fn size_mismatch(expected: u64, actual: u64) -> String {
+    format!("size mismatch: descriptor says {expected}, store has {actual}")
 }
 
-fn walk(
-    layout: &Path,
+/// The tree below `d`: manifests are fetched (verified) and walked; other content is only
+/// checked to be stored with the described size.
+fn walk<'a>(
+    store: &'a LayoutStore,
     d: Descriptor,
     role: &'static str,
     depth: usize,
-    opts: &ParseOptions,
-) -> Node {
-    let mut node = Node {
-        role,
-        descriptor: d,
-        problems: Vec::new(),
-        children: Vec::new(),
-    };
-    let d = &node.descriptor;
-    let path = blob_path(layout, d);
-    if !d.is_manifest() {
-        match std::fs::metadata(&path) {
-            Ok(m) if m.len() == d.size => {}
-            Ok(m) => node.problems.push(format!(
-                "size mismatch: descriptor says {}, file has {}",
-                d.size,
-                m.len()
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let reason = if media_types::is_non_distributable(&d.media_type) {
-                    "not present (non-distributable layer)"
-                } else {
-                    "missing"
-                };
-                node.problems.push(reason.to_owned());
+) -> Pin<Box<dyn Future<Output = Node> + 'a>> {
+    Box::pin(async move {
+        let mut node = Node {
+            role,
+            descriptor: d,
+            problems: Vec::new(),
+            children: Vec::new(),
+        };
+        let d = &node.descriptor;
+        if !d.is_manifest() {
+            match store.stat(&d.digest).await {
+                Ok(Some(size)) if size == d.size => {}
+                Ok(Some(size)) => node.problems.push(size_mismatch(d.size, size)),
+                Ok(None) => node.problems.push(missing(d)),
+                Err(e) => node.problems.push(problem(d, &e)),
             }
-            Err(e) => node.problems.push(format!("{}: {e}", path.display())),
-        }
-        return node;
-    }
-    if let Err(e) = opts.check_depth(depth, &d.digest) {
-        node.problems.push(e.to_string());
-        return node;
-    }
-    let raw = match read_limited(&path, opts.max_size) {
-        Ok(raw) => raw,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            node.problems.push("missing".to_owned());
             return node;
         }
-        Err(e) => {
-            node.problems.push(format!("{}: {e}", path.display()));
-            return node;
-        }
-    };
-    let m = match Manifest::parse_verified(raw, None, d, opts) {
-        Ok(m) => m,
-        Err(e) => {
+        if let Err(e) = ParseOptions::default().check_depth(depth, &d.digest) {
             node.problems.push(e.to_string());
             return node;
         }
-    };
-    let mut children = Vec::new();
-    if let Some(s) = m.subject() {
-        // The subject is another image: named, not walked.
-        children.push(Node {
-            role: "subject",
-            descriptor: s.clone(),
-            problems: Vec::new(),
-            children: Vec::new(),
-        });
-    }
-    if let Some(c) = m.config() {
-        children.push(walk(layout, c.clone(), "config", depth + 1, opts));
-    }
-    for l in m.layers() {
-        children.push(walk(layout, l.clone(), "layer", depth + 1, opts));
-    }
-    for e in m.manifests() {
-        children.push(walk(layout, e.clone(), entry_role(e), depth + 1, opts));
-    }
-    node.children = children;
-    node
+        let m = match store.fetch_manifest(d).await {
+            Ok(m) => m,
+            Err(e) => {
+                node.problems.push(problem(d, &e));
+                return node;
+            }
+        };
+        let mut children = Vec::new();
+        if let Some(s) = m.subject() {
+            // The subject is another image: named, not walked.
+            children.push(Node {
+                role: "subject",
+                descriptor: s.clone(),
+                problems: Vec::new(),
+                children: Vec::new(),
+            });
+        }
+        if let Some(c) = m.config() {
+            children.push(walk(store, c.clone(), "config", depth + 1).await);
+        }
+        for l in m.layers() {
+            children.push(walk(store, l.clone(), "layer", depth + 1).await);
+        }
+        for e in m.manifests() {
+            children.push(walk(store, e.clone(), entry_role(e), depth + 1).await);
+        }
+        node.children = children;
+        node
+    })
 }
 
 fn has_problems(n: &Node) -> bool {

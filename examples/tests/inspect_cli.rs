@@ -67,6 +67,14 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
     layout.join("blobs").join(alg).join(hex)
 }
 
+/// umoci writes blobs read-only; the tampering tests rewrite some.
+fn make_writable(p: &Path) {
+    let mut perm = std::fs::metadata(p).expect("stat").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(p, perm).expect("chmod");
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")
 }
@@ -238,13 +246,69 @@ fn trees_json_and_exit_statuses() {
     assert_eq!(arm_layers.len(), 1);
     assert!(root.get("problems").is_none());
 
-    // No tag with several images, an unknown tag, not a layout, bad reference: status 2.
+    // A layout with a single tag needs no tag; any manifest can be named by digest (here the
+    // index tagged `multi`, as an untagged entry would be).
+    let single = dir.0.join("single");
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci:{l}:base"),
+            &format!("oci:{}:only", single.display()),
+        ],
+    );
+    let out = inspect(&[&format!("oci:{}", single.display())]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tree = text(&out.stdout);
+    assert_eq!(tree.lines().count(), 5, "{tree}");
+    assert!(tree.contains("manifest tag=only  sha256:"), "{tree}");
+    let multi_digest = v["root"]["descriptor"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let out = inspect(&[&format!("oci:{l}@{multi_digest}"), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let by_digest: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(by_digest["root"]["role"], "index");
+    assert_eq!(
+        by_digest["root"]["descriptor"]["digest"],
+        multi_digest.as_str()
+    );
+    assert_eq!(by_digest["root"]["children"], v["root"]["children"]);
+
+    // A layout without images. (Not `umoci init`'s: its `"manifests":null` is refused by
+    // oci-store as a corrupt index.json.)
+    let empty = dir.0.join("empty");
+    std::fs::create_dir_all(empty.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(
+        empty.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        empty.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .expect("write");
+
+    // No tag with several images or none, an unknown tag or digest, not a layout, bad
+    // reference: status 2.
     for (args, needle) in [
         (
             vec![format!("oci:{l}")],
-            "name one with oci:PATH:TAG; tags: base, arm, docker, multi",
+            // The store lists tags sorted (index.json order before the port to oci-store).
+            "name one with oci:PATH:TAG; tags: arm, base, docker, multi",
         ),
         (vec![format!("oci:{l}:nope")], "no image tagged \"nope\""),
+        (
+            vec![format!("oci:{l}@sha256:{}", "0".repeat(64))],
+            "no content sha256:0000",
+        ),
+        (
+            vec![format!("oci:{}", empty.display())],
+            "holds no tagged image",
+        ),
         (
             vec![format!("oci:{}", dir.0.display())],
             "not an OCI image layout",
@@ -299,12 +363,18 @@ fn missing_and_tampered_content_is_reported_with_status_1() {
         .position(|&b| b == b'2')
         .expect("a '2' (schemaVersion)");
     raw[at] = b'3';
-    // umoci writes blobs read-only.
-    let mut perm = std::fs::metadata(&arm_path).expect("stat").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&arm_path, perm).expect("chmod");
+    make_writable(&arm_path);
     std::fs::write(&arm_path, &raw).expect("tamper");
+    // Grow `base`'s config by a byte.
+    let config = base["config"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let config_path = blob(&layout, &config);
+    make_writable(&config_path);
+    let mut raw = std::fs::read(&config_path).expect("read");
+    raw.push(b'\n');
+    std::fs::write(&config_path, &raw).expect("grow");
 
     let out = inspect(&[&format!("oci:{l}:multi")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
@@ -317,7 +387,27 @@ fn missing_and_tampered_content_is_reported_with_status_1() {
         tree.contains(&format!("manifest digest mismatch: expected {arm_digest}")),
         "{tree}"
     );
+    let wrong_size: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.contains("!! size mismatch: descriptor says"))
+        .collect();
+    assert_eq!(wrong_size.len(), 2, "{tree}");
+    assert!(
+        wrong_size
+            .iter()
+            .all(|l| l.contains("config") && l.contains(&config)),
+        "{tree}"
+    );
     assert!(text(&out.stderr).contains("incomplete or inconsistent"));
+
+    // The tampered manifest named by its digest: the store's verification refuses it.
+    let out = inspect(&[&format!("oci:{l}@{arm_digest}")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("digest mismatch: expected {arm_digest}")),
+        "{err}"
+    );
     let out = inspect(&[&format!("oci:{l}:multi"), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON even with problems");
