@@ -14,7 +14,8 @@ use common::*;
 use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::media_types;
 use oci_store::{
-    FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, ReadStore, TagStore, collect,
+    FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, ReadStore, TagStore,
+    WriteStore, collect,
 };
 
 fn require(tool: &str) {
@@ -90,6 +91,29 @@ async fn umoci_image_read_verified_and_collected() {
     let before = count_blobs(&layout);
     run(Command::new("umoci").args(["gc", "--layout", l]));
     assert_eq!(count_blobs(&layout), before);
+}
+
+/// A fresh `umoci init` layout (its index.json says `"manifests": null`) opens as an empty store,
+/// takes an image of ours, and umoci reads that image.
+#[tokio::test]
+async fn umoci_init_layout_opens_empty_and_takes_our_image() {
+    require("umoci");
+    let t = TempDir::new("umoci-init");
+    let layout = t.path().join("layout");
+    let l = layout.to_str().unwrap();
+    run(Command::new("umoci").args(["init", "--layout", l]));
+    let store = LayoutStore::open(&layout).await.unwrap();
+    assert!(store.tags().await.unwrap().is_empty());
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#);
+    let config_desc = oci_manifest::Descriptor::of(media_types::OCI_CONFIG, &config);
+    store.push_bytes(&config_desc, config).await.unwrap();
+    let manifest = ImageManifestBuilder::oci(config_desc).build().unwrap();
+    store
+        .push_bytes(&manifest.descriptor(), manifest.raw().clone())
+        .await
+        .unwrap();
+    store.tag(&manifest.descriptor(), "ours").await.unwrap();
+    run(Command::new("umoci").args(["stat", "--image", &format!("{l}:ours")]));
 }
 
 /// A layout written by `skopeo copy` opens, verifies and collects; skopeo reads it back after

@@ -15,10 +15,17 @@ pub(crate) struct IndexFile {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(default)]
+    /// `null` is read as empty: `umoci init` writes `"manifests": null` in a fresh layout.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub manifests: Vec<Descriptor>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Descriptor>, D::Error> {
+    Ok(Option::<Vec<Descriptor>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Default for IndexFile {
@@ -169,6 +176,24 @@ mod tests {
             oci_digest::Algorithm::Sha256.hash(&[n]),
             u64::from(n),
         )
+    }
+
+    #[test]
+    fn umoci_init_null_manifests_is_an_empty_layout() {
+        let raw = br#"{"schemaVersion":2,"manifests":null}"#;
+        let mut idx = IndexFile::parse(Path::new("index.json"), raw).unwrap();
+        assert!(idx.manifests.is_empty());
+        idx.set_tag(&desc(1), "v1");
+        let out: serde_json::Value = serde_json::from_slice(&idx.to_bytes().unwrap()).unwrap();
+        assert_eq!(out["manifests"][0]["annotations"][REF_NAME], "v1");
+        // A wrong type is still refused.
+        assert!(
+            IndexFile::parse(
+                Path::new("index.json"),
+                br#"{"schemaVersion":2,"manifests":{}}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
