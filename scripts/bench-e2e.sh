@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end transfer benchmark against one local docker-registry on loopback (issue 7).
 #
-# Images: "big" = 1 GiB in four incompressible 256 MiB layers; "small50" = 50 layers of ~64 KiB.
+# Images: "big" = 1 GiB in four incompressible 256 MiB layers; "small50" = 50 layers of ~64 KiB
+# (layers are gzip streams of random bytes).
 # Measured in alternating runs (RUNS each, default 5), medians and min-max, peak RSS:
 #   pull  registry -> OCI layout : our copy example, skopeo copy, an oci-client program
 #   push  OCI layout -> registry (a new repository every run) : our copy example, skopeo copy
-#   limits: openssl speed sha256, curl of one blob to /dev/null, disk write (dd + fdatasync)
+#   limits: openssl speed sha256, curl of one blob to /dev/null, disk write (4 parallel dd + fdatasync)
 # Needs: docker-registry skopeo jq curl openssl time (Debian packages), cargo.
 # Usage: scripts/bench-e2e.sh [RUNS]
 set -euo pipefail
@@ -41,16 +42,20 @@ for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 &&
 reg=127.0.0.1:$port
 
 # --- images as OCI layouts, pushed once with skopeo ------------------------------------------
-# make_layout DIR TAG LAYERS BYTES_PER_LAYER: random (incompressible) layer blobs.
+# make_layout DIR TAG LAYERS BYTES_PER_LAYER: layers are gzip streams of random bytes, so they
+# are incompressible, and skopeo (which gzips any layer it finds uncompressed before a registry
+# push) moves them as they are, like the other tools: every tool moves the same bytes.
 make_layout() {
-  local dir=$1 tag=$2 n=$3 size=$4 layers="" diffs="" i d
+  local dir=$1 tag=$2 n=$3 size=$4 layers="" diffs="" i d u lsize
   mkdir -p "$dir/blobs/sha256"
   echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"
   for i in $(seq "$n"); do
-    head -c "$size" /dev/urandom > "$dir/tmp"
-    d=$(sha256sum "$dir/tmp" | cut -d' ' -f1); mv "$dir/tmp" "$dir/blobs/sha256/$d"
-    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"sha256:$d\",\"size\":$size}"
-    diffs+="${diffs:+,}\"sha256:$d\""
+    head -c "$size" /dev/urandom > "$dir/raw"
+    u=$(sha256sum "$dir/raw" | cut -d' ' -f1)
+    gzip -1 -n -c "$dir/raw" > "$dir/tmp"; rm "$dir/raw"
+    d=$(sha256sum "$dir/tmp" | cut -d' ' -f1); lsize=$(stat -c %s "$dir/tmp"); mv "$dir/tmp" "$dir/blobs/sha256/$d"
+    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$d\",\"size\":$lsize}"
+    diffs+="${diffs:+,}\"sha256:$u\""
   done
   printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}' "$diffs" > "$dir/tmp"
   local cd cs; cd=$(sha256sum "$dir/tmp" | cut -d' ' -f1); cs=$(stat -c %s "$dir/tmp"); mv "$dir/tmp" "$dir/blobs/sha256/$cd"
@@ -66,7 +71,18 @@ for img in big small50; do
   clear_skopeo_cache
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/$img:latest" "docker://$reg/$img:latest"
 done
-big_bytes=$((4 * (256 << 20))); small_bytes=$((50 * (64 << 10)))
+layers_bytes() { local m; m=$(jq -r '.manifests[0].digest' "$1/index.json" | cut -d: -f2); jq '[.layers[].size] | add' "$1/blobs/sha256/$m"; }
+big_bytes=$(layers_bytes "$work/big"); small_bytes=$(layers_bytes "$work/small50")
+
+# --- limits (measured first: a broken setup fails before the long runs) ----------------------
+sha=$(openssl speed -bytes 1048576 -seconds 3 sha256 2>/dev/null | awk '/^sha256/ {v=$NF; sub(/k$/,"",v); printf "%d", v*1000/1000000}')
+blob=$(jq -r '.layers[0].digest' "$work/big/blobs/sha256/$(jq -r '.manifests[0].digest' "$work/big/index.json" | cut -d: -f2)")
+blob_size=$(stat -c %s "$work/big/blobs/sha256/${blob#sha256:}")
+curl -fsS -o /dev/null "http://$reg/v2/big/blobs/$blob"   # warm: the registry reads from the page cache
+read -r curl_s curl_size <<<"$(curl -fsSL -o /dev/null -w '%{time_total} %{size_download}' "http://$reg/v2/big/blobs/$blob")"
+[ "$curl_size" -eq "$blob_size" ] || { echo "curl fetched $curl_size bytes of $blob, not $blob_size" >&2; exit 1; }
+# Four writers at once, each 256 MiB then fdatasync: the pattern of a 4-layer pull.
+disk_s=$( { /usr/bin/time -f "%e" sh -c 'for i in 1 2 3 4; do dd if=/dev/zero of="$0.$i" bs=1M count=256 conv=fdatasync status=none & done; wait' "$work/dd"; } 2>&1 | tail -1 ); rm -f "$work"/dd.*
 
 # --- measurement helpers ----------------------------------------------------------------------
 # measure NAME CMD...: runs CMD under /usr/bin/time, appends "seconds rss_kib" to $work/NAME.
@@ -103,20 +119,14 @@ for i in $(seq "$runs"); do
 done
 rm -rf "$work/out"
 
-# --- limits ---------------------------------------------------------------------------------
-sha=$(openssl speed -bytes 1048576 -seconds 3 sha256 2>/dev/null | awk '/^sha256/ {v=$NF; sub(/k$/,"",v); printf "%d", v*1000/1000000}')
-blob=$(jq -r '.layers[0].digest' "$work/big/blobs/sha256/$(jq -r '.manifests[0].digest' "$work/big/index.json" | cut -d: -f2)")
-curl -fsS -o /dev/null "http://$reg/v2/big/blobs/$blob"   # warm: the registry reads from the page cache
-read -r curl_s curl_size <<<"$(curl -fsSL -o /dev/null -w '%{time_total} %{size_download}' "http://$reg/v2/big/blobs/$blob")"
-[ "$curl_size" -eq $((256 << 20)) ] || { echo "curl fetched $curl_size bytes of $blob, not 256 MiB" >&2; exit 1; }
-curl_mbps=$(mbps $((256 << 20)) "$curl_s")
-disk_s=$( { /usr/bin/time -f "%e" dd if=/dev/zero of="$work/dd" bs=1M count=1024 conv=fdatasync status=none; } 2>&1 | tail -1 ); rm -f "$work/dd"
+# --- results --------------------------------------------------------------------------------
+curl_mbps=$(mbps "$blob_size" "$curl_s")
 disk_mbps=$(mbps $((1 << 30)) "$disk_s")
 limit=$(printf '%s\n' "$sha" "$curl_mbps" "$disk_mbps" | sort -n | head -1)
 
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem/ {print $2}') GiB; $runs alternating runs each"
-echo "limits: sha256 ${sha} MB/s (openssl speed, 1 MiB blocks), loopback HTTP ${curl_mbps} MB/s (curl one 256 MiB blob), disk write ${disk_mbps} MB/s (dd 1 GiB + fdatasync) => min ${limit} MB/s"
+echo "limits: sha256 ${sha} MB/s (openssl speed, 1 MiB blocks), loopback HTTP ${curl_mbps} MB/s (curl one $((blob_size >> 20)) MiB blob), disk write ${disk_mbps} MB/s (4 parallel dd of 256 MiB + fdatasync) => min ${limit} MB/s"
 echo
 echo "| transfer | tool | median s (min-max) | MB/s | peak RSS MiB | our speed-up (tool time / our time) |"
 echo "|---|---|---|---|---|---|"

@@ -15,7 +15,7 @@ use crate::error::{Result, StoreError};
 use crate::traits::{BlobWriter, PushOutcome};
 
 /// Bytes collected before they are hashed and written in one blocking step.
-const FLUSH_AT: usize = 16 << 20;
+const FLUSH_AT: usize = 4 << 20;
 
 /// Writes to `.oci-rs/ingests/<hash of key>/data`, holding that ingest's lock file.
 pub(crate) struct LayoutWriter {
