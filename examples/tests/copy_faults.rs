@@ -106,3 +106,54 @@ async fn phantom_blobs_are_found_and_uploaded_again() {
     assert_eq!(repo.resolve("v1").await.unwrap().digest, *index.digest());
     assert_eq!(complete(&repo, "v1").await, 11);
 }
+
+/// A copy does not hash at the source (the destination's writer hashes every byte before it
+/// makes anything visible): corrupted blob bodies from a registry still fail with a digest
+/// mismatch naming both digests, and nothing of the image, not even its tag, appears in a
+/// memory or a layout destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_blobs_never_become_visible_at_the_destination() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let repo = client(&reg.addr)
+        .repository_by_name(&reg.addr, "corrupt/app")
+        .unwrap();
+    let src = LayoutStore::open(sample::committed_path()).await.unwrap();
+    copy(&src, "sample", &repo, Some("v1"), &CopyOptions::default())
+        .await
+        .unwrap();
+    let root = src.resolve("sample").await.unwrap();
+    let graph = walk(&src, &root, 8).await.unwrap();
+    reg.state().faults.corrupt_blobs = true;
+
+    let dir = std::env::temp_dir().join(format!("oci-rs-corrupt-{}", std::process::id()));
+    let layout = LayoutStore::open_with(&dir, &oci_store::LayoutOptions::create())
+        .await
+        .unwrap();
+    let memory = MemoryStore::new();
+    let opts = CopyOptions::default().with_retries(1, Duration::from_millis(1));
+    for (name, dst) in [
+        ("memory", &memory as &dyn oci_store::Store),
+        ("layout", &layout as &dyn oci_store::Store),
+    ] {
+        let err = copy(&repo, "v1", dst, Some("v1"), &opts)
+            .await
+            .expect_err("corrupted blobs must fail the copy");
+        let chain = oci_store::error_chain(&err);
+        assert!(chain.contains("digest mismatch"), "{name}: {chain}");
+        assert!(
+            dst.tags().await.unwrap().is_empty(),
+            "{name}: a tag was written"
+        );
+        for d in &graph {
+            if !d.is_manifest() {
+                assert_eq!(
+                    dst.stat(&d.digest).await.unwrap(),
+                    None,
+                    "{name}: {} is visible",
+                    d.digest
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

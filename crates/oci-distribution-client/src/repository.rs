@@ -469,10 +469,27 @@ impl Repository {
         {
             return Ok(self.fetch_blob_parallel(desc, p.part_size, p.concurrency));
         }
-        let verifier = Verifier::new(desc.digest.clone(), desc.size);
+        self.fetch_blob_checked(Check::Verify(Verifier::new(desc.digest.clone(), desc.size)))
+            .await
+    }
+
+    /// Like [`fetch_blob`](Repository::fetch_blob), with the same resumption after a dropped
+    /// connection and the same size checks, but **without hashing**: for a caller that hashes
+    /// every byte itself, such as a store's writer (what `oci_store::copy` does through
+    /// `ReadStore::fetch_unverified`). Never treat its bytes as verified.
+    pub async fn fetch_blob_unverified(&self, desc: &Descriptor) -> Result<ByteStream, Error> {
+        let check = Check::Size {
+            expected: desc.digest.clone(),
+            size: desc.size,
+            received: 0,
+        };
+        self.fetch_blob_checked(check).await
+    }
+
+    async fn fetch_blob_checked(&self, check: Check) -> Result<ByteStream, Error> {
         let mut state = FetchState {
             repo: self.clone(),
-            verifier,
+            check,
             body: None,
             skip: 0,
             failures: 0,
@@ -1399,10 +1416,79 @@ pub(crate) fn paginate(
     })
 }
 
-/// State of a resuming, verifying blob download.
+/// What a download checks as it streams.
+enum Check {
+    /// Size and digest: a verified stream.
+    Verify(Verifier),
+    /// Size only, for a caller that hashes every byte itself (a store's writer).
+    Size {
+        expected: oci_digest::Digest,
+        size: u64,
+        received: u64,
+    },
+}
+
+impl Check {
+    fn expected(&self) -> &oci_digest::Digest {
+        match self {
+            Check::Verify(v) => v.expected(),
+            Check::Size { expected, .. } => expected,
+        }
+    }
+
+    fn expected_size(&self) -> u64 {
+        match self {
+            Check::Verify(v) => v.expected_size(),
+            Check::Size { size, .. } => *size,
+        }
+    }
+
+    fn received(&self) -> u64 {
+        match self {
+            Check::Verify(v) => v.received(),
+            Check::Size { received, .. } => *received,
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.expected_size() - self.received()
+    }
+
+    fn update(&mut self, chunk: &[u8]) -> Result<(), oci_digest::VerifyError> {
+        match self {
+            Check::Verify(v) => v.update(chunk),
+            Check::Size {
+                expected,
+                size,
+                received,
+            } => {
+                let after = *received + chunk.len() as u64;
+                if after > *size {
+                    return Err(oci_digest::VerifyError::TooLong {
+                        expected: expected.clone(),
+                        expected_size: *size,
+                        received: after,
+                    });
+                }
+                *received = after;
+                Ok(())
+            }
+        }
+    }
+
+    /// At the end of the body: the full size arrived (and, when verifying, the digest matched).
+    fn finish(&self) -> Result<(), oci_digest::VerifyError> {
+        match self {
+            Check::Verify(v) => v.finish().map(drop),
+            Check::Size { .. } => Ok(()),
+        }
+    }
+}
+
+/// State of a resuming blob download (verifying, or size-checked for a caller that verifies).
 struct FetchState {
     repo: Repository,
-    verifier: Verifier,
+    check: Check,
     body: Option<Response>,
     /// Bytes to drop from the start of the current body (a server that ignored our Range).
     skip: u64,
@@ -1414,16 +1500,14 @@ impl FetchState {
     fn verify_error(&self, source: oci_digest::VerifyError) -> Error {
         Error::Verify {
             repository: self.repo.name.clone(),
-            digest: self.verifier.expected().clone(),
+            digest: self.check.expected().clone(),
             source,
         }
     }
 
     async fn open(&mut self) -> Result<(), Error> {
-        let from = self.verifier.received();
-        let url = self
-            .repo
-            .url(&format!("blobs/{}", self.verifier.expected()))?;
+        let from = self.check.received();
+        let url = self.repo.url(&format!("blobs/{}", self.check.expected()))?;
         let mut req = Req::new(Method::GET, url.clone());
         if from > 0 {
             req = req.header(header::RANGE, &format!("bytes={from}-"));
@@ -1467,7 +1551,7 @@ impl FetchState {
                             continue;
                         }
                     }
-                    if let Err(e) = self.verifier.update(&chunk) {
+                    if let Err(e) = self.check.update(&chunk) {
                         self.done = true;
                         return Some(Err(self.verify_error(e)));
                     }
@@ -1475,20 +1559,20 @@ impl FetchState {
                     return Some(Ok(chunk));
                 }
                 Ok(None) => {
-                    if self.verifier.remaining() == 0 {
+                    if self.check.remaining() == 0 {
                         self.done = true;
-                        return match self.verifier.finish() {
+                        return match self.check.finish() {
                             Ok(_) => None,
                             Err(e) => Some(Err(self.verify_error(e))),
                         };
                     }
                     Error::Verify {
                         repository: self.repo.name.clone(),
-                        digest: self.verifier.expected().clone(),
+                        digest: self.check.expected().clone(),
                         source: oci_digest::VerifyError::TooShort {
-                            expected: self.verifier.expected().clone(),
-                            expected_size: self.verifier.expected_size(),
-                            received: self.verifier.received(),
+                            expected: self.check.expected().clone(),
+                            expected_size: self.check.expected_size(),
+                            received: self.check.received(),
                         },
                     }
                 }
@@ -1506,8 +1590,8 @@ impl FetchState {
                 return Some(Err(failure));
             }
             warn!(
-                digest = %self.verifier.expected(),
-                received = self.verifier.received(),
+                digest = %self.check.expected(),
+                received = self.check.received(),
                 error = %failure,
                 "blob download interrupted; resuming with a Range request"
             );

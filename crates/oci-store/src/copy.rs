@@ -1355,7 +1355,8 @@ where
                     desc: desc.clone(),
                     resumed_from: 0,
                 });
-                let stream = self.counted(&desc, self.src.fetch(&node.src).await?);
+                // The destination's push verifies every byte: no second hash at the source.
+                let stream = self.counted(&desc, self.src.fetch_unverified(&node.src).await?);
                 self.dst.push(&desc, stream).await?;
                 return Ok(Done {
                     outcome: NodeOutcome::Copied,
@@ -1374,8 +1375,10 @@ where
         let mut sent = 0u64;
         self.add_done(resumed_from);
         let result: Result<()> = async {
+            // The writer verifies every byte at commit (as it does for a resumed range), so
+            // the source need not hash them too.
             let mut stream = if resumed_from == 0 {
-                self.src.fetch(&node.src).await?
+                self.src.fetch_unverified(&node.src).await?
             } else if resumed_from < desc.size {
                 debug!(digest = %desc.digest, offset = resumed_from, "resuming an interrupted transfer");
                 self.src

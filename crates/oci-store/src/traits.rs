@@ -182,6 +182,17 @@ pub trait ReadStore: Send + Sync {
     /// [`oci_digest::Verifier`] the range). A range past the end is cut to the content's size.
     async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream>;
 
+    /// Streams the whole content named by `desc` **without** hashing it here, for a caller that
+    /// verifies every byte itself, such as a store's writer or [`WriteStore::push`] (that is
+    /// what [`copy`](crate::copy()) does: the destination's verification is the one that makes
+    /// content visible, so hashing the same bytes at the source too would only cost a core).
+    ///
+    /// Stores that can skip their own hashing override this (the size may still be checked);
+    /// the default is [`fetch`](ReadStore::fetch), verified.
+    async fn fetch_unverified(&self, desc: &Descriptor) -> Result<BlobStream> {
+        self.fetch(desc).await
+    }
+
     /// Fetches small content into memory, verified, refusing content whose descriptor is larger
     /// than `limit` bytes before reading anything.
     async fn fetch_bytes(&self, desc: &Descriptor, limit: u64) -> Result<Bytes> {
