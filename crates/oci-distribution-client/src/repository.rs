@@ -469,8 +469,11 @@ impl Repository {
         {
             return Ok(self.fetch_blob_parallel(desc, p.part_size, p.concurrency));
         }
-        self.fetch_blob_checked(Check::Verify(Verifier::new(desc.digest.clone(), desc.size)))
-            .await
+        self.fetch_blob_checked(Check::Verify(Box::new(Verifier::new(
+            desc.digest.clone(),
+            desc.size,
+        ))))
+        .await
     }
 
     /// Like [`fetch_blob`](Repository::fetch_blob), with the same resumption after a dropped
@@ -1418,8 +1421,8 @@ pub(crate) fn paginate(
 
 /// What a download checks as it streams.
 enum Check {
-    /// Size and digest: a verified stream.
-    Verify(Verifier),
+    /// Size and digest: a verified stream (boxed: the hash state is large).
+    Verify(Box<Verifier>),
     /// Size only, for a caller that hashes every byte itself (a store's writer).
     Size {
         expected: oci_digest::Digest,
