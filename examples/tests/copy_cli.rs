@@ -5,27 +5,14 @@
 //! `cargo test` builds the examples before running tests; the binaries are found next to the
 //! test executable (`target/<profile>/examples/NAME`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use oci_examples::sample;
 use oci_manifest::Manifest;
 use oci_store::{FsckOptions, LayoutStore, ManagedStore, ReadStore, TagStore, walk};
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -45,7 +32,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn run_in(dir: &Path, name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
+    Command::new(common::example(name))
         .current_dir(dir)
         .args(args)
         .output()

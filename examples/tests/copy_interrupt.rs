@@ -7,8 +7,10 @@
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
 
+mod common;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,22 +24,6 @@ use registry::{TestRegistry, require_tool, temp_dir};
 
 const LAYER: u64 = 96 << 20;
 const LAYERS: usize = 3;
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -145,7 +131,7 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
     };
 
     // First run: Ctrl-C (SIGINT) at about 15 %: a clean cancel, exit 130, no tag.
-    let mut child = Command::new(example("copy"))
+    let mut child = Command::new(common::example("copy"))
         .args(["--plain-http", "--jobs", "2", &image, &target])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -166,7 +152,7 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
     );
 
     // Second run: SIGKILL at about 40 % (blobs and ingests on disk).
-    let mut child = Command::new(example("copy"))
+    let mut child = Command::new(common::example("copy"))
         .args(["--plain-http", "--jobs", "2", &image, &target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -190,7 +176,7 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
         "the interrupted transfer left a resumable ingest"
     );
 
-    let out = Command::new(example("copy"))
+    let out = Command::new(common::example("copy"))
         .args(["--plain-http", &image, &target])
         .output()
         .unwrap();

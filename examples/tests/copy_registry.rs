@@ -5,6 +5,7 @@
 //!
 //! The registry harness is the client crate's (`docker-registry` on a free 127.0.0.1 port).
 
+mod common;
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
 
@@ -384,19 +385,7 @@ fn stale_registry_lies_are_found_and_repaired_with_verify_existing() {
 #[test]
 fn copy_example_pushes_and_pulls_with_a_registry() {
     let reg = TestRegistry::start();
-    let bin = {
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("examples")
-            .join("copy")
-    };
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
+    let bin = common::example("copy");
     let dir = temp_dir("cli-registry");
     let src = format!("oci:{}:sample", sample::committed_path().display());
     let dst = format!("docker://{}/cli/app:v1", reg.addr);
@@ -533,18 +522,7 @@ fn referrers_travel_with_the_image_through_the_tag_schema() {
 #[test]
 fn sync_example_mirrors_between_layouts_and_a_registry() {
     let reg = TestRegistry::start();
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
+    let bin = common::example("sync");
     let dir = temp_dir("sync-registry");
     let sample = sample::committed_path();
     let r = &reg.addr;

@@ -2,26 +2,13 @@
 //!
 //! `cargo test` builds the examples before running tests; this finds the binary next to the
 //! test executable (`target/<profile>/examples/digest`).
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(example("digest"))
+    Command::new(common::example("digest"))
         .args(args)
         .output()
         .expect("runs")

@@ -5,7 +5,9 @@
 //! The binaries are found next to the test executable (`target/<profile>/examples/NAME`),
 //! built by `cargo test` before the tests run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use bytes::Bytes;
@@ -13,24 +15,8 @@ use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::{Descriptor, media_types};
 use oci_store::{LayoutOptions, LayoutStore, ReadStore, TagStore, WriteStore};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .join("examples")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 fn run(name: &str, args: &[&str]) -> (i32, String, String) {
-    let out: Output = Command::new(example(name))
+    let out: Output = Command::new(common::example(name))
         .args(args)
         .output()
         .expect("runs");

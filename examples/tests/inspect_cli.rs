@@ -2,29 +2,16 @@
 //! tree and JSON output, tag selection, and every exit status.
 //!
 //! Needs `umoci` and `skopeo` (`apt-get install umoci skopeo`).
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use oci_digest::Algorithm;
 use serde_json::{Value, json};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 fn inspect(args: &[&str]) -> Output {
-    Command::new(example("inspect"))
+    Command::new(common::example("inspect"))
         .args(args)
         .output()
         .expect("runs")
