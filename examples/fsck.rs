@@ -14,6 +14,7 @@
 use std::process::ExitCode;
 
 use oci_examples::fail;
+use oci_examples::transport::Endpoint;
 use oci_store::{FsckOptions, LayoutStore, ManagedStore};
 
 const PROGRAM: &str = "fsck";
@@ -29,9 +30,9 @@ fn main() -> ExitCode {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            p if path.is_none() && !p.starts_with('-') => match p.strip_prefix("oci:") {
-                Some(p) if !p.is_empty() => path = Some(p.to_owned()),
-                _ => return fail(PROGRAM, 2, format!("expected oci:PATH, got {p:?}\n{USAGE}")),
+            p if path.is_none() && !p.starts_with('-') => match Endpoint::layout_dir(p) {
+                Ok(dir) => path = Some(dir),
+                Err(e) => return fail(PROGRAM, 2, format!("{e}\n{USAGE}")),
             },
             _ => return fail(PROGRAM, 2, USAGE),
         }

@@ -62,6 +62,32 @@ impl fmt::Display for BadEndpoint {
 impl std::error::Error for BadEndpoint {}
 
 impl Endpoint {
+    /// Parses `oci:PATH` naming a whole layout (for gc, fsck): no tag, no digest, no registry.
+    ///
+    /// ```
+    /// use oci_examples::transport::Endpoint;
+    /// assert_eq!(Endpoint::layout_dir("oci:./store").unwrap(), std::path::PathBuf::from("./store"));
+    /// assert!(Endpoint::layout_dir("oci:./store:v1").is_err());
+    /// assert!(Endpoint::layout_dir("docker://r.example/a").is_err());
+    /// ```
+    pub fn layout_dir(input: &str) -> Result<PathBuf, String> {
+        match Endpoint::parse(input) {
+            Ok(Endpoint::Layout {
+                path,
+                reference: None,
+            }) => Ok(path),
+            Ok(Endpoint::Layout {
+                reference: Some(_), ..
+            }) => Err(format!(
+                "expected oci:PATH of a whole layout, without a tag or digest, got {input:?}"
+            )),
+            Ok(Endpoint::Registry { .. }) => {
+                Err(format!("expected oci:PATH, got a registry: {input:?}"))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Parses `oci:PATH[:TAG|@DIGEST]` or `docker://REGISTRY/REPO[:TAG|@DIGEST]`.
     ///
     /// ```
