@@ -13,6 +13,7 @@ command -v umoci >/dev/null || pkgs+=(umoci)
 command -v jq >/dev/null || pkgs+=(jq)
 command -v htpasswd >/dev/null || pkgs+=(apache2-utils)
 command -v openssl >/dev/null || pkgs+=(openssl)
+command -v fincore >/dev/null || pkgs+=(util-linux-extra)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing: ${pkgs[*]}"
   sudo_cmd=""

@@ -56,6 +56,19 @@ const READ_CHUNK: usize = 1 << 20;
 pub struct LayoutOptions {
     /// Create the layout (directory, `oci-layout`, empty `index.json`) when it does not exist.
     pub create: bool,
+    /// Write blob data through the page cache only. By default (`false`), on Linux, the
+    /// block-aligned bulk of each blob is written with `O_DIRECT` where the file system accepts
+    /// it (tmpfs does not, and gets the page cache): the fsync before a blob becomes visible then
+    /// has little left to write back, and a large pull does not spend its CPU on page-cache
+    /// bookkeeping. Set this when the blobs are read again right after they are written and
+    /// should be served from memory.
+    ///
+    /// ```
+    /// let mut options = oci_store::LayoutOptions::create();
+    /// options.buffered_writes = true;
+    /// assert!(options.create && options.buffered_writes);
+    /// ```
+    pub buffered_writes: bool,
 }
 
 impl LayoutOptions {
@@ -65,7 +78,10 @@ impl LayoutOptions {
     /// assert!(oci_store::LayoutOptions::create().create);
     /// ```
     pub fn create() -> Self {
-        LayoutOptions { create: true }
+        LayoutOptions {
+            create: true,
+            ..LayoutOptions::default()
+        }
     }
 }
 
@@ -126,6 +142,8 @@ struct Inner {
     state: PathBuf,
     cache: NodeCache,
     listing: Mutex<Option<Arc<Listing>>>,
+    /// Bulk blob data is written with `O_DIRECT` where possible.
+    direct_io: bool,
 }
 
 /// A listing of `blobs/`, reusable while the blob directories do not change.
@@ -177,6 +195,7 @@ impl LayoutStore {
                 state,
                 cache: NodeCache::default(),
                 listing: Mutex::new(None),
+                direct_io: !options.buffered_writes,
             }),
             lease: None,
         })
@@ -226,6 +245,11 @@ impl LayoutStore {
             mkdirs(&state.join(d))?;
         }
         Ok(())
+    }
+
+    /// Whether blob writers try `O_DIRECT` ([`LayoutOptions::buffered_writes`] not set).
+    pub(crate) fn direct_io(&self) -> bool {
+        self.inner.direct_io
     }
 
     /// The layout's directory.

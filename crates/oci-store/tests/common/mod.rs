@@ -16,8 +16,13 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
+        Self::new_in(&std::env::temp_dir(), name)
+    }
+    /// A fresh directory under `base` (another file system than the temporary directory's).
+    #[allow(dead_code)]
+    pub fn new_in(base: &Path, name: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
+        let p = base.join(format!(
             "oci-store-test-{name}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
