@@ -8,8 +8,7 @@
 //! odd offset, the last bytes of the blob) goes through the page cache.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -145,6 +144,16 @@ fn plan(at: u64, len: usize, direct: bool, all: bool) -> (usize, usize, usize) {
     let blocks = (len - head) / ALIGN * ALIGN;
     let tail = if all { len - head - blocks } else { 0 };
     (head, blocks, tail)
+}
+
+/// Writes all of `bytes` at file offset `at` (seek, then write: portable, and each handle keeps
+/// its own position).
+fn write_all_at(mut file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    file.seek(io::SeekFrom::Start(at))?;
+    file.write_all(bytes)
 }
 
 /// Opens `path` for `O_DIRECT` writes; `None` where the platform or file system has no direct
@@ -400,13 +409,12 @@ fn write_batch(
     path: &std::path::Path,
 ) -> Result<()> {
     let put = |f: &File, from: usize, to: usize| {
-        f.write_all_at(&data[from..to], at + from as u64)
-            .map_err(ioe("write", path))
+        write_all_at(f, &data[from..to], at + from as u64).map_err(ioe("write", path))
     };
     put(file, 0, head)?;
     if blocks > 0 {
         let via_cache = match direct {
-            Some(d) => match d.write_all_at(&data[head..head + blocks], at + head as u64) {
+            Some(d) => match write_all_at(d, &data[head..head + blocks], at + head as u64) {
                 Ok(()) => false,
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                     tracing::debug!(path = %path.display(), error = %e, "direct write refused; writing through the page cache");
@@ -511,7 +519,7 @@ impl Drop for LayoutWriter {
             && let Some(io) = self.io.as_ref()
             && io.buf.len() > 0
         {
-            let _ = io.file.write_all_at(io.buf.data(), io.written);
+            let _ = write_all_at(&io.file, io.buf.data(), io.written);
         }
     }
 }
