@@ -81,7 +81,12 @@ impl Buffer {
     /// A buffer for bytes starting at file offset `at`, sized for a blob of `size` bytes (small
     /// blobs do not get a whole batch of memory).
     fn new(at: u64, size: u64) -> Buffer {
-        let room = usize::try_from(size.saturating_sub(at)).map_or(FLUSH_AT, |r| r.min(FLUSH_AT));
+        Self::with_capacity(at, size, FLUSH_AT)
+    }
+
+    /// As [`Buffer::new`], holding at most `capacity` bytes.
+    fn with_capacity(at: u64, size: u64, capacity: usize) -> Buffer {
+        let room = usize::try_from(size.saturating_sub(at)).map_or(capacity, |r| r.min(capacity));
         let mut mem = vec![0u8; room + 2 * ALIGN];
         let base = (ALIGN - mem.as_mut_ptr() as usize % ALIGN) % ALIGN;
         let start = (at % ALIGN as u64) as usize;
@@ -562,5 +567,67 @@ mod tests {
         }
         // A small blob gets a small buffer.
         assert!(Buffer::new(0, 10).mem.len() <= 10 + 2 * ALIGN);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The writer's bookkeeping, without the file system: pieces of any size pushed into the
+        /// buffer and flushed as `write` and `commit` do (a forced flush when full, all at the
+        /// end) put every byte at its offset exactly once, and every direct range is
+        /// block-aligned in the file and in memory and a whole number of blocks.
+        #[test]
+        fn buffered_pieces_land_once_and_direct_ranges_are_aligned(
+            start in 0u64..20_000,
+            pieces in proptest::collection::vec(1usize..120_000, 1..24),
+            capacity in 1usize..200_000,
+            direct in any::<bool>(),
+        ) {
+            let total: usize = pieces.iter().sum();
+            let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            let mut file = vec![None::<u8>; start as usize + total];
+            let mut buf = Buffer::with_capacity(start, start + total as u64, capacity);
+            let mut written = start;
+            let mut flush = |buf: &mut Buffer, written: &mut u64, all: bool| {
+                let len = buf.len();
+                let (head, blocks, tail) = plan(*written, len, direct, all || len < ALIGN);
+                let n = head + blocks + tail;
+                if blocks > 0 {
+                    let at = *written + head as u64;
+                    prop_assert_eq!(at % ALIGN as u64, 0);
+                    prop_assert_eq!(blocks % ALIGN, 0);
+                    prop_assert_eq!(buf.data()[head..].as_ptr() as usize % ALIGN, 0);
+                }
+                for (i, b) in buf.data()[..n].iter().enumerate() {
+                    let slot = &mut file[*written as usize + i];
+                    prop_assert!(slot.is_none(), "byte written twice");
+                    *slot = Some(*b);
+                }
+                buf.consume(n);
+                *written += n as u64;
+                Ok(())
+            };
+            let mut at = 0;
+            for p in pieces {
+                let mut rest = &data[at..at + p];
+                while !rest.is_empty() {
+                    let n = buf.push(rest);
+                    rest = &rest[n..];
+                    if buf.is_full() {
+                        flush(&mut buf, &mut written, false)?;
+                        prop_assert!(!buf.is_full() || rest.is_empty());
+                    }
+                }
+                at += p;
+            }
+            flush(&mut buf, &mut written, true)?;
+            prop_assert_eq!(buf.len(), 0);
+            prop_assert_eq!(written, start + total as u64);
+            let got: Vec<u8> = file[start as usize..].iter().map(|b| b.unwrap_or(0)).collect();
+            prop_assert!(file[start as usize..].iter().all(Option::is_some));
+            prop_assert_eq!(got, data);
+        }
     }
 }
