@@ -5,7 +5,8 @@
 //! the file system allows it: the data skips the page cache, so the fsync before the blob becomes
 //! visible has nothing left to write back, and a pull does not spend its CPU on page-cache
 //! bookkeeping (see BENCHMARKS.md). What is not block-aligned (the first bytes after a resume at an
-//! odd offset, the last bytes of the blob) goes through the page cache.
+//! odd offset, the last bytes of the blob) goes through the page cache, as does everything on a
+//! file system that refuses `O_DIRECT` (tmpfs before Linux 6.6, some FUSE file systems).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -35,8 +36,10 @@ pub(crate) struct LayoutWriter {
     key: String,
     expected: Descriptor,
     dir: PathBuf,
-    /// Held (locked) for the writer's life.
-    _lock: File,
+    /// Held (locked) for the writer's life, and by a blocking write still running after the
+    /// writer was dropped mid-flush (a cancelled `write`), so no other writer opens the ingest
+    /// while this one's bytes are still landing.
+    lock: Arc<File>,
     /// `None` only while a blocking step owns it (or after a failure).
     io: Option<Io>,
     /// Bytes accepted: on disk plus buffered.
@@ -86,6 +89,9 @@ impl Buffer {
 
     /// As [`Buffer::new`], holding at most `capacity` bytes.
     fn with_capacity(at: u64, size: u64, capacity: usize) -> Buffer {
+        // At least a block: what a flush leaves behind is less than a block, so a full buffer
+        // always has room again after a flush.
+        let capacity = capacity.max(ALIGN);
         let room = usize::try_from(size.saturating_sub(at)).map_or(capacity, |r| r.min(capacity));
         let mut mem = vec![0u8; room + 2 * ALIGN];
         let base = (ALIGN - mem.as_mut_ptr() as usize % ALIGN) % ALIGN;
@@ -162,7 +168,7 @@ fn write_all_at(mut file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
 }
 
 /// Opens `path` for `O_DIRECT` writes; `None` where the platform or file system has no direct
-/// I/O (tmpfs refuses the flag), and the page cache is used instead.
+/// I/O (tmpfs before Linux 6.6 refuses the flag), and the page cache is used instead.
 fn open_direct(path: &std::path::Path) -> Option<File> {
     #[cfg(target_os = "linux")]
     {
@@ -259,6 +265,12 @@ impl LayoutWriter {
         } else {
             None
         };
+        if direct.is_some() && offset > 0 {
+            // Bytes kept from an earlier writer may still be only in the page cache. A direct
+            // write extends the file's size on disk at once: after a power loss the size (and a
+            // saved hash state) could then cover bytes that never reached the disk.
+            file.sync_data().map_err(ioe("fsync", &data))?;
+        }
         let io = Io {
             file,
             direct,
@@ -271,7 +283,7 @@ impl LayoutWriter {
             key,
             expected,
             dir,
-            _lock: lock,
+            lock: Arc::new(lock),
             io: Some(io),
             offset,
             since_checkpoint: offset,
@@ -330,7 +342,9 @@ impl LayoutWriter {
             Ok((verifier, res))
         });
         let for_write = Arc::clone(&buf);
+        let held = Arc::clone(&self.lock);
         let writing = blocking(move || {
+            let _held = held;
             let res = write_batch(
                 &file,
                 &mut direct,
@@ -404,7 +418,8 @@ impl LayoutWriter {
 /// Writes `data` at file offset `at`: `head` bytes through the page cache, then `blocks` bytes
 /// with `O_DIRECT`, then the rest through the page cache. A file system that refuses a direct
 /// write (`EINVAL`: an alignment it does not accept) gets it through the page cache instead, and
-/// no more direct writes from this writer.
+/// no more direct writes from this writer. A head is fsynced before the blocks after it are
+/// written direct, so the file's size on disk never covers bytes still only in the page cache.
 fn write_batch(
     file: &File,
     direct: &mut Option<File>,
@@ -417,6 +432,9 @@ fn write_batch(
         write_all_at(f, &data[from..to], at + from as u64).map_err(ioe("write", path))
     };
     put(file, 0, head)?;
+    if head > 0 && blocks > 0 && direct.is_some() {
+        file.sync_data().map_err(ioe("fsync", path))?;
+    }
     if blocks > 0 {
         let via_cache = match direct {
             Some(d) => match write_all_at(d, &data[head..head + blocks], at + head as u64) {
@@ -567,6 +585,53 @@ mod tests {
         }
         // A small blob gets a small buffer.
         assert!(Buffer::new(0, 10).mem.len() <= 10 + 2 * ALIGN);
+        // A capacity below a block is raised to one: after a flush there is room again.
+        let mut b = Buffer::with_capacity(0, 100_000, 10);
+        assert_eq!(b.push(&[7; 5000]), ALIGN);
+        assert!(b.is_full());
+        b.consume(ALIGN);
+        assert!(!b.is_full());
+    }
+
+    /// A direct write the file system refuses (here: a length that is not a whole number of
+    /// blocks, which every block file system rejects with `EINVAL`) lands through the page
+    /// cache, and the writer stops trying.
+    #[test]
+    fn refused_direct_write_falls_back_to_the_page_cache() {
+        // Beside the test binary: on the build's disk, not a tmpfs.
+        let dir = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(format!("oci-store-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut direct = open_direct(&path);
+        assert!(
+            direct.is_some(),
+            "O_DIRECT refused at open under {}",
+            dir.display()
+        );
+        let mut buf = Buffer::new(0, 1 << 20);
+        let bytes: Vec<u8> = (0..2 * ALIGN + 1).map(|i| (i % 253) as u8).collect();
+        buf.push(&bytes);
+        let data = buf.data();
+        // Aligned in memory and in the file, but one byte more than two blocks.
+        write_batch(&file, &mut direct, data, 0, (0, data.len()), &path).unwrap();
+        assert!(
+            direct.is_none(),
+            "the file system under {} took a misaligned O_DIRECT write",
+            dir.display()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     use proptest::prelude::*;
@@ -582,7 +647,7 @@ mod tests {
         fn buffered_pieces_land_once_and_direct_ranges_are_aligned(
             start in 0u64..20_000,
             pieces in proptest::collection::vec(1usize..120_000, 1..24),
-            capacity in 1usize..200_000,
+            capacity in 1usize..200_000, // below a block too: raised to one
             direct in any::<bool>(),
         ) {
             let total: usize = pieces.iter().sum();
