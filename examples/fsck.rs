@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use oci_examples::fail;
 use oci_examples::transport::Endpoint;
-use oci_store::{FsckOptions, LayoutStore, ManagedStore};
+use oci_store::{FsckOptions, LayoutOptions, LayoutStore, ManagedStore};
 
 const PROGRAM: &str = "fsck";
 const USAGE: &str = "usage: fsck oci:PATH [--repair]";
@@ -48,7 +48,13 @@ fn main() -> ExitCode {
         Err(e) => return fail(PROGRAM, 3, e),
     };
     rt.block_on(async {
-        let report = match LayoutStore::open(&path).await {
+        // Only a repair changes the layout: a check works on read-only media too.
+        let open_options = if options.repair {
+            LayoutOptions::default()
+        } else {
+            LayoutOptions::read_only()
+        };
+        let report = match LayoutStore::open_with(&path, &open_options).await {
             Ok(store) => store.fsck(&options).await,
             Err(e) => Err(e),
         };

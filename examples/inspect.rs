@@ -25,7 +25,9 @@ use std::process::ExitCode;
 use oci_examples::fail;
 use oci_examples::transport::Endpoint;
 use oci_manifest::{Descriptor, ParseOptions, annotations, media_types};
-use oci_store::{LayoutStore, ReadStore, StoreError, TagStore, error_chain, resolve_reference};
+use oci_store::{
+    LayoutOptions, LayoutStore, ReadStore, StoreError, TagStore, error_chain, resolve_reference,
+};
 use serde::Serialize;
 
 const PROGRAM: &str = "inspect";
@@ -137,7 +139,7 @@ async fn run(reference: &str) -> Result<Node, Failure> {
         Ok(Endpoint::Registry { .. }) => return Err(not_oci()),
         Err(e) => return Err(Failure::Usage(format!("{e}\n{USAGE}"))),
     };
-    let store = LayoutStore::open(&path)
+    let store = LayoutStore::open_with(&path, &LayoutOptions::read_only())
         .await
         .map_err(|e| Failure::from_store(&e))?;
     let root = match name {

@@ -301,7 +301,8 @@ impl Opened {
     }
 }
 
-/// Opens the store of `endpoint` (a destination layout is created when missing).
+/// Opens the store of `endpoint`: a destination (`create`) layout is created when missing, a
+/// source layout is opened read-only (nothing in it is created or changed).
 ///
 /// # Errors
 /// Store errors naming the path; reference errors naming the reference.
@@ -311,7 +312,7 @@ pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Op
             let opts = if create {
                 LayoutOptions::create()
             } else {
-                LayoutOptions::default()
+                LayoutOptions::read_only()
             };
             let store = LayoutStore::open_with(path, &opts)
                 .await

@@ -173,6 +173,16 @@ pub enum StoreError {
         /// What is missing.
         reason: &'static str,
     },
+    /// The layout was opened read-only
+    /// ([`LayoutOptions::read_only`](crate::LayoutOptions::read_only)) and the operation would
+    /// change it.
+    #[error("{operation} refused: {} was opened read-only", path.display())]
+    ReadOnly {
+        /// The layout's directory.
+        path: PathBuf,
+        /// What was refused ("push", "tag", "gc", ...).
+        operation: &'static str,
+    },
     /// A file system operation failed.
     #[error("{op} {}", path.display())]
     Io {

@@ -58,7 +58,7 @@ pub struct LayoutOptions {
     pub create: bool,
     /// Write blob data through the page cache only. By default (`false`), on Linux, the
     /// block-aligned bulk of each blob is written with `O_DIRECT` where the file system accepts
-    /// it (tmpfs does not, and gets the page cache): the fsync before a blob becomes visible then
+    /// it (file systems that refuse it, such as tmpfs before Linux 6.6, get the page cache): the fsync before a blob becomes visible then
     /// has little left to write back, and a large pull does not spend its CPU on page-cache
     /// bookkeeping. Set this when the blobs are read again right after they are written and
     /// should be served from memory.
@@ -69,6 +69,27 @@ pub struct LayoutOptions {
     /// assert!(options.create && options.buffered_writes);
     /// ```
     pub buffered_writes: bool,
+    /// Open for reading only: nothing in the directory is created or changed (not even this
+    /// crate's own [`STATE_DIR`]), so a layout on read-only media, or one another tool owns, can
+    /// be read, inspected and checked with [`fsck`](crate::ManagedStore::fsck) (without repair).
+    /// Every operation that would change it fails with [`StoreError::ReadOnly`]. Reads take no
+    /// locks: a collection running in another process at the same time can make a read fail
+    /// with [`StoreError::NotFound`], never return wrong bytes (reads are verified).
+    ///
+    /// ```
+    /// use oci_store::{LayoutOptions, LayoutStore, TagStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("oci-store-doc-ro-{}", std::process::id()));
+    /// # LayoutStore::open_with(&dir, &LayoutOptions::create()).await?;
+    /// let store = LayoutStore::open_with(&dir, &LayoutOptions::read_only()).await?;
+    /// assert!(store.tags().await?.is_empty());
+    /// let desc = oci_manifest::Descriptor::new("text/plain", oci_digest::Algorithm::Sha256.hash(b"x"), 1);
+    /// assert!(matches!(store.tag(&desc, "v1").await, Err(oci_store::StoreError::ReadOnly { .. })));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub read_only: bool,
 }
 
 impl LayoutOptions {
@@ -80,6 +101,20 @@ impl LayoutOptions {
     pub fn create() -> Self {
         LayoutOptions {
             create: true,
+            ..LayoutOptions::default()
+        }
+    }
+
+    /// Options that open an existing layout for reading only (see
+    /// [`LayoutOptions::read_only`](LayoutOptions#structfield.read_only)).
+    ///
+    /// ```
+    /// let options = oci_store::LayoutOptions::read_only();
+    /// assert!(options.read_only && !options.create);
+    /// ```
+    pub fn read_only() -> Self {
+        LayoutOptions {
+            read_only: true,
             ..LayoutOptions::default()
         }
     }
@@ -144,6 +179,8 @@ struct Inner {
     listing: Mutex<Option<Arc<Listing>>>,
     /// Bulk blob data is written with `O_DIRECT` where possible.
     direct_io: bool,
+    /// Opened with [`LayoutOptions::read_only`].
+    read_only: bool,
 }
 
 /// A listing of `blobs/`, reusable while the blob directories do not change.
@@ -185,9 +222,15 @@ impl LayoutStore {
     /// Opens a layout, creating it with [`LayoutOptions::create`].
     pub async fn open_with(path: impl AsRef<Path>, options: &LayoutOptions) -> Result<LayoutStore> {
         let root = path.as_ref().to_owned();
-        let create = options.create;
+        let (create, read_only) = (options.create, options.read_only);
+        if create && read_only {
+            return Err(StoreError::ReadOnly {
+                path: root,
+                operation: "create",
+            });
+        }
         let r = root.clone();
-        blocking(move || Self::open_blocking(&r, create)).await?;
+        blocking(move || Self::open_blocking(&r, create, read_only)).await?;
         let state = root.join(STATE_DIR);
         Ok(LayoutStore {
             inner: Arc::new(Inner {
@@ -196,12 +239,13 @@ impl LayoutStore {
                 cache: NodeCache::default(),
                 listing: Mutex::new(None),
                 direct_io: !options.buffered_writes,
+                read_only,
             }),
             lease: None,
         })
     }
 
-    fn open_blocking(root: &Path, create: bool) -> Result<()> {
+    fn open_blocking(root: &Path, create: bool, read_only: bool) -> Result<()> {
         let marker = root.join("oci-layout");
         let index = root.join("index.json");
         let state = root.join(STATE_DIR);
@@ -241,8 +285,21 @@ impl LayoutStore {
                 });
             }
         }
-        for d in ["tmp", "ingests", "leases"] {
-            mkdirs(&state.join(d))?;
+        if !read_only {
+            for d in ["tmp", "ingests", "leases"] {
+                mkdirs(&state.join(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Err(ReadOnly)` when the layout was opened read-only and `operation` would change it.
+    fn writable(&self, operation: &'static str) -> Result<()> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.inner.root.clone(),
+                operation,
+            });
         }
         Ok(())
     }
@@ -295,8 +352,13 @@ impl LayoutStore {
         )
     }
 
-    fn lock(&self, exclusive: bool) -> Result<LockGuard> {
-        lock_store(&self.inner.state, exclusive)
+    /// The store-wide lock; none when read-only (its lock files would be changes, and nothing
+    /// that needs a lock for a change can run).
+    fn lock(&self, exclusive: bool) -> Result<Option<LockGuard>> {
+        if self.inner.read_only {
+            return Ok(None);
+        }
+        lock_store(&self.inner.state, exclusive).map(Some)
     }
 
     fn read_index(&self) -> Result<IndexFile> {
@@ -831,6 +893,7 @@ impl ReadStore for LayoutStore {
             match &s.lease {
                 None => size(&path),
                 Some(lease) => {
+                    s.writable("pin content to a lease")?;
                     // Pin under the lock so a collection cannot run between "exists" and "pinned".
                     let _g = s.lock(false)?;
                     let found = size(&path)?;
@@ -929,6 +992,7 @@ impl WriteStore for LayoutStore {
     }
 
     async fn abort_ingest(&self, key: &str) -> Result<()> {
+        self.writable("abort an ingest")?;
         validate_ingest_key(key)?;
         let dir = self.ingest_dir(key);
         let key = key.to_owned();
@@ -946,6 +1010,7 @@ impl WriteStore for LayoutStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
+        self.writable("delete")?;
         let s = self.clone();
         let d = digest.clone();
         blocking(move || {
@@ -970,6 +1035,7 @@ impl LayoutStore {
         desc: &Descriptor,
         durable: bool,
     ) -> Result<LayoutWriter> {
+        self.writable("write a blob")?;
         validate_ingest_key(key)?;
         let s = self.clone();
         let key = key.to_owned();
@@ -1032,6 +1098,7 @@ impl TagStore for LayoutStore {
     }
 
     async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+        self.writable("tag")?;
         validate_tag(tag)?;
         let s = self.clone();
         let tag = tag.to_owned();
@@ -1055,6 +1122,7 @@ impl TagStore for LayoutStore {
     }
 
     async fn untag(&self, tag: &str) -> Result<()> {
+        self.writable("untag")?;
         let s = self.clone();
         let tag = tag.to_owned();
         blocking(move || {
@@ -1077,6 +1145,7 @@ impl TagStore for LayoutStore {
 #[async_trait]
 impl ManagedStore for LayoutStore {
     async fn create_lease(&self, ttl: Duration) -> Result<Lease> {
+        self.writable("create a lease")?;
         let s = self.clone();
         blocking(move || {
             let id = new_id("lease-");
@@ -1096,6 +1165,7 @@ impl ManagedStore for LayoutStore {
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        self.writable("renew a lease")?;
         let s = self.clone();
         let id = lease.id().to_owned();
         blocking(move || {
@@ -1116,6 +1186,7 @@ impl ManagedStore for LayoutStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.writable("release a lease")?;
         let s = self.clone();
         let id = lease.id().to_owned();
         blocking(move || {
@@ -1153,12 +1224,16 @@ impl ManagedStore for LayoutStore {
     }
 
     async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        self.writable("gc")?;
         let s = self.clone();
         let o = options.clone();
         blocking(move || s.gc_blocking(&o)).await
     }
 
     async fn fsck(&self, options: &FsckOptions) -> Result<FsckReport> {
+        if options.repair {
+            self.writable("fsck with repair")?;
+        }
         let s = self.clone();
         let o = options.clone();
         blocking(move || s.fsck_blocking(&o)).await
