@@ -8,7 +8,10 @@
 //!   [`fsck`](ManagedStore::fsck)). [`Store`] is read + write + tags; all are object safe.
 //! - [`MemoryStore`]: in memory. [`LayoutStore`]: an OCI image layout on disk that skopeo,
 //!   umoci and oras read and write, with this crate's own state (ingests, leases, lock file) in
-//!   a `.oci-rs/` directory beside `index.json`.
+//!   a `.oci-rs/` directory beside `index.json`. Blob data is written with `O_DIRECT` on Linux
+//!   where the file system takes it ([`LayoutOptions::buffered_writes`] turns that off), and a
+//!   layout can be opened [read-only](LayoutOptions::read_only()) (nothing in it is created or
+//!   changed).
 //!
 //! Invariants: content becomes visible only verified; existence is only ever asked of storage;
 //! content lives while a tag, an untagged `index.json` entry, a lease or an active ingest
