@@ -188,6 +188,27 @@ pub struct ClientConfig {
     pub docker_config_file: Option<std::path::PathBuf>,
     /// Credentials given in code, by registry (`host[:port]`).
     pub credentials: Vec<(String, Credential)>,
+    /// Where upload sessions opened by [`WriteStore::writer`](oci_store::WriteStore::writer)
+    /// on a [`Repository`](crate::Repository) are recorded, so that a push killed part way
+    /// through resumes in a new process from the bytes the registry acknowledged (default
+    /// `None`: sessions live in memory only and die with the process).
+    ///
+    /// One file per session, `<dir>/<sha256 of "registry/repository\nkey">.json`, mode 0600
+    /// on unix: it holds the upload URL, which lets anyone holding it append to the upload.
+    /// The directory is created (mode 0700) when missing. A record is updated after every
+    /// acknowledged chunk and removed when the upload is committed or aborted; a record the
+    /// registry no longer knows (expired, cancelled, another offset) starts a new upload.
+    ///
+    /// ```
+    /// use oci_distribution_client::{Client, ClientConfig};
+    /// let dir = std::env::temp_dir().join("oci-rs-doc-uploads");
+    /// let config = ClientConfig::default().with_upload_state_dir(&dir);
+    /// assert_eq!(config.upload_state_dir.as_deref(), Some(dir.as_path()));
+    /// let client = Client::new(config)?;
+    /// assert!(client.config().upload_state_dir.is_some());
+    /// # Ok::<(), oci_distribution_client::Error>(())
+    /// ```
+    pub upload_state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -213,6 +234,7 @@ impl Default for ClientConfig {
             docker_config: true,
             docker_config_file: None,
             credentials: Vec::new(),
+            upload_state_dir: None,
         }
     }
 }
@@ -227,6 +249,13 @@ impl ClientConfig {
     /// Adds credentials for `registry`.
     pub fn with_credential(mut self, registry: impl Into<String>, credential: Credential) -> Self {
         self.credentials.push((registry.into(), credential));
+        self
+    }
+
+    /// Records upload sessions in `dir` so they resume across processes (see
+    /// [`upload_state_dir`](ClientConfig::upload_state_dir)).
+    pub fn with_upload_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.upload_state_dir = Some(dir.into());
         self
     }
 

@@ -47,6 +47,7 @@ mod error;
 mod reference;
 mod repository;
 mod store;
+mod upload_state;
 
 pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;

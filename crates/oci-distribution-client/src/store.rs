@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -20,7 +21,9 @@ use reqwest::{Method, StatusCode, Url};
 use crate::client::{Req, expect, status_error};
 use crate::config::ExistenceCheck;
 use crate::repository::{BlobSource, PushOutcome};
+use crate::upload_state::{self, Restored};
 use crate::{Error, Repository};
+use tracing::{debug, warn};
 
 /// Upload sessions kept as resumable ingests, by ingest key.
 #[derive(Default)]
@@ -30,11 +33,46 @@ pub(crate) struct Ingests {
 
 struct IngestState {
     desc: Descriptor,
-    location: Url,
+    /// `None` while a writer is still opening the session.
+    location: Option<Url>,
     verifier: Verifier,
     busy: bool,
     started_at: SystemTime,
     updated_at: SystemTime,
+}
+
+/// Releases a key reserved by [`WriteStore::writer`] when opening the session fails (or the
+/// future is dropped): a new reservation is removed, a reopened one is marked idle.
+struct Reservation<'a> {
+    ingests: &'a Ingests,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut map = self.ingests.lock();
+        match map.get_mut(self.key) {
+            Some(st) if st.location.is_none() => {
+                map.remove(self.key);
+            }
+            Some(st) => st.busy = false,
+            None => {}
+        }
+    }
+}
+
+fn record_status(r: &upload_state::UploadRecord) -> IngestStatus {
+    IngestStatus::new(
+        r.key.clone(),
+        r.descriptor.clone(),
+        r.acknowledged,
+        upload_state::from_ms(r.started_at_ms),
+        upload_state::from_ms(r.updated_at_ms),
+    )
 }
 
 impl Ingests {
@@ -50,6 +88,92 @@ fn is_manifest(desc: &Descriptor) -> bool {
 }
 
 impl Repository {
+    /// The record file of ingest `key` when upload sessions are recorded on disk.
+    fn record_path(&self, key: &str) -> Option<PathBuf> {
+        self.client
+            .inner
+            .config
+            .upload_state_dir
+            .as_deref()
+            .map(|dir| upload_state::record_path(dir, &self.registry, &self.name, key))
+    }
+
+    /// The session recorded on disk for `key`, when there is a usable one for `desc`.
+    ///
+    /// # Errors
+    /// [`StoreError::IngestMismatch`] when the record is for other content; I/O errors reading
+    /// it.
+    async fn restore_record(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+    ) -> oci_store::Result<Option<Restored>> {
+        let Some(path) = self.record_path(key) else {
+            return Ok(None);
+        };
+        let record = upload_state::blocking({
+            let path = path.clone();
+            move || upload_state::load(&path)
+        })
+        .await
+        .map_err(|e| StoreError::io("read upload record", path, e))?;
+        let Some(record) = record.filter(|r| r.is_for(&self.registry, &self.name) && r.key == key)
+        else {
+            return Ok(None);
+        };
+        if record.descriptor.digest != desc.digest {
+            return Err(StoreError::IngestMismatch {
+                key: key.to_owned(),
+                existing: record.descriptor.digest,
+                requested: desc.digest.clone(),
+            });
+        }
+        Ok(record.restore(desc))
+    }
+
+    /// Records the session of `key` on disk (when configured).
+    async fn save_record(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        location: &Url,
+        verifier: &Verifier,
+        started_at: SystemTime,
+    ) -> oci_store::Result<()> {
+        let Some(path) = self.record_path(key) else {
+            return Ok(());
+        };
+        let record = upload_state::UploadRecord::new(
+            (&self.registry, &self.name, key),
+            desc,
+            location,
+            verifier,
+            started_at,
+        );
+        upload_state::blocking({
+            let path = path.clone();
+            move || upload_state::save(&path, &record)
+        })
+        .await
+        .map_err(|e| StoreError::io("write upload record", path, e))
+    }
+
+    /// Removes the record of `key` (a failure is logged: a left-over record only costs a
+    /// status request when the key is used again).
+    async fn remove_record(&self, key: &str) {
+        let Some(path) = self.record_path(key) else {
+            return;
+        };
+        let result = upload_state::blocking({
+            let path = path.clone();
+            move || upload_state::remove(&path)
+        })
+        .await;
+        if let Err(e) = result {
+            warn!(path = %path.display(), error = %e, "cannot remove upload record");
+        }
+    }
+
     fn store_name(&self) -> String {
         format!("{}/{}", self.registry, self.name)
     }
@@ -370,7 +494,9 @@ impl WriteStore for Repository {
 
     async fn writer(&self, key: &str, desc: &Descriptor) -> oci_store::Result<Box<dyn BlobWriter>> {
         let chunk_len = self.client.inner.config.chunk_size as usize;
-        let resumed = {
+        // Reserve the key in memory first: a second writer of this process gets `IngestBusy`
+        // even while this one is still asking the registry.
+        let in_memory = {
             let mut map = self.ingests.lock();
             match map.get_mut(key) {
                 Some(st) if st.desc.digest != desc.digest => {
@@ -387,63 +513,108 @@ impl WriteStore for Repository {
                 }
                 Some(st) => {
                     st.busy = true;
-                    Some((st.location.clone(), st.verifier.clone()))
+                    st.location.clone().map(|location| Restored {
+                        location,
+                        verifier: st.verifier.clone(),
+                        started_at: st.started_at,
+                    })
                 }
-                None => None,
+                None => {
+                    let now = SystemTime::now();
+                    map.insert(
+                        key.to_owned(),
+                        IngestState {
+                            desc: desc.clone(),
+                            location: None,
+                            verifier: Verifier::new(desc.digest.clone(), desc.size),
+                            busy: true,
+                            started_at: now,
+                            updated_at: now,
+                        },
+                    );
+                    None
+                }
             }
         };
-        let (location, verifier) = match resumed {
-            Some((loc, verifier)) => {
+        let mut reservation = Reservation {
+            ingests: &self.ingests,
+            key,
+            armed: true,
+        };
+        let prior = match in_memory {
+            Some(r) => Some(r),
+            None => self.restore_record(key, desc).await?,
+        };
+        let resumed = match prior {
+            Some(prior) => {
                 // The registry must have exactly what we hashed; else start again.
-                match self.upload_status(&loc).await {
+                match self.upload_status(&prior.location).await {
                     Ok((loc, have))
                         if have.map_or(Some(0), |h| h.checked_add(1))
-                            == Some(verifier.received()) =>
+                            == Some(prior.verifier.received()) =>
                     {
-                        (loc, verifier)
+                        Some(Restored {
+                            location: loc,
+                            ..prior
+                        })
                     }
-                    _ => {
-                        let (loc, _) = self
-                            .start_upload()
-                            .await
-                            .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
-                        (loc, Verifier::new(desc.digest.clone(), desc.size))
+                    Ok(_) => {
+                        debug!(key, digest = %desc.digest, "the registry has another offset than recorded; starting the upload again");
+                        self.cancel_upload(&prior.location).await;
+                        None
+                    }
+                    Err(e) => {
+                        debug!(key, digest = %desc.digest, status = ?e.status(), "the recorded upload is gone; starting again");
+                        None
                     }
                 }
             }
+            None => None,
+        };
+        let session = match resumed {
+            Some(r) => r,
             None => {
-                let (loc, _) = self
+                let (location, _) = self
                     .start_upload()
                     .await
                     .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
-                let now = SystemTime::now();
-                self.ingests.lock().insert(
-                    key.to_owned(),
-                    IngestState {
-                        desc: desc.clone(),
-                        location: loc.clone(),
-                        verifier: Verifier::new(desc.digest.clone(), desc.size),
-                        busy: true,
-                        started_at: now,
-                        updated_at: now,
-                    },
-                );
-                (loc, Verifier::new(desc.digest.clone(), desc.size))
+                Restored {
+                    location,
+                    verifier: Verifier::new(desc.digest.clone(), desc.size),
+                    started_at: SystemTime::now(),
+                }
             }
         };
+        self.save_record(
+            key,
+            desc,
+            &session.location,
+            &session.verifier,
+            session.started_at,
+        )
+        .await?;
+        if let Some(st) = self.ingests.lock().get_mut(key) {
+            st.desc = desc.clone();
+            st.location = Some(session.location.clone());
+            st.verifier = session.verifier.clone();
+            st.started_at = session.started_at;
+            st.updated_at = SystemTime::now();
+        }
+        reservation.armed = false;
         Ok(Box::new(RegistryWriter {
             repo: self.clone(),
             key: key.to_owned(),
             desc: desc.clone(),
-            location,
-            verifier,
+            location: session.location,
+            verifier: session.verifier,
+            started_at: session.started_at,
             buf: BytesMut::new(),
             chunk_len,
         }))
     }
 
     async fn ingest_status(&self, key: &str) -> oci_store::Result<Option<IngestStatus>> {
-        Ok(self.ingests.lock().get(key).map(|s| {
+        let mem = self.ingests.lock().get(key).map(|s| {
             IngestStatus::new(
                 key,
                 s.desc.clone(),
@@ -451,7 +622,22 @@ impl WriteStore for Repository {
                 s.started_at,
                 s.updated_at,
             )
-        }))
+        });
+        if mem.is_some() {
+            return Ok(mem);
+        }
+        let Some(path) = self.record_path(key) else {
+            return Ok(None);
+        };
+        let record = upload_state::blocking({
+            let path = path.clone();
+            move || upload_state::load(&path)
+        })
+        .await
+        .map_err(|e| StoreError::io("read upload record", path, e))?;
+        Ok(record
+            .filter(|r| r.is_for(&self.registry, &self.name) && r.key == key)
+            .map(|r| record_status(&r)))
     }
 
     async fn ingests(&self) -> oci_store::Result<Vec<IngestStatus>> {
@@ -469,6 +655,19 @@ impl WriteStore for Repository {
                 )
             })
             .collect();
+        if let Some(dir) = self.client.inner.config.upload_state_dir.clone() {
+            let records = upload_state::blocking({
+                let dir = dir.clone();
+                move || upload_state::load_all(&dir)
+            })
+            .await
+            .map_err(|e| StoreError::io("list upload records", dir, e))?;
+            for r in records {
+                if r.is_for(&self.registry, &self.name) && !v.iter().any(|s| s.key == r.key) {
+                    v.push(record_status(&r));
+                }
+            }
+        }
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
     }
@@ -477,21 +676,40 @@ impl WriteStore for Repository {
         let st = {
             let mut map = self.ingests.lock();
             match map.get(key) {
-                None => {
-                    return Err(StoreError::IngestNotFound {
-                        key: key.to_owned(),
-                    });
-                }
                 Some(s) if s.busy => {
                     return Err(StoreError::IngestBusy {
                         key: key.to_owned(),
                     });
                 }
                 Some(_) => map.remove(key),
+                None => None,
             }
         };
-        if let Some(st) = st {
-            self.cancel_upload(&st.location).await;
+        let location = match st {
+            Some(st) => st.location,
+            None => {
+                // Perhaps a session recorded by an earlier process.
+                let record = match self.record_path(key) {
+                    Some(path) => upload_state::blocking({
+                        let path = path.clone();
+                        move || upload_state::load(&path)
+                    })
+                    .await
+                    .map_err(|e| StoreError::io("read upload record", path, e))?
+                    .filter(|r| r.is_for(&self.registry, &self.name) && r.key == key),
+                    None => None,
+                };
+                let Some(record) = record else {
+                    return Err(StoreError::IngestNotFound {
+                        key: key.to_owned(),
+                    });
+                };
+                Url::parse(&record.location).ok()
+            }
+        };
+        self.remove_record(key).await;
+        if let Some(location) = location {
+            self.cancel_upload(&location).await;
         }
         Ok(())
     }
@@ -632,6 +850,7 @@ struct RegistryWriter {
     desc: Descriptor,
     location: Url,
     verifier: Verifier,
+    started_at: SystemTime,
     buf: BytesMut,
     chunk_len: usize,
 }
@@ -650,10 +869,19 @@ impl RegistryWriter {
             self.verifier.update(&chunk).map_err(StoreError::Verify)?;
             self.location = next;
             if let Some(st) = self.repo.ingests.lock().get_mut(&self.key) {
-                st.location = self.location.clone();
+                st.location = Some(self.location.clone());
                 st.verifier = self.verifier.clone();
                 st.updated_at = SystemTime::now();
             }
+            self.repo
+                .save_record(
+                    &self.key,
+                    &self.desc,
+                    &self.location,
+                    &self.verifier,
+                    self.started_at,
+                )
+                .await?;
         }
         Ok(())
     }
@@ -700,6 +928,7 @@ impl BlobWriter for RegistryWriter {
         let result = check.update(&self.buf).and_then(|()| check.finish());
         if let Err(e) = result {
             self.repo.ingests.lock().remove(&self.key);
+            self.repo.remove_record(&self.key).await;
             self.repo.cancel_upload(&self.location).await;
             return Err(StoreError::Verify(e));
         }
@@ -709,6 +938,7 @@ impl BlobWriter for RegistryWriter {
             .finish_upload(&self.desc, &self.location, Some(body))
             .await;
         self.repo.ingests.lock().remove(&self.key);
+        self.repo.remove_record(&self.key).await;
         finished.map(|()| StorePushOutcome::Written).map_err(|e| {
             self.repo
                 .store_err(e, "commit upload of", &self.desc.digest)
@@ -717,6 +947,7 @@ impl BlobWriter for RegistryWriter {
 
     async fn abort(self: Box<Self>) -> oci_store::Result<()> {
         self.repo.ingests.lock().remove(&self.key);
+        self.repo.remove_record(&self.key).await;
         self.repo.cancel_upload(&self.location).await;
         Ok(())
     }
