@@ -933,12 +933,15 @@ impl BlobWriter for RegistryWriter {
             return Err(StoreError::Verify(e));
         }
         let body = self.buf.split().freeze();
+        // The record goes first: a process killed between the two leaves no record of a
+        // committed blob (which a later copy would skip and never clean up); at worst the
+        // session is not resumed.
+        self.repo.remove_record(&self.key).await;
         let finished = self
             .repo
             .finish_upload(&self.desc, &self.location, Some(body))
             .await;
         self.repo.ingests.lock().remove(&self.key);
-        self.repo.remove_record(&self.key).await;
         finished.map(|()| StorePushOutcome::Written).map_err(|e| {
             self.repo
                 .store_err(e, "commit upload of", &self.desc.digest)
