@@ -18,12 +18,18 @@
 //! --format oci|docker           convert manifests to OCI or Docker media types
 //! --jobs N                      transfers at once (default 4)
 //! --retries N                   retries of one blob after a transient failure (default 3)
+//! --state-dir DIR               where pushes to registries record their upload sessions,
+//!                               so a killed push resumes from what the registry has
+//!                               (default $XDG_STATE_HOME/oci-rs/uploads, else
+//!                               ~/.local/state/oci-rs/uploads)
 //! --quiet                       only the summary
 //! ```
 //!
 //! Progress bars on a terminal, one line per finished blob otherwise, a summary at the end.
 //! Ctrl-C cancels cleanly: what was copied stays complete and verified, interrupted blobs
-//! resume on the next run, and no tag is written.
+//! resume on the next run, and no tag is written. A run killed outright resumes too: into a
+//! layout from its ingests, into a registry from the upload sessions recorded in the state
+//! directory (the summary says how many bytes were resumed).
 //!
 //! Exit status: 0 copied; 1 the copy failed (the message names the reference and digests);
 //! 2 bad usage; 130 cancelled.
@@ -42,8 +48,10 @@ use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent
 
 const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--plain-http] \
 [--creds USER:PASS] [--verify-existing] [--referrers] [--format oci|docker] [--jobs N] \
-[--retries N] [--quiet] SRC DST
+[--retries N] [--state-dir DIR] [--quiet] SRC DST
   SRC, DST: oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST]
+  --state-dir DIR: upload sessions of pushes, resumed by the next run (default
+    $XDG_STATE_HOME/oci-rs/uploads or ~/.local/state/oci-rs/uploads)
   with no arguments: copies the shipped sample into ./oci-store:sample";
 
 struct Args {

@@ -12,6 +12,8 @@
 //! --images N        images copied at once (default 4)
 //! --retry-budget N  whole-image retries allowed over the file after a failure (default 3)
 //! --retries N       retries of one blob after a transient failure (default 3)
+//! --state-dir DIR   where pushes record upload sessions, resumed by the next run (default
+//!                   $XDG_STATE_HOME/oci-rs/uploads, else ~/.local/state/oci-rs/uploads)
 //! --platform, --plain-http, --creds, --verify-existing, --referrers, --format: as for copy
 //! ```
 //!
@@ -30,7 +32,7 @@ use tokio::sync::Semaphore;
 
 const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
 [--platform OS/ARCH[/VARIANT]]... [--plain-http] [--creds USER:PASS] [--verify-existing] \
-[--referrers] [--format oci|docker] FILE
+[--referrers] [--format oci|docker] [--state-dir DIR] FILE
   FILE: one `SRC DST` a line";
 
 struct Job {

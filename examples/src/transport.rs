@@ -184,11 +184,36 @@ pub struct RegistrySettings {
     pub plain_http: bool,
     /// `USER:PASS` for every registry named; else Docker's `config.json`.
     pub creds: Option<(String, String)>,
+    /// `--state-dir DIR`: where upload sessions to registries are recorded so a killed push
+    /// resumes in the next run; `None` uses [`default_state_dir`].
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the examples record registry upload sessions unless `--state-dir` says otherwise:
+/// `$XDG_STATE_HOME/oci-rs/uploads` (when set to an absolute path), else
+/// `$HOME/.local/state/oci-rs/uploads`; `None` without a home directory (sessions then live in
+/// memory only).
+///
+/// ```
+/// let dir = oci_examples::transport::default_state_dir();
+/// if let Some(d) = dir {
+///     assert!(d.ends_with("oci-rs/uploads"));
+/// }
+/// ```
+pub fn default_state_dir() -> Option<PathBuf> {
+    let nonempty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").and_then(nonempty)
+        && state.is_absolute()
+    {
+        return Some(state.join("oci-rs").join("uploads"));
+    }
+    let home = std::env::var_os("HOME").and_then(nonempty)?;
+    Some(home.join(".local/state/oci-rs/uploads"))
 }
 
 /// Applies one of the command-line options the `copy` and `sync` examples share: `--platform
 /// OS/ARCH[/VARIANT]`, `--all`, `--plain-http`, `--creds USER:PASS`, `--verify-existing`,
-/// `--referrers`, `--format oci|docker`, `--retries N`. `value` gives the option's value for
+/// `--referrers`, `--format oci|docker`, `--retries N`, `--state-dir DIR`. `value` gives the option's value for
 /// those that take one. Returns `Ok(false)` when `flag` is none of them.
 ///
 /// ```
@@ -198,6 +223,8 @@ pub struct RegistrySettings {
 /// assert_eq!(o.platforms.len(), 1);
 /// assert!(!shared_option("--jobs", &mut || Ok("1".into()), &mut o, &mut s).unwrap());
 /// assert!(shared_option("--format", &mut || Ok("zip".into()), &mut o, &mut s).is_err());
+/// assert!(shared_option("--state-dir", &mut || Ok("/tmp/up".into()), &mut o, &mut s).unwrap());
+/// assert_eq!(s.state_dir.as_deref(), Some(std::path::Path::new("/tmp/up")));
 /// ```
 ///
 /// # Errors
@@ -230,6 +257,13 @@ pub fn shared_option(
                 "docker" => Some(Flavor::Docker),
                 other => return Err(format!("--format {other:?}: expected oci or docker")),
             }
+        }
+        "--state-dir" => {
+            let v = value()?;
+            if v.is_empty() {
+                return Err("--state-dir needs a directory".to_owned());
+            }
+            settings.state_dir = Some(PathBuf::from(v));
         }
         "--retries" => {
             let v = value()?;
@@ -266,6 +300,7 @@ impl Context {
             return Ok(Context { client: None });
         }
         let mut config = ClientConfig::default();
+        config.upload_state_dir = settings.state_dir.clone().or_else(default_state_dir);
         for r in &registries {
             if settings.plain_http && !config.plain_http.contains(r) {
                 config = config.with_plain_http(r.clone());

@@ -3,6 +3,16 @@
 //! way through, then run again: the second run completes, sends well
 //! under the total (completed blobs are skipped, the interrupted one resumes from its ingest),
 //! and the result verifies (read back, fsck, skopeo).
+//!
+//! The other way too: a push of the same kind of image from a layout into the registry is
+//! SIGKILLed part way; the next run (same `--state-dir`) resumes the interrupted layer uploads
+//! from the sessions recorded there, and skopeo pulls back an image with the right digests.
+//! distribution 2.8 keeps whatever part of a chunk a killed client was sending (or the whole
+//! chunk when only its answer was lost), and then refuses and cancels that session ("upload
+//! resumed at wrong offset"): only sessions idle between chunks at the kill can resume. The
+//! test stops the copy (SIGSTOP) until at least one session is in that state, kills it, and
+//! checks that the next run resumes exactly the sessions whose bytes the registry holds as
+//! recorded, and restarts the others.
 
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
@@ -20,7 +30,7 @@ use oci_manifest::{Descriptor, media_types};
 use oci_store::{
     FsckOptions, LayoutOptions, LayoutStore, ManagedStore, ReadStore, TagStore, WriteStore, walk,
 };
-use registry::{TestRegistry, require_tool, temp_dir};
+use registry::{TestRegistry, http_status, require_tool, temp_dir};
 
 const LAYER: u64 = 96 << 20;
 const LAYERS: usize = 3;
@@ -219,6 +229,208 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// Bytes of the upload sessions recorded in the `--state-dir` `state` that the registry
+/// (storage directory `storage`) holds exactly as recorded (its upload file has the recorded
+/// number of bytes): what a resumed run can continue from.
+fn resumable_bytes(storage: &Path, state: &Path) -> u64 {
+    let uploads = storage.join("docker/registry/v2/repositories/big/pushed/_uploads");
+    let Ok(rd) = std::fs::read_dir(state) else {
+        return 0;
+    };
+    let mut sum = 0;
+    for e in rd.filter_map(Result::ok) {
+        if e.path().extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let rec: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let ack = rec["acknowledged"].as_u64().unwrap();
+        let location = rec["location"].as_str().unwrap();
+        let uuid = location
+            .split("/uploads/")
+            .nth(1)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap();
+        let size = std::fs::metadata(uploads.join(uuid).join("data")).map_or(0, |m| m.len());
+        if ack > 0 && size == ack {
+            sum += ack;
+        }
+    }
+    sum
+}
+
+/// The `.json` upload records in a `--state-dir`.
+fn upload_records(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    })
+}
+
+#[test]
+fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
+    let reg = TestRegistry::start();
+    let work = temp_dir("push-interrupt");
+    let total = big_layout(&work.join("src"));
+    let source = format!("oci:{}:v1", work.join("src").display());
+    let image = format!("docker://{}/big/pushed:v1", reg.addr);
+    let state = work.join("state");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let storage = reg.storage_dir();
+
+    // First run: once the registry holds about 40 % of the image, stop the copy (SIGSTOP) until
+    // at least one upload session is idle with its bytes as recorded, then SIGKILL it.
+    let mut child = Command::new(common::example("copy"))
+        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the push ended ({status}) before it could be killed");
+        }
+        if dir_size(&storage) >= total * 2 / 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "push made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut caught = false;
+    for _ in 0..200 {
+        signal("-STOP");
+        std::thread::sleep(Duration::from_millis(150));
+        if resumable_bytes(&storage, &state) > 0 {
+            caught = true;
+            break;
+        }
+        signal("-CONT");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the push ended ({status}) before an idle session was caught");
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(5..40)));
+    }
+    child.kill().unwrap(); // SIGKILL (also of a stopped process)
+    child.wait().unwrap();
+    assert!(caught, "no upload session was ever idle between chunks");
+    // The registry closes the killed connections and keeps what they carried.
+    let mut expected = resumable_bytes(&storage, &state);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = resumable_bytes(&storage, &state);
+        if now == expected {
+            break;
+        }
+        expected = now;
+    }
+    assert!(expected > 0, "the idle session was lost at the kill");
+    assert_eq!(
+        http_status(&reg.addr, "/v2/big/pushed/manifests/v1").unwrap(),
+        404,
+        "no tag before the push completed"
+    );
+    assert!(
+        upload_records(&state) >= 1,
+        "the killed push left its upload sessions recorded"
+    );
+
+    // Second run, same state directory: resumes from what the registry acknowledged.
+    let out = Command::new(common::example("copy"))
+        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        number_after(&stderr, "planned: ", " bytes"),
+        total,
+        "{stderr}"
+    );
+    let sent = bytes_sent(&stdout);
+    let skipped = number_after(&stdout, "skipped ", " bytes)");
+    let resumed = number_after(&stdout, "resumed ", " bytes");
+    assert_eq!(
+        resumed, expected,
+        "resumed exactly the sessions the registry holds as recorded: {stdout}"
+    );
+    assert!(sent < total, "second run sent {sent} of {total}: {stdout}");
+    assert_eq!(sent + skipped + resumed, total, "{stdout}");
+    eprintln!("second run: resumed {resumed} of {total} bytes, sent {sent}, skipped {skipped}");
+    assert_eq!(
+        upload_records(&state),
+        0,
+        "committed sessions are forgotten"
+    );
+
+    // The registry serves the source's manifest bytes; skopeo pulls the image (it verifies
+    // every blob digest) and our client reads every blob back verified.
+    let remote = format!("docker://{}/big/pushed:v1", reg.addr);
+    let out = Command::new(require_tool("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = oci_manifest::Algorithm::Sha256.hash(&out.stdout);
+    let out = Command::new(require_tool("skopeo"))
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(&remote)
+        .arg(format!("oci:{}:v1", work.join("back").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt().block_on(async {
+        let src = LayoutStore::open_with(work.join("src"), &LayoutOptions::read_only())
+            .await
+            .unwrap();
+        let want = src.resolve("v1").await.unwrap();
+        assert_eq!(
+            served, want.digest,
+            "the manifest bytes pushed are the source's"
+        );
+        let mut config =
+            oci_distribution_client::ClientConfig::default().with_plain_http(&reg.addr);
+        config.docker_config = false;
+        let repo = oci_distribution_client::Client::new(config)
+            .unwrap()
+            .repository_by_name(&reg.addr, "big/pushed")
+            .unwrap();
+        for d in walk(&src, &want, 8).await.unwrap() {
+            let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
+            assert_eq!(b.len() as u64, d.size, "{}", d.digest);
+        }
+    });
     std::fs::remove_dir_all(&work).unwrap();
 }
 
