@@ -98,6 +98,27 @@ impl Repository {
             .map(|dir| upload_state::record_path(dir, &self.registry, &self.name, key))
     }
 
+    /// The record on disk of this repository's upload session for `key`, if any (none without
+    /// an upload state directory).
+    ///
+    /// # Errors
+    /// I/O errors reading it.
+    async fn load_record(
+        &self,
+        key: &str,
+    ) -> oci_store::Result<Option<upload_state::UploadRecord>> {
+        let Some(path) = self.record_path(key) else {
+            return Ok(None);
+        };
+        let record = upload_state::blocking({
+            let path = path.clone();
+            move || upload_state::load(&path)
+        })
+        .await
+        .map_err(|e| StoreError::io("read upload record", path, e))?;
+        Ok(record.filter(|r| r.is_for(&self.registry, &self.name) && r.key == key))
+    }
+
     /// The session recorded on disk for `key`, when there is a usable one for `desc`.
     ///
     /// # Errors
@@ -108,17 +129,7 @@ impl Repository {
         key: &str,
         desc: &Descriptor,
     ) -> oci_store::Result<Option<Restored>> {
-        let Some(path) = self.record_path(key) else {
-            return Ok(None);
-        };
-        let record = upload_state::blocking({
-            let path = path.clone();
-            move || upload_state::load(&path)
-        })
-        .await
-        .map_err(|e| StoreError::io("read upload record", path, e))?;
-        let Some(record) = record.filter(|r| r.is_for(&self.registry, &self.name) && r.key == key)
-        else {
+        let Some(record) = self.load_record(key).await? else {
             return Ok(None);
         };
         if record.descriptor.digest != desc.digest {
@@ -626,18 +637,7 @@ impl WriteStore for Repository {
         if mem.is_some() {
             return Ok(mem);
         }
-        let Some(path) = self.record_path(key) else {
-            return Ok(None);
-        };
-        let record = upload_state::blocking({
-            let path = path.clone();
-            move || upload_state::load(&path)
-        })
-        .await
-        .map_err(|e| StoreError::io("read upload record", path, e))?;
-        Ok(record
-            .filter(|r| r.is_for(&self.registry, &self.name) && r.key == key)
-            .map(|r| record_status(&r)))
+        Ok(self.load_record(key).await?.map(|r| record_status(&r)))
     }
 
     async fn ingests(&self) -> oci_store::Result<Vec<IngestStatus>> {
