@@ -26,10 +26,11 @@
 //! ```
 //!
 //! Progress bars on a terminal, one line per finished blob otherwise, a summary at the end.
-//! Ctrl-C cancels cleanly: what was copied stays complete and verified, interrupted blobs
-//! resume on the next run, and no tag is written. A run killed outright resumes too: into a
-//! layout from its ingests, into a registry from the upload sessions recorded in the state
-//! directory (the summary says how many bytes were resumed).
+//! Ctrl-C or SIGTERM cancels cleanly: what was copied stays complete and verified, interrupted
+//! blobs resume on the next run, and no tag is written. A run killed outright (SIGKILL) resumes
+//! too: into a layout from its ingests, into a registry from the upload sessions recorded in the
+//! state directory, unless the kill landed in the middle of a chunk (distribution 2.8 then drops
+//! that session, and that blob starts again). The summary says how many bytes were resumed.
 //!
 //! Exit status: 0 copied; 1 the copy failed (the message names the reference and digests);
 //! 2 bad usage; 130 cancelled.
@@ -354,16 +355,16 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let c = cancel.clone();
         let ctrl_c = async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing cleanly (no tag written; re-run to resume)");
-                c.cancel();
-            }
+            oci_examples::stop_requested().await;
+            eprintln!("interrupted: finishing cleanly (no tag written; re-run to resume)");
+            c.cancel();
         };
         let ctx = transport::Context::new(&args.settings, [&args.src, &args.dst])?;
         let work = transport::copy(&args.src, &args.dst, &options, &ctx);
         tokio::pin!(work);
         tokio::pin!(ctrl_c);
-        // After Ctrl-C the copy winds down (cancelled) and its result is still awaited.
+        // After Ctrl-C or SIGTERM the copy winds down (cancelled) and its result is still
+        // awaited.
         tokio::select! {
             r = &mut work => r,
             () = &mut ctrl_c => work.await,

@@ -12,7 +12,8 @@
 //! resumed at wrong offset"): only sessions idle between chunks at the kill can resume. The
 //! test stops the copy (SIGSTOP) until at least one session is in that state, kills it, and
 //! checks that the next run resumes exactly the sessions whose bytes the registry holds as
-//! recorded, and restarts the others.
+//! recorded, and restarts the others. Stopped with SIGTERM instead, the push finishes its chunks
+//! in flight and the next run resumes every session.
 
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
@@ -426,6 +427,92 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
             .unwrap()
             .repository_by_name(&reg.addr, "big/pushed")
             .unwrap();
+        for d in walk(&src, &want, 8).await.unwrap() {
+            let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
+            assert_eq!(b.len() as u64, d.size, "{}", d.digest);
+        }
+    });
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// SIGTERM (what `kill`, systemd and Kubernetes send) stops a push as cleanly as Ctrl-C: the
+/// chunks in flight are finished, every upload session is left with its bytes as recorded, and
+/// the next run resumes all of them.
+#[test]
+fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
+    let reg = TestRegistry::start();
+    let work = temp_dir("push-sigterm");
+    let total = big_layout(&work.join("src"));
+    let source = format!("oci:{}:v1", work.join("src").display());
+    let image = format!("docker://{}/big/pushed:v1", reg.addr);
+    let state = work.join("state");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let storage = reg.storage_dir();
+
+    let mut child = Command::new(common::example("copy"))
+        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while dir_size(&storage) < total * 2 / 5 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the push ended ({status}) before it could be stopped");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "push made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "a clean cancel: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let recorded = resumable_bytes(&storage, &state);
+    assert!(
+        upload_records(&state) >= 1 && recorded > 0,
+        "the stopped push left resumable upload sessions: {stderr}"
+    );
+
+    let out = Command::new(common::example("copy"))
+        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let sent = bytes_sent(&stdout);
+    let skipped = number_after(&stdout, "skipped ", " bytes)");
+    let resumed = number_after(&stdout, "resumed ", " bytes");
+    assert_eq!(
+        resumed, recorded,
+        "every session the stop left was resumed: {stdout}"
+    );
+    assert_eq!(sent + skipped + resumed, total, "{stdout}");
+    assert!(sent < total, "{stdout}");
+    assert_eq!(upload_records(&state), 0);
+    eprintln!("after SIGTERM: resumed {resumed} of {total} bytes, sent {sent}, skipped {skipped}");
+    // The pushed image reads back verified, blob by blob.
+    rt().block_on(async {
+        let src = LayoutStore::open_with(work.join("src"), &LayoutOptions::read_only())
+            .await
+            .unwrap();
+        let want = src.resolve("v1").await.unwrap();
+        let mut config =
+            oci_distribution_client::ClientConfig::default().with_plain_http(&reg.addr);
+        config.docker_config = false;
+        let repo = oci_distribution_client::Client::new(config)
+            .unwrap()
+            .repository_by_name(&reg.addr, "big/pushed")
+            .unwrap();
+        assert_eq!(repo.resolve("v1").await.unwrap().digest, want.digest);
         for d in walk(&src, &want, 8).await.unwrap() {
             let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
             assert_eq!(b.len() as u64, d.size, "{}", d.digest);
