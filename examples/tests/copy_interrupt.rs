@@ -276,21 +276,128 @@ fn upload_records(dir: &Path) -> usize {
     })
 }
 
+/// A push of a big layout into a fresh registry, with its upload state directory.
+struct Push {
+    reg: TestRegistry,
+    work: std::path::PathBuf,
+    total: u64,
+    source: String,
+    image: String,
+    state: std::path::PathBuf,
+    storage: std::path::PathBuf,
+}
+
+impl Push {
+    fn new(name: &str) -> Push {
+        let reg = TestRegistry::start();
+        let work = temp_dir(name);
+        let total = big_layout(&work.join("src"));
+        let source = format!("oci:{}:v1", work.join("src").display());
+        let image = format!("docker://{}/big/pushed:v1", reg.addr);
+        let storage = reg.storage_dir();
+        let state = work.join("state");
+        Push {
+            reg,
+            work,
+            total,
+            source,
+            image,
+            state,
+            storage,
+        }
+    }
+
+    /// The copy example pushing the layout, same `--state-dir` every time.
+    fn command(&self) -> Command {
+        let mut c = Command::new(common::example("copy"));
+        c.args(["--plain-http", "--state-dir"])
+            .arg(&self.state)
+            .args([&self.source, &self.image]);
+        c
+    }
+
+    /// Waits until the registry holds `fraction` of the image (the push still running).
+    fn wait_for(&self, child: &mut std::process::Child, fraction: (u64, u64)) {
+        let started = Instant::now();
+        while dir_size(&self.storage) < self.total * fraction.0 / fraction.1 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the push ended ({status}) before it could be interrupted");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "push made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The second run, same state directory: it completes, and what it did not send was
+    /// skipped or resumed. Returns the bytes resumed.
+    fn rerun(&self) -> u64 {
+        let out = self.command().output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert_eq!(
+            number_after(&stderr, "planned: ", " bytes"),
+            self.total,
+            "{stderr}"
+        );
+        let sent = bytes_sent(&stdout);
+        let skipped = number_after(&stdout, "skipped ", " bytes)");
+        let resumed = number_after(&stdout, "resumed ", " bytes");
+        assert!(
+            sent < self.total,
+            "the second run sent {sent} of {}: {stdout}",
+            self.total
+        );
+        assert_eq!(sent + skipped + resumed, self.total, "{stdout}");
+        assert_eq!(
+            upload_records(&self.state),
+            0,
+            "committed sessions are forgotten"
+        );
+        eprintln!(
+            "second run: resumed {resumed} of {} bytes, sent {sent}, skipped {skipped}",
+            self.total
+        );
+        resumed
+    }
+
+    /// Every blob of the source read back from the registry through our client, verified;
+    /// returns the digest of the source's manifest (which the registry's tag resolves to).
+    fn check_pushed(&self) -> oci_store::Digest {
+        rt().block_on(async {
+            let src = LayoutStore::open_with(self.work.join("src"), &LayoutOptions::read_only())
+                .await
+                .unwrap();
+            let want = src.resolve("v1").await.unwrap();
+            let mut config =
+                oci_distribution_client::ClientConfig::default().with_plain_http(&self.reg.addr);
+            config.docker_config = false;
+            let repo = oci_distribution_client::Client::new(config)
+                .unwrap()
+                .repository_by_name(&self.reg.addr, "big/pushed")
+                .unwrap();
+            assert_eq!(repo.resolve("v1").await.unwrap().digest, want.digest);
+            for d in walk(&src, &want, 8).await.unwrap() {
+                let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
+                assert_eq!(b.len() as u64, d.size, "{}", d.digest);
+            }
+            want.digest
+        })
+    }
+}
+
 #[test]
 fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
-    let reg = TestRegistry::start();
-    let work = temp_dir("push-interrupt");
-    let total = big_layout(&work.join("src"));
-    let source = format!("oci:{}:v1", work.join("src").display());
-    let image = format!("docker://{}/big/pushed:v1", reg.addr);
-    let state = work.join("state");
-    let state_arg = state.to_str().unwrap().to_owned();
-    let storage = reg.storage_dir();
+    let push = Push::new("push-interrupt");
+    let (reg, work, state, storage) = (&push.reg, &push.work, &push.state, &push.storage);
 
     // First run: once the registry holds about 40 % of the image, stop the copy (SIGSTOP) until
     // at least one upload session is idle with its bytes as recorded, then SIGKILL it.
-    let mut child = Command::new(common::example("copy"))
-        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+    let mut child = push
+        .command()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -305,25 +412,12 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
                 .success()
         );
     };
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the push ended ({status}) before it could be killed");
-        }
-        if dir_size(&storage) >= total * 2 / 5 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "push made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    push.wait_for(&mut child, (2, 5));
     let mut caught = false;
     for _ in 0..200 {
         signal("-STOP");
         std::thread::sleep(Duration::from_millis(150));
-        if resumable_bytes(&storage, &state) > 0 {
+        if resumable_bytes(storage, state) > 0 {
             caught = true;
             break;
         }
@@ -337,10 +431,10 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
     child.wait().unwrap();
     assert!(caught, "no upload session was ever idle between chunks");
     // The registry closes the killed connections and keeps what they carried.
-    let mut expected = resumable_bytes(&storage, &state);
+    let mut expected = resumable_bytes(storage, state);
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let now = resumable_bytes(&storage, &state);
+        let now = resumable_bytes(storage, state);
         if now == expected {
             break;
         }
@@ -353,37 +447,15 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
         "no tag before the push completed"
     );
     assert!(
-        upload_records(&state) >= 1,
+        upload_records(state) >= 1,
         "the killed push left its upload sessions recorded"
     );
 
     // Second run, same state directory: resumes from what the registry acknowledged.
-    let out = Command::new(common::example("copy"))
-        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(
-        number_after(&stderr, "planned: ", " bytes"),
-        total,
-        "{stderr}"
-    );
-    let sent = bytes_sent(&stdout);
-    let skipped = number_after(&stdout, "skipped ", " bytes)");
-    let resumed = number_after(&stdout, "resumed ", " bytes");
-    assert_eq!(
-        resumed, expected,
-        "resumed exactly the sessions the registry holds as recorded: {stdout}"
-    );
-    assert!(sent < total, "second run sent {sent} of {total}: {stdout}");
-    assert_eq!(sent + skipped + resumed, total, "{stdout}");
-    eprintln!("second run: resumed {resumed} of {total} bytes, sent {sent}, skipped {skipped}");
-    assert_eq!(
-        upload_records(&state),
-        0,
-        "committed sessions are forgotten"
+        push.rerun(),
+        expected,
+        "resumed exactly the sessions the registry holds as recorded"
     );
 
     // The registry serves the source's manifest bytes; skopeo pulls the image (it verifies
@@ -411,28 +483,12 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    rt().block_on(async {
-        let src = LayoutStore::open_with(work.join("src"), &LayoutOptions::read_only())
-            .await
-            .unwrap();
-        let want = src.resolve("v1").await.unwrap();
-        assert_eq!(
-            served, want.digest,
-            "the manifest bytes pushed are the source's"
-        );
-        let mut config =
-            oci_distribution_client::ClientConfig::default().with_plain_http(&reg.addr);
-        config.docker_config = false;
-        let repo = oci_distribution_client::Client::new(config)
-            .unwrap()
-            .repository_by_name(&reg.addr, "big/pushed")
-            .unwrap();
-        for d in walk(&src, &want, 8).await.unwrap() {
-            let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
-            assert_eq!(b.len() as u64, d.size, "{}", d.digest);
-        }
-    });
-    std::fs::remove_dir_all(&work).unwrap();
+    assert_eq!(
+        served,
+        push.check_pushed(),
+        "the manifest bytes pushed are the source's"
+    );
+    std::fs::remove_dir_all(work).unwrap();
 }
 
 /// SIGTERM (what `kill`, systemd and Kubernetes send) stops a push as cleanly as Ctrl-C: the
@@ -440,32 +496,14 @@ fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
 /// the next run resumes all of them.
 #[test]
 fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
-    let reg = TestRegistry::start();
-    let work = temp_dir("push-sigterm");
-    let total = big_layout(&work.join("src"));
-    let source = format!("oci:{}:v1", work.join("src").display());
-    let image = format!("docker://{}/big/pushed:v1", reg.addr);
-    let state = work.join("state");
-    let state_arg = state.to_str().unwrap().to_owned();
-    let storage = reg.storage_dir();
-
-    let mut child = Command::new(common::example("copy"))
-        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
+    let push = Push::new("push-sigterm");
+    let mut child = push
+        .command()
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while dir_size(&storage) < total * 2 / 5 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the push ended ({status}) before it could be stopped");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "push made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    push.wait_for(&mut child, (2, 5));
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -475,50 +513,19 @@ fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "a clean cancel: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    let recorded = resumable_bytes(&storage, &state);
+    let recorded = resumable_bytes(&push.storage, &push.state);
     assert!(
-        upload_records(&state) >= 1 && recorded > 0,
+        upload_records(&push.state) >= 1 && recorded > 0,
         "the stopped push left resumable upload sessions: {stderr}"
     );
 
-    let out = Command::new(common::example("copy"))
-        .args(["--plain-http", "--state-dir", &state_arg, &source, &image])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let sent = bytes_sent(&stdout);
-    let skipped = number_after(&stdout, "skipped ", " bytes)");
-    let resumed = number_after(&stdout, "resumed ", " bytes");
     assert_eq!(
-        resumed, recorded,
-        "every session the stop left was resumed: {stdout}"
+        push.rerun(),
+        recorded,
+        "every session the stop left was resumed"
     );
-    assert_eq!(sent + skipped + resumed, total, "{stdout}");
-    assert!(sent < total, "{stdout}");
-    assert_eq!(upload_records(&state), 0);
-    eprintln!("after SIGTERM: resumed {resumed} of {total} bytes, sent {sent}, skipped {skipped}");
-    // The pushed image reads back verified, blob by blob.
-    rt().block_on(async {
-        let src = LayoutStore::open_with(work.join("src"), &LayoutOptions::read_only())
-            .await
-            .unwrap();
-        let want = src.resolve("v1").await.unwrap();
-        let mut config =
-            oci_distribution_client::ClientConfig::default().with_plain_http(&reg.addr);
-        config.docker_config = false;
-        let repo = oci_distribution_client::Client::new(config)
-            .unwrap()
-            .repository_by_name(&reg.addr, "big/pushed")
-            .unwrap();
-        assert_eq!(repo.resolve("v1").await.unwrap().digest, want.digest);
-        for d in walk(&src, &want, 8).await.unwrap() {
-            let b = repo.fetch_bytes(&d, 1 << 30).await.unwrap();
-            assert_eq!(b.len() as u64, d.size, "{}", d.digest);
-        }
-    });
-    std::fs::remove_dir_all(&work).unwrap();
+    push.check_pushed();
+    std::fs::remove_dir_all(&push.work).unwrap();
 }
 
 /// The number in `text` between `before` (its first occurrence) and the next `after`; for
