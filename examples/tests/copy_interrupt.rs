@@ -99,6 +99,25 @@ fn big_layout(dir: &Path) -> u64 {
 }
 
 /// The number before " bytes sent" in the copy example's summary.
+/// Sends `signal` (`-INT`, `-TERM`) to a running copy (stderr piped) and checks it stops as a
+/// clean cancel: exit status 130 and the "interrupted" message. Returns its stderr.
+fn stop_cleanly(child: std::process::Child, signal: &str) -> String {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "a clean cancel after {signal}: {stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    stderr
+}
+
 fn bytes_sent(stdout: &str) -> u64 {
     let at = stdout.find(" bytes sent").expect("summary line");
     stdout[..at].rsplit(' ').next().unwrap().parse().unwrap()
@@ -149,18 +168,8 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
         .spawn()
         .unwrap();
     wait_for(&mut child, (3, 20));
-    let int = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(int.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains("interrupted") && stderr.contains("cancelled"),
-        "{stderr}"
-    );
+    let stderr = stop_cleanly(child, "-INT");
+    assert!(stderr.contains("cancelled"), "{stderr}");
 
     // Second run: SIGKILL at about 40 % (blobs and ingests on disk).
     let mut child = Command::new(common::example("copy"))
@@ -504,15 +513,7 @@ fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
         .spawn()
         .unwrap();
     push.wait_for(&mut child, (2, 5));
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "a clean cancel: {stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    let stderr = stop_cleanly(child, "-TERM");
     let recorded = resumable_bytes(&push.storage, &push.state);
     assert!(
         upload_records(&push.state) >= 1 && recorded > 0,
