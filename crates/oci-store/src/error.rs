@@ -183,6 +183,28 @@ pub enum StoreError {
         /// What was refused ("push", "tag", "gc", ...).
         operation: &'static str,
     },
+    /// An entry of the store's own directory tree is something the store never acts on: a
+    /// symbolic link (which could lead out of the tree), a FIFO (whose open or read would block),
+    /// a socket, a device, or a file where a directory belongs. Nothing is read, written or
+    /// removed through it.
+    #[error("refused {}: it is {found}, where {expected} belongs", path.display())]
+    UnsafeEntry {
+        /// The entry.
+        path: PathBuf,
+        /// What it is ("a symbolic link", "a FIFO", ...).
+        found: &'static str,
+        /// What the store expected there ("a regular file", "a directory").
+        expected: &'static str,
+    },
+    /// A file of the store is larger than the limit this crate reads it with (the limit is
+    /// applied while reading, so an endless or sparse file costs no more memory than the limit).
+    #[error("{} is larger than the limit of {limit} bytes", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
     /// A file system operation failed.
     #[error("{op} {}", path.display())]
     Io {
@@ -246,6 +268,20 @@ pub enum StoreError {
         digest: Digest,
         /// What was seen.
         detail: String,
+    },
+    /// Sizes declared by descriptors (a peer's numbers) add up to more than `u64::MAX` bytes, so
+    /// no total can be computed: two layers of 2^63 bytes, say. Nothing was transferred.
+    #[error(
+        "sizes overflow: {what} exceeds {} bytes when adding {digest} ({size} bytes)",
+        u64::MAX
+    )]
+    SizeOverflow {
+        /// The content whose declared size did not fit.
+        digest: Digest,
+        /// The size its descriptor declares.
+        size: u64,
+        /// The total being computed ("the copy's total", ...).
+        what: &'static str,
     },
     /// A failure of a store backend this crate does not know (a registry client, say).
     #[error("store backend error: {context}")]

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -169,6 +170,37 @@ pub struct GcReport {
     pub expired_leases: Vec<String>,
     /// Stale ingests removed (or to be removed), by key.
     pub stale_ingests: Vec<String>,
+    /// Leftover temporary files of interrupted rewrites removed (or to be removed).
+    pub temporary_files: Vec<PathBuf>,
+    /// Entries of the store's directories that are not regular files (links, FIFOs, devices,
+    /// directories where blobs belong): never followed, read or removed, only reported.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry a store found in its own tree and left alone because it is not a regular file
+/// (a symbolic link could lead out of the store; a FIFO would block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// What it is ("a symbolic link", "a FIFO", "a directory", ...).
+    pub found: &'static str,
+}
+
+impl Skipped {
+    /// An entry at `path` that is `found`.
+    ///
+    /// ```
+    /// let s = oci_store::Skipped::new("blobs/sha256/x", "a FIFO");
+    /// assert_eq!(s.found, "a FIFO");
+    /// ```
+    pub fn new(path: impl Into<PathBuf>, found: &'static str) -> Skipped {
+        Skipped {
+            path: path.into(),
+            found,
+        }
+    }
 }
 
 /// Options of [`ManagedStore::fsck`](crate::ManagedStore::fsck).
@@ -236,12 +268,19 @@ pub struct FsckReport {
     pub dangling: Vec<Digest>,
     /// Corrupt blobs removed by `repair`.
     pub removed: Vec<Digest>,
+    /// Entries where content belongs that are not regular files (links, FIFOs, devices): never
+    /// read or removed, even with `repair`; content a root needs behind one is reported missing.
+    pub skipped: Vec<Skipped>,
 }
 
 impl FsckReport {
-    /// No corrupt, missing or wrongly sized content (dangling content is not a problem).
+    /// No corrupt, missing or wrongly sized content, and nothing skipped (dangling content is
+    /// not a problem).
     pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty() && self.wrong_size.is_empty()
+        self.corrupt.is_empty()
+            && self.missing.is_empty()
+            && self.wrong_size.is_empty()
+            && self.skipped.is_empty()
     }
 }
 
@@ -522,12 +561,13 @@ impl Graph<'_> {
             dry_run: options.dry_run,
             blobs: self.blobs.len(),
             live: marking.live.len(),
-            bytes_freed: removed.iter().map(|r| r.size).sum(),
+            bytes_freed: removed
+                .iter()
+                .fold(0u64, |sum, r| sum.saturating_add(r.size)),
             removed,
             young: marking.young,
             missing: marking.missing,
-            expired_leases: Vec::new(),
-            stale_ingests: Vec::new(),
+            ..GcReport::default()
         })
     }
 

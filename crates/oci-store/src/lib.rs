@@ -66,7 +66,8 @@ pub use crate::copy::{
 };
 pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
-    Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, SweepReason, WrongSize,
+    Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, Skipped, SweepReason,
+    WrongSize,
 };
 pub use crate::layout::{LayoutOptions, LayoutStore, STATE_DIR};
 pub use crate::lease::{Lease, LeaseInfo};

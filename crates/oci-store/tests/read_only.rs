@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -15,29 +13,6 @@ use oci_store::{
     CopyOptions, FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, MemoryStore,
     ReadStore, STATE_DIR, StoreError, TagStore, WriteStore, copy,
 };
-
-/// Every file and directory under `dir`, with its content (files) and modification time.
-fn tree(dir: &Path) -> BTreeMap<String, (Option<Vec<u8>>, SystemTime)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::metadata(&p).unwrap();
-            let name = p.strip_prefix(dir).unwrap().display().to_string();
-            if meta.is_dir() {
-                out.insert(name, (None, meta.modified().unwrap()));
-                stack.push(p);
-            } else {
-                out.insert(
-                    name,
-                    (Some(std::fs::read(&p).unwrap()), meta.modified().unwrap()),
-                );
-            }
-        }
-    }
-    out
-}
 
 fn assert_read_only<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
     match r {

@@ -40,7 +40,7 @@ impl Default for IndexFile {
 }
 
 /// Largest `index.json` read (it lists roots only; 64 MiB is far beyond any real one).
-const MAX_INDEX_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_INDEX_SIZE: u64 = 64 << 20;
 
 impl IndexFile {
     /// Parses `index.json` bytes read from `path`.

@@ -5,7 +5,7 @@ mod index;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{Result, StoreError};
 use crate::gc::{
-    BlobMeta, Content, Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Graph, NodeCache,
-    Parent, Root, parents_from,
+    BlobMeta, Content, Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Graph,
+    MANIFEST_LIMIT, NodeCache, Parent, Root, Skipped, parents_from,
 };
 use crate::lease::{Lease, LeaseInfo, from_millis, new_id, to_millis, valid_id};
 use crate::traits::{
@@ -33,10 +33,11 @@ use crate::traits::{
 use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
 
 use self::fsutil::{
-    LockGuard, atomic_write, blocking, ioe, list_dir, lock_held, lock_store, mkdirs, read_opt,
-    remove_dir_if_exists, remove_if_exists, sync_dir, try_lock,
+    LockGuard, atomic_write, blocking, check_dirs, describe, ioe, list_dir, lock_held, lock_store,
+    mkdirs, open_options, open_regular, read_limited, remove_dir_if_exists, remove_if_exists,
+    sync_dir, try_lock, unsafe_entry,
 };
-use self::index::{IndexFile, check_marker};
+use self::index::{IndexFile, MAX_INDEX_SIZE, check_marker};
 use self::writer::LayoutWriter;
 
 /// Name of the directory, beside `index.json`, holding this crate's own state (ingests, leases,
@@ -49,6 +50,30 @@ const LISTING_SETTLE: Duration = Duration::from_secs(2);
 
 /// Read size for streaming blobs.
 const READ_CHUNK: usize = 1 << 20;
+
+/// Largest small record read (`oci-layout`, lease and ingest records, saved hash states).
+const RECORD_LIMIT: u64 = 1 << 20;
+
+/// Largest list of a lease's pins read (one digest a line: about a million pins).
+const PINS_LIMIT: u64 = 128 << 20;
+
+/// The directories of the store's own tree, below its root: each must be a real directory (not
+/// a link) wherever it exists, so nothing the store writes or removes lands outside the tree.
+fn own_dirs() -> Vec<Vec<&'static str>> {
+    let mut dirs = vec![vec!["blobs"]];
+    dirs.extend(Algorithm::ALL.iter().map(|a| vec!["blobs", a.as_str()]));
+    dirs.push(vec![STATE_DIR]);
+    dirs.extend(["tmp", "ingests", "leases"].map(|d| vec![STATE_DIR, d]));
+    dirs
+}
+
+/// Refuses a layout whose own directories are links or not directories.
+fn check_own_dirs(root: &Path) -> Result<()> {
+    for rel in own_dirs() {
+        check_dirs(root, &rel)?;
+    }
+    Ok(())
+}
 
 /// How [`LayoutStore::open_with`] opens a directory.
 #[derive(Debug, Clone, Default)]
@@ -192,8 +217,17 @@ struct Listing {
     reverse: HashMap<Digest, Vec<Digest>>,
 }
 
-/// Roots, expired lease ids, stale ingests (directory and key).
-type RootsFound = (Vec<Root>, Vec<String>, Vec<(PathBuf, String)>);
+/// What a walk of the roots found.
+#[derive(Debug, Default)]
+struct RootsFound {
+    roots: Vec<Root>,
+    /// Expired lease ids (not roots with `gc`).
+    expired: Vec<String>,
+    /// Stale ingests, directory and key (not roots with `gc`).
+    stale: Vec<(PathBuf, String)>,
+    /// Entries of `ingests/` that are not directories.
+    skipped: Vec<Skipped>,
+}
 
 /// Record of an ingest, `meta.json` in its directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,12 +283,17 @@ impl LayoutStore {
         let marker = root.join("oci-layout");
         let index = root.join("index.json");
         let state = root.join(STATE_DIR);
-        match read_opt(&marker)? {
+        match fs::metadata(root) {
+            Ok(m) if !m.is_dir() => return Err(unsafe_entry(root, m.file_type(), "a directory")),
+            _ => {}
+        }
+        check_own_dirs(root)?;
+        match read_limited(&marker, RECORD_LIMIT)? {
             Some(raw) => check_marker(&marker, &raw)?,
             None if create => {
                 mkdirs(&root.join("blobs").join("sha256"))?;
                 mkdirs(&state.join("tmp"))?;
-                if read_opt(&index)?.is_none() {
+                if fs::symlink_metadata(&index).is_err() {
                     atomic_write(
                         &state.join("tmp"),
                         &index,
@@ -274,7 +313,7 @@ impl LayoutStore {
                 });
             }
         }
-        match read_opt(&index)? {
+        match read_limited(&index, MAX_INDEX_SIZE)? {
             Some(raw) => {
                 IndexFile::parse(&index, &raw)?;
             }
@@ -322,19 +361,31 @@ impl LayoutStore {
 
     /// Opens the blob `desc` names, checking its stored size against the descriptor.
     async fn open_blob(&self, desc: &Descriptor) -> Result<(tokio::fs::File, u64)> {
-        let path = self.blob_path(&desc.digest);
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(&desc.digest)),
-            Err(e) => return Err(StoreError::io("open", &path, e)),
-        };
-        let len = file.metadata().await.map_err(ioe("stat", &path))?.len();
+        let (file, len) = self.open_blob_file(&desc.digest).await?;
         check_size(desc, len)?;
         Ok((file, len))
     }
 
-    fn tmp_dir(&self) -> PathBuf {
-        self.inner.state.join("tmp")
+    /// Opens the blob file of `digest` for reading (a regular file only: a link or a FIFO in its
+    /// place is refused, never followed or waited on) with its length.
+    async fn open_blob_file(&self, digest: &Digest) -> Result<(tokio::fs::File, u64)> {
+        let path = self.blob_path(digest);
+        let d = digest.clone();
+        blocking(move || {
+            let mut opts = open_options();
+            opts.read(true);
+            let file = open_regular(&path, &opts, "open")?.ok_or_else(|| not_found(&d))?;
+            let len = file.metadata().map_err(ioe("stat", &path))?.len();
+            Ok((tokio::fs::File::from_std(file), len))
+        })
+        .await
+    }
+
+    /// The directory of temporary files, checked to be a real directory of the tree (the tree
+    /// may have changed since the store was opened).
+    fn tmp_dir(&self) -> Result<PathBuf> {
+        check_dirs(&self.inner.root, &[STATE_DIR, "tmp"])?;
+        Ok(self.inner.state.join("tmp"))
     }
 
     fn ingest_dir(&self, key: &str) -> PathBuf {
@@ -344,12 +395,14 @@ impl LayoutStore {
             .join(Algorithm::Sha256.hash(key.as_bytes()).encoded())
     }
 
-    fn lease_paths(&self, id: &str) -> (PathBuf, PathBuf) {
+    /// A lease's record and pins, below the checked `leases/` directory.
+    fn lease_paths(&self, id: &str) -> Result<(PathBuf, PathBuf)> {
+        check_dirs(&self.inner.root, &[STATE_DIR, "leases"])?;
         let dir = self.inner.state.join("leases");
-        (
+        Ok((
             dir.join(format!("{id}.json")),
             dir.join(format!("{id}.pins")),
-        )
+        ))
     }
 
     /// The store-wide lock; none when read-only (its lock files would be changes, and nothing
@@ -358,12 +411,14 @@ impl LayoutStore {
         if self.inner.read_only {
             return Ok(None);
         }
+        // The lock files are created in the state directory: never through a link.
+        check_dirs(&self.inner.root, &[STATE_DIR])?;
         lock_store(&self.inner.state, exclusive).map(Some)
     }
 
     fn read_index(&self) -> Result<IndexFile> {
         let path = self.inner.root.join("index.json");
-        match read_opt(&path)? {
+        match read_limited(&path, MAX_INDEX_SIZE)? {
             Some(raw) => IndexFile::parse(&path, &raw),
             None => Err(StoreError::NotALayout {
                 path: self.inner.root.clone(),
@@ -374,7 +429,7 @@ impl LayoutStore {
 
     fn write_index(&self, idx: &IndexFile) -> Result<()> {
         atomic_write(
-            &self.tmp_dir(),
+            &self.tmp_dir()?,
             &self.inner.root.join("index.json"),
             &idx.to_bytes()?,
         )
@@ -384,8 +439,8 @@ impl LayoutStore {
 
     /// Fails unless `lease` exists and has not expired. Caller holds the store lock.
     fn check_lease(&self, lease: &Lease) -> Result<()> {
-        let (json, _) = self.lease_paths(lease.id());
-        let Some(raw) = read_opt(&json)? else {
+        let (json, _) = self.lease_paths(lease.id())?;
+        let Some(raw) = read_limited(&json, RECORD_LIMIT)? else {
             return Err(StoreError::LeaseNotFound {
                 id: lease.id().to_owned(),
             });
@@ -410,12 +465,11 @@ impl LayoutStore {
         let Some(lease) = &self.lease else {
             return Ok(());
         };
-        let (_, pins) = self.lease_paths(lease.id());
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&pins)
-            .map_err(ioe("open", &pins))?;
+        let (_, pins) = self.lease_paths(lease.id())?;
+        let mut opts = open_options();
+        opts.append(true).create(true);
+        let mut f = open_regular(&pins, &opts, "open")?
+            .ok_or_else(|| StoreError::io("open", &pins, io::ErrorKind::NotFound.into()))?;
         f.write_all(format!("{digest}\n").as_bytes())
             .map_err(ioe("write", &pins))?;
         f.sync_data().map_err(ioe("fsync", &pins))
@@ -425,22 +479,24 @@ impl LayoutStore {
         let dir = self.inner.state.join("leases");
         let now = SystemTime::now();
         let mut out = Vec::new();
-        for (name, path) in list_dir(&dir)? {
+        for (name, path, _) in list_dir(&dir)? {
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
             if !valid_id(id) {
                 continue;
             }
-            let Some(raw) = read_opt(&path)? else {
+            // A link or special file here is refused (an error, not skipped: skipping a lease
+            // would let a collection remove what it protects).
+            let Some(raw) = read_limited(&path, RECORD_LIMIT)? else {
                 continue; // released meanwhile
             };
             // An unreadable record keeps its pins alive (never lose content on doubt).
             let expires = serde_json::from_slice::<LeaseMeta>(&raw)
                 .map(|m| from_millis(m.expires_ms))
                 .unwrap_or(SystemTime::now() + Duration::from_secs(3600));
-            let (_, pins_path) = self.lease_paths(id);
-            let pins = read_opt(&pins_path)?
+            let (_, pins_path) = self.lease_paths(id)?;
+            let pins = read_limited(&pins_path, PINS_LIMIT)?
                 .map(|raw| {
                     String::from_utf8_lossy(&raw)
                         .lines()
@@ -461,7 +517,7 @@ impl LayoutStore {
     }
 
     fn remove_lease_files(&self, id: &str) -> Result<bool> {
-        let (json, pins) = self.lease_paths(id);
+        let (json, pins) = self.lease_paths(id)?;
         let existed = remove_if_exists(&json)?;
         remove_if_exists(&pins)?;
         Ok(existed)
@@ -471,14 +527,17 @@ impl LayoutStore {
 
     fn read_ingest(dir: &Path) -> Result<Option<IngestStatus>> {
         let meta_path = dir.join("meta.json");
-        let Some(raw) = read_opt(&meta_path)? else {
+        let Some(raw) = read_limited(&meta_path, RECORD_LIMIT)? else {
             return Ok(None);
         };
         let Ok(meta) = serde_json::from_slice::<IngestMeta>(&raw) else {
             return Ok(None);
         };
         let data = dir.join("data");
-        let (offset, updated) = match fs::metadata(&data) {
+        let (offset, updated) = match fs::symlink_metadata(&data) {
+            Ok(m) if !m.is_file() => {
+                return Err(unsafe_entry(&data, m.file_type(), "a regular file"));
+            }
             Ok(m) => (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (0, from_millis(meta.started_ms)),
             Err(e) => return Err(StoreError::io("stat", &data, e)),
@@ -492,19 +551,28 @@ impl LayoutStore {
         }))
     }
 
-    fn list_ingests(&self) -> Result<Vec<(PathBuf, Option<IngestStatus>)>> {
+    /// The ingest directories with their records, and the entries of `ingests/` that are not
+    /// directories (skipped).
+    fn list_ingests(&self) -> Result<(Vec<(PathBuf, Option<IngestStatus>)>, Vec<Skipped>)> {
         let mut out = Vec::new();
-        for (_, path) in list_dir(&self.inner.state.join("ingests"))? {
+        let mut skipped = Vec::new();
+        for (_, path, ft) in list_dir(&self.inner.state.join("ingests"))? {
+            if !ft.is_dir() {
+                tracing::warn!(path = %path.display(), found = describe(ft), "skipped: not an ingest directory");
+                skipped.push(Skipped::new(path, describe(ft)));
+                continue;
+            }
             let st = Self::read_ingest(&path)?;
             out.push((path, st));
         }
-        Ok(out)
+        Ok((out, skipped))
     }
 
     /// Removes an ingest directory under the shared store lock (a collection inspects ingest
     /// directories under the exclusive lock, so they never change under it).
     pub(crate) fn remove_ingest(&self, dir: &Path) -> Result<()> {
         let _g = self.lock(false)?;
+        check_dirs(&self.inner.root, &[STATE_DIR, "ingests", &dir_name(dir)])?;
         remove_dir_if_exists(dir)
     }
 
@@ -529,17 +597,22 @@ impl LayoutStore {
         }
         let target = self.blob_path(digest);
         let dir = target.parent().unwrap_or(&self.inner.root).to_owned();
+        check_dirs(&self.inner.root, &["blobs", digest.algorithm().as_str()])?;
         mkdirs(&dir)?;
         let now = SystemTime::now();
-        let outcome = if target.is_file() {
+        let mut opts = open_options();
+        opts.write(true);
+        // A link or special file in the blob's place is not the blob: the rename below replaces
+        // the entry itself (never what a link points to).
+        let outcome = if fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
             // Refresh its age so a collection's minimum age protects it from now on.
-            if let Ok(f) = OpenOptions::new().write(true).open(&target) {
+            if let Ok(Some(f)) = open_regular(&target, &opts, "open") {
                 let _ = f.set_modified(now);
             }
             remove_if_exists(data)?;
             PushOutcome::AlreadyExists
         } else {
-            if let Ok(f) = OpenOptions::new().write(true).open(data) {
+            if let Ok(Some(f)) = open_regular(data, &opts, "open") {
                 let _ = f.set_modified(now);
             }
             fs::rename(data, &target).map_err(ioe("rename into place", &target))?;
@@ -567,11 +640,17 @@ impl LayoutStore {
             .collect()
     }
 
-    /// Every blob file whose name is a valid digest, with size and age. Other files (temporary
-    /// files of other tools) are ignored and never removed.
-    fn list_blobs(&self) -> Result<HashMap<Digest, BlobMeta>> {
+    /// Every blob file whose name is a valid digest, with size and age, and the entries with
+    /// such names that are not regular files (skipped: never read, never removed). Other names
+    /// (temporary files of other tools) are ignored and never removed.
+    fn list_blobs(&self) -> Result<(HashMap<Digest, BlobMeta>, Vec<Skipped>)> {
         let mut out = HashMap::new();
+        let mut skipped = Vec::new();
+        check_dirs(&self.inner.root, &["blobs"])?;
         for (alg, dir) in self.blob_dirs() {
+            if !check_dirs(&self.inner.root, &["blobs", alg.as_str()])? {
+                continue;
+            }
             let rd = match fs::read_dir(&dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -587,12 +666,16 @@ impl LayoutStore {
                 let Ok(digest) = Digest::parse(&format!("{alg}:{name}")) else {
                     continue;
                 };
+                // `DirEntry::metadata` does not follow links.
                 let meta = match entry.metadata() {
                     Ok(m) => m,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(StoreError::io("stat", entry.path(), e)),
                 };
                 if !meta.is_file() {
+                    let found = describe(meta.file_type());
+                    tracing::warn!(path = %entry.path().display(), found, "skipped: not a regular file");
+                    skipped.push(Skipped::new(entry.path(), found));
                     continue;
                 }
                 out.insert(
@@ -604,7 +687,8 @@ impl LayoutStore {
                 );
             }
         }
-        Ok(out)
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((out, skipped))
     }
 
     /// Roots: index entries, live leases, ingests. With `gc`, also decides which leases expired
@@ -614,6 +698,7 @@ impl LayoutStore {
         let now = SystemTime::now();
         let mut roots = self.read_index()?.roots();
         let mut expired = Vec::new();
+        let (ingests, skipped) = self.list_ingests()?;
         for (info, is_expired) in self.read_leases()? {
             if is_expired {
                 expired.push(info.lease.id().to_owned());
@@ -627,7 +712,7 @@ impl LayoutStore {
             }));
         }
         let mut stale = Vec::new();
-        for (dir, status) in self.list_ingests()? {
+        for (dir, status) in ingests {
             if let Some(opts) = gc {
                 // A writer holds the ingest's lock while it is open.
                 let active = lock_held(&dir.join("lock"))?;
@@ -660,7 +745,12 @@ impl LayoutStore {
                 size: None,
             }));
         }
-        Ok((roots, expired, stale))
+        Ok(RootsFound {
+            roots,
+            expired,
+            stale,
+            skipped,
+        })
     }
 
     /// The blob listing for reference queries, reused while the blob directories are unchanged
@@ -681,7 +771,7 @@ impl LayoutStore {
                 return Ok(l.clone());
             }
         }
-        let blobs = self.list_blobs()?;
+        let (blobs, _) = self.list_blobs()?;
         let files = Files {
             root: &self.inner.root,
         };
@@ -713,11 +803,17 @@ impl LayoutStore {
         blocking(move || Ok(s.listing()?.blobs.len())).await
     }
 
+    /// A collection (or its dry run, which changes nothing on disk and reports exactly what a
+    /// real run would remove). Everything removed is a regular file or an ingest directory
+    /// inside the store's own tree, found without following links.
     fn gc_blocking(&self, options: &GcOptions) -> Result<GcReport> {
+        check_own_dirs(&self.inner.root)?;
         let _g = self.lock(true)?;
+        // Checked again under the lock: the tree may have changed since the store was opened.
+        check_own_dirs(&self.inner.root)?;
         let now = SystemTime::now();
-        let (roots, expired, stale) = self.roots(Some(options))?;
-        let blobs = self.list_blobs()?;
+        let found = self.roots(Some(options))?;
+        let (blobs, mut skipped) = self.list_blobs()?;
         let files = Files {
             root: &self.inner.root,
         };
@@ -726,9 +822,20 @@ impl LayoutStore {
             content: &files,
             cache: &self.inner.cache,
         };
-        let mut report = graph.plan(&roots, options, now)?;
-        report.expired_leases = expired;
-        report.stale_ingests = stale.iter().map(|(_, k)| k.clone()).collect();
+        let mut report = graph.plan(&found.roots, options, now)?;
+        report.expired_leases = found.expired;
+        report.stale_ingests = found.stale.iter().map(|(_, k)| k.clone()).collect();
+        skipped.extend(found.skipped);
+        // Under the exclusive lock no rewrite is in progress: leftovers are from crashes.
+        for (_, path, ft) in list_dir(&self.tmp_dir()?)? {
+            if ft.is_file() {
+                report.temporary_files.push(path);
+            } else {
+                skipped.push(Skipped::new(path, describe(ft)));
+            }
+        }
+        report.temporary_files.sort();
+        report.skipped = skipped;
         if options.dry_run {
             return Ok(report);
         }
@@ -745,38 +852,51 @@ impl LayoutStore {
         for id in &report.expired_leases {
             self.remove_lease_files(id)?;
         }
-        for (dir, _) in &stale {
+        for (dir, _) in &found.stale {
             remove_dir_if_exists(dir)?;
         }
-        // Under the exclusive lock no rewrite is in progress: leftovers are from crashes.
-        for (_, p) in list_dir(&self.tmp_dir())? {
-            remove_if_exists(&p)?;
+        for p in &report.temporary_files {
+            remove_if_exists(p)?;
         }
         tracing::debug!(
             removed = report.removed.len(),
             bytes = report.bytes_freed,
             live = report.live,
+            skipped = report.skipped.len(),
             "garbage collection done"
         );
         Ok(report)
     }
 
     fn fsck_blocking(&self, options: &FsckOptions) -> Result<FsckReport> {
+        check_own_dirs(&self.inner.root)?;
         let _g = self.lock(false)?;
-        let mut blobs = self.list_blobs()?;
-        let mut report = FsckReport::default();
+        check_own_dirs(&self.inner.root)?;
+        let (mut blobs, skipped) = self.list_blobs()?;
+        let mut report = FsckReport {
+            skipped,
+            ..FsckReport::default()
+        };
+        let mut opts = open_options();
+        opts.read(true);
         let mut buf = vec![0u8; READ_CHUNK];
         let mut digests: Vec<Digest> = blobs.keys().cloned().collect();
         digests.sort();
         for d in digests {
             let path = self.blob_path(&d);
-            let mut f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut f = match open_regular(&path, &opts, "open") {
+                Ok(Some(f)) => f,
+                Ok(None) => {
                     blobs.remove(&d);
                     continue;
                 }
-                Err(e) => return Err(StoreError::io("open", &path, e)),
+                Err(StoreError::UnsafeEntry { path, found, .. }) => {
+                    // Replaced since the listing: left alone like the others.
+                    blobs.remove(&d);
+                    report.skipped.push(Skipped::new(path, found));
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let mut h = Digester::new(d.algorithm());
             loop {
@@ -807,10 +927,13 @@ impl LayoutStore {
         }
         // Roots first, then a fresh listing: content committed (and tagged) by a writer while
         // the blobs were being hashed is in the new listing, so it is not reported missing.
-        let (roots, _, _) = self.roots(None)?;
+        let found = self.roots(None)?;
+        report.skipped.extend(found.skipped);
+        let roots = found.roots;
         let corrupt: HashSet<&Digest> = report.corrupt.iter().map(|c| &c.digest).collect();
         let blobs: HashMap<Digest, BlobMeta> = self
             .list_blobs()?
+            .0
             .into_iter()
             .filter(|(d, _)| !corrupt.contains(d))
             .collect();
@@ -827,6 +950,13 @@ impl LayoutStore {
     }
 }
 
+/// The last component of a directory path we made (an ingest's hashed key).
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs")
         .join(digest.algorithm().as_str())
@@ -840,7 +970,7 @@ struct Files<'a> {
 
 impl Content for Files<'_> {
     fn read_small(&self, digest: &Digest, _size_hint: u64) -> Result<Option<Bytes>> {
-        Ok(read_opt(&blob_path(self.root, digest))?.map(Bytes::from))
+        Ok(read_limited(&blob_path(self.root, digest), MANIFEST_LIMIT)?.map(Bytes::from))
     }
 }
 
@@ -884,7 +1014,7 @@ impl ReadStore for LayoutStore {
         let d = digest.clone();
         blocking(move || {
             let path = s.blob_path(&d);
-            let size = |p: &Path| match fs::metadata(p) {
+            let size = |p: &Path| match fs::symlink_metadata(p) {
                 Ok(m) if m.is_file() => Ok(Some(m.len())),
                 Ok(_) => Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -924,12 +1054,7 @@ impl ReadStore for LayoutStore {
 
     async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream> {
         let path = self.blob_path(&desc.digest);
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(&desc.digest)),
-            Err(e) => return Err(StoreError::io("open", &path, e)),
-        };
-        let len = file.metadata().await.map_err(ioe("stat", &path))?.len();
+        let (mut file, len) = self.open_blob_file(&desc.digest).await?;
         let r = clamp(range, len);
         file.seek(io::SeekFrom::Start(r.start))
             .await
@@ -982,6 +1107,7 @@ impl WriteStore for LayoutStore {
         blocking(move || {
             let mut v: Vec<IngestStatus> = s
                 .list_ingests()?
+                .0
                 .into_iter()
                 .filter_map(|(_, st)| st)
                 .collect();
@@ -1015,6 +1141,7 @@ impl WriteStore for LayoutStore {
         let d = digest.clone();
         blocking(move || {
             let _g = s.lock(false)?;
+            check_dirs(&s.inner.root, &["blobs", d.algorithm().as_str()])?;
             let path = s.blob_path(&d);
             if !remove_if_exists(&path)? {
                 return Err(not_found(&d));
@@ -1044,12 +1171,15 @@ impl LayoutStore {
             let dir = s.ingest_dir(&key);
             let lock = {
                 let _g = s.lock(false)?;
+                let own = [STATE_DIR, "ingests", &dir_name(&dir)];
+                check_dirs(&s.inner.root, &own)?;
                 mkdirs(&dir)?;
+                check_dirs(&s.inner.root, &own)?;
                 let Some(lock) = try_lock(&dir.join("lock"), false)? else {
                     return Err(StoreError::IngestBusy { key });
                 };
                 let meta_path = dir.join("meta.json");
-                match read_opt(&meta_path)?
+                match read_limited(&meta_path, RECORD_LIMIT)?
                     .and_then(|raw| serde_json::from_slice::<IngestMeta>(&raw).ok())
                 {
                     Some(m) if m.expected.digest != desc.digest || m.expected.size != desc.size => {
@@ -1069,9 +1199,20 @@ impl LayoutStore {
                         let raw = serde_json::to_vec(&meta)
                             .map_err(|e| StoreError::backend("serialize ingest record", e))?;
                         if durable {
-                            atomic_write(&s.tmp_dir(), &meta_path, &raw)?;
+                            atomic_write(&s.tmp_dir()?, &meta_path, &raw)?;
                         } else {
-                            fs::write(&meta_path, &raw).map_err(ioe("write", &meta_path))?;
+                            let mut opts = open_options();
+                            opts.write(true).create(true).truncate(true);
+                            open_regular(&meta_path, &opts, "create")?
+                                .ok_or_else(|| {
+                                    StoreError::io(
+                                        "create",
+                                        &meta_path,
+                                        io::ErrorKind::NotFound.into(),
+                                    )
+                                })?
+                                .write_all(&raw)
+                                .map_err(ioe("write", &meta_path))?;
                         }
                     }
                 }
@@ -1150,14 +1291,16 @@ impl ManagedStore for LayoutStore {
         blocking(move || {
             let id = new_id("lease-");
             let expires = SystemTime::now() + ttl;
-            let (json, pins) = s.lease_paths(&id);
+            let (json, pins) = s.lease_paths(&id)?;
             let _g = s.lock(false)?;
-            File::create(&pins).map_err(ioe("create", &pins))?;
+            let mut opts = open_options();
+            opts.write(true).create(true).truncate(true);
+            open_regular(&pins, &opts, "create")?;
             let raw = serde_json::to_vec(&LeaseMeta {
                 expires_ms: to_millis(expires),
             })
             .map_err(|e| StoreError::backend("serialize lease", e))?;
-            atomic_write(&s.tmp_dir(), &json, &raw)?;
+            atomic_write(&s.tmp_dir()?, &json, &raw)?;
             tracing::debug!(lease = %id, ?ttl, "lease created");
             Ok(Lease::new(id, from_millis(to_millis(expires))))
         })
@@ -1169,9 +1312,9 @@ impl ManagedStore for LayoutStore {
         let s = self.clone();
         let id = lease.id().to_owned();
         blocking(move || {
-            let (json, _) = s.lease_paths(&id);
+            let (json, _) = s.lease_paths(&id)?;
             let _g = s.lock(false)?;
-            if read_opt(&json)?.is_none() {
+            if read_limited(&json, RECORD_LIMIT)?.is_none() {
                 return Err(StoreError::LeaseNotFound { id });
             }
             let expires = SystemTime::now() + ttl;
@@ -1179,7 +1322,7 @@ impl ManagedStore for LayoutStore {
                 expires_ms: to_millis(expires),
             })
             .map_err(|e| StoreError::backend("serialize lease", e))?;
-            atomic_write(&s.tmp_dir(), &json, &raw)?;
+            atomic_write(&s.tmp_dir()?, &json, &raw)?;
             Ok(Lease::new(id, from_millis(to_millis(expires))))
         })
         .await
@@ -1216,7 +1359,7 @@ impl ManagedStore for LayoutStore {
         let d = digest.clone();
         blocking(move || {
             let listing = s.listing()?;
-            let (roots, _, _) = s.roots(None)?;
+            let roots = s.roots(None)?.roots;
             let manifests = listing.reverse.get(&d).cloned().unwrap_or_default();
             Ok(parents_from(&d, &roots, manifests))
         })
@@ -1224,7 +1367,9 @@ impl ManagedStore for LayoutStore {
     }
 
     async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
-        self.writable("gc")?;
+        if !options.dry_run {
+            self.writable("gc")?;
+        }
         let s = self.clone();
         let o = options.clone();
         blocking(move || s.gc_blocking(&o)).await

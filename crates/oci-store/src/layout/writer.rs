@@ -19,7 +19,7 @@ use oci_digest::{Verifier, VerifyError};
 use oci_manifest::Descriptor;
 
 use super::LayoutStore;
-use super::fsutil::{blocking, ioe};
+use super::fsutil::{blocking, ioe, open_options, open_regular, read_limited};
 use crate::error::{Result, StoreError};
 use crate::traits::{BlobWriter, PushOutcome};
 
@@ -175,7 +175,7 @@ fn open_direct(path: &std::path::Path) -> Option<File> {
         use std::os::unix::fs::OpenOptionsExt;
         match OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
             .open(path)
         {
             Ok(f) => Some(f),
@@ -192,6 +192,9 @@ fn open_direct(path: &std::path::Path) -> Option<File> {
     }
 }
 
+/// Largest saved hash state read (a few hundred bytes in practice).
+const STATE_LIMIT: u64 = 64 << 10;
+
 /// A background `fdatasync` of the data written so far is started every this many bytes.
 const SYNC_EVERY: u64 = 64 << 20;
 
@@ -203,7 +206,7 @@ const CHECKPOINT_EVERY: u64 = 16 << 20;
 /// is no usable state (missing, damaged, for other content, or ahead of the data after a power
 /// loss).
 fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Option<Verifier> {
-    let raw = std::fs::read(dir.join("state")).ok()?;
+    let raw = read_limited(&dir.join("state"), STATE_LIMIT).ok()??;
     let digester = oci_digest::Digester::restore(&raw).ok()?;
     if digester.bytes_hashed() > len {
         return None;
@@ -215,7 +218,11 @@ fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Op
 /// the state may be missing or ahead of the data, and is then ignored.
 fn write_checkpoint(dir: &std::path::Path, state: &[u8]) -> io::Result<()> {
     let tmp = dir.join("state.tmp");
-    std::fs::write(&tmp, state)?;
+    // Never written through a link or into a FIFO planted under that name.
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = open_options();
+    opts.write(true).create_new(true);
+    opts.open(&tmp)?.write_all(state)?;
     std::fs::rename(&tmp, dir.join("state"))
 }
 
@@ -230,13 +237,10 @@ impl LayoutWriter {
         lock: File,
     ) -> Result<LayoutWriter> {
         let data = dir.join("data");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&data)
-            .map_err(ioe("open", &data))?;
+        let mut opts = open_options();
+        opts.read(true).write(true).create(true).truncate(false);
+        let mut file = open_regular(&data, &opts, "open")?
+            .ok_or_else(|| StoreError::io("open", &data, io::ErrorKind::NotFound.into()))?;
         let mut verifier = Verifier::new(expected.digest.clone(), expected.size);
         let len = file.metadata().map_err(ioe("stat", &data))?.len();
         if len > expected.size {

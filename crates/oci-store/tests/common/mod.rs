@@ -2,8 +2,10 @@
 //! image builders and a completeness check.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -213,4 +215,41 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// One entry of [`tree`]: a file's bytes, a link's target, or a directory; with its modification
+/// time (links' own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File(Vec<u8>, SystemTime),
+    Link(PathBuf, SystemTime),
+    Dir(SystemTime),
+    Other(SystemTime),
+}
+
+/// Every entry under `dir` (links recorded, never followed), so a test can show that nothing in
+/// a directory changed.
+pub fn tree(dir: &Path) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let name = p.strip_prefix(dir).unwrap().display().to_string();
+            let modified = meta.modified().unwrap();
+            let entry = if meta.is_dir() {
+                stack.push(p);
+                Entry::Dir(modified)
+            } else if meta.file_type().is_symlink() {
+                Entry::Link(std::fs::read_link(&p).unwrap(), modified)
+            } else if meta.is_file() {
+                Entry::File(std::fs::read(&p).unwrap(), modified)
+            } else {
+                Entry::Other(modified)
+            };
+            out.insert(name, entry);
+        }
+    }
+    out
 }
