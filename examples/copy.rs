@@ -6,6 +6,10 @@
 //! cargo run --release --example copy                 # the shipped sample into ./oci-store:sample
 //!
 //! SRC, DST   oci:PATH[:TAG|@DIGEST]  or  docker://REGISTRY/REPO[:TAG|@DIGEST]
+//!             (as with skopeo, the layout PATH ends at the first ':'; TAG follows the OCI
+//!             ref.name grammar, so `oci:dir:team/v1` is the tag team/v1 in ./dir)
+//!             A source oci:PATH without TAG means the layout's only tag (with several, the
+//!             one named latest), as for inspect; a destination without TAG gets the source's.
 //!
 //! --platform OS/ARCH[/VARIANT]  copy only this platform (repeatable); the result is a
 //!                               reduced index referencing only what was copied
@@ -16,7 +20,7 @@
 //!                               store again what it does not serve, read the result back
 //! --referrers                   also copy signatures, SBOMs and other referrers
 //! --format oci|docker           convert manifests to OCI or Docker media types
-//! --jobs N                      transfers at once (default 4)
+//! --jobs N                      transfers at once (default 4, at least 1)
 //! --retries N                   retries of one blob after a transient failure (default 3)
 //! --state-dir DIR               where pushes to registries record their upload sessions,
 //!                               so a killed push resumes from what the registry has
@@ -32,9 +36,17 @@
 //! state directory, unless the kill landed in the middle of a chunk (distribution 2.8 then drops
 //! that session, and that blob starts again). The summary says how many bytes were resumed.
 //!
+//! A destination layout is created only once the source reference resolved: a copy from a tag
+//! that does not exist leaves nothing behind. Text from layouts and registries (media types,
+//! tags, error messages) is printed with its control characters escaped. When the reader of the
+//! output goes away (`copy … | head -1`), the rest of the output is dropped quietly and the copy
+//! still finishes; the exit status is the copy's. `RUST_LOG=debug` (or any `tracing` filter)
+//! logs the library's events to standard error.
+//!
 //! Exit status: 0 copied; 1 the copy failed (the message names the reference and digests);
 //! 2 bad usage; 130 cancelled.
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -43,14 +55,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use oci_examples::sample;
 use oci_examples::transport::{self, Endpoint, RegistrySettings};
+use oci_examples::{Escaped, errln, escape, outln, sample};
 use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent};
 
 const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--plain-http] \
 [--creds USER:PASS] [--verify-existing] [--referrers] [--format oci|docker] [--jobs N] \
 [--retries N] [--state-dir DIR] [--quiet] SRC DST
   SRC, DST: oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST]
+    oci:PATH ends at the first ':' (as with skopeo); TAG follows the OCI ref.name grammar
+    a source oci:PATH without TAG: the layout's only tag (with several, \"latest\"), as inspect
+  --jobs N: transfers at once (default 4, at least 1)
   --state-dir DIR: upload sessions of pushes, resumed by the next run (default
     $XDG_STATE_HOME/oci-rs/uploads or ~/.local/state/oci-rs/uploads)
   with no arguments: copies the shipped sample into ./oci-store:sample";
@@ -89,10 +104,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         match flag.as_str() {
             "--jobs" => {
                 let v = val(&mut it)?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--jobs {v:?}: not a number"))?;
-                options.jobs = n.max(1);
+                options.jobs = transport::positive("--jobs", &v)?;
             }
             "--quiet" | "-q" => quiet = true,
             "--help" | "-h" => return Err(String::new()),
@@ -199,8 +211,9 @@ impl Display {
                     error,
                 } => {
                     let _ = multi.println(format!(
-                        "    retry {} after attempt {attempt}: {error}",
-                        desc.digest
+                        "    retry {} after attempt {attempt}: {}",
+                        desc.digest,
+                        escape(error)
                     ));
                 }
                 _ => {}
@@ -212,21 +225,26 @@ impl Display {
         }
         match &p.event {
             ProgressEvent::Planned { nodes } => {
-                eprintln!(
+                errln!(
                     "planned: {nodes} pieces of content, {} bytes",
                     p.total_bytes
                 );
             }
             ProgressEvent::Started { desc, resumed_from } if *resumed_from > 0 => {
-                eprintln!(
+                errln!(
                     "resuming {} at byte {resumed_from} of {}",
-                    desc.digest, desc.size
+                    desc.digest,
+                    desc.size
                 );
             }
             ProgressEvent::Finished { desc, outcome } => {
-                eprintln!(
+                errln!(
                     "{outcome:>9} {} {} ({} B) [{}/{} B]",
-                    desc.media_type, desc.digest, desc.size, p.done_bytes, p.total_bytes
+                    escape(&desc.media_type),
+                    desc.digest,
+                    desc.size,
+                    p.done_bytes,
+                    p.total_bytes
                 );
             }
             ProgressEvent::Retrying {
@@ -234,7 +252,11 @@ impl Display {
                 attempt,
                 error,
             } => {
-                eprintln!("    retry {} after attempt {attempt}: {error}", desc.digest);
+                errln!(
+                    "    retry {} after attempt {attempt}: {}",
+                    desc.digest,
+                    escape(error)
+                );
             }
             _ => {}
         }
@@ -282,7 +304,7 @@ mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
                 .map(|d| d
                     .platform
                     .as_ref()
-                    .map_or_else(|| d.digest.to_string(), ToString::to_string))
+                    .map_or_else(|| d.digest.to_string(), |p| Escaped(p).to_string()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -313,17 +335,18 @@ mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
             "\n  FAILED {} after {} attempt(s): {}",
             n.desc.digest,
             n.attempts,
-            n.error.as_deref().unwrap_or("")
+            escape(n.error.as_deref().unwrap_or(""))
         ));
     }
     s
 }
 
 fn main() -> ExitCode {
+    oci_examples::init_logging("copy");
     let args = match parse_args(std::env::args().skip(1).collect()) {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+            outln!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(e) => return oci_examples::fail("copy", 2, format_args!("{e}\n{USAGE}")),
@@ -347,16 +370,17 @@ fn main() -> ExitCode {
         .with_progress(move |p| d.event(p));
     options.retry_backoff = Duration::from_millis(500);
     if args.default_run {
-        println!(
+        outln!(
             "no arguments: copying the shipped sample image {} into {}",
-            args.src, args.dst
+            args.src,
+            args.dst
         );
     }
     let result = rt.block_on(async {
         let c = cancel.clone();
         let ctrl_c = async move {
             oci_examples::stop_requested().await;
-            eprintln!("interrupted: finishing cleanly (no tag written; re-run to resume)");
+            errln!("interrupted: finishing cleanly (no tag written; re-run to resume)");
             c.cancel();
         };
         let ctx = transport::Context::new(&args.settings, [&args.src, &args.dst])?;
@@ -373,9 +397,9 @@ fn main() -> ExitCode {
     display.finish();
     match result {
         Ok(report) => {
-            println!("{}", summary(&report));
+            outln!("{}", summary(&report));
             if let Some(tag) = &report.tag {
-                println!("  tagged {tag:?} in {}", args.dst);
+                outln!("  tagged \"{}\" in {}", escape(tag), args.dst);
             }
             if args.default_run {
                 let platforms = sample::platforms()
@@ -383,7 +407,7 @@ fn main() -> ExitCode {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ");
-                println!(
+                outln!(
                     "  the sample has {platforms}; try: cargo run --example copy -- --platform linux/arm64 {} oci:./oci-store:arm64",
                     args.src
                 );
@@ -392,7 +416,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if let Some(report) = e.report() {
-                eprintln!("{}", summary(report));
+                errln!("{}", summary(report));
             }
             let cancelled = matches!(
                 &e,

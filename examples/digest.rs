@@ -9,12 +9,17 @@
 //! printing the expected and the actual digest; 2 when DIGEST is malformed or its algorithm
 //! unsupported (or the command line is wrong), printing which kind of error it is; 3 when a file
 //! cannot be read.
+//!
+//! File names are printed with control characters escaped. When the reader of the output goes
+//! away (`digest * | head -1`), the remaining files are not hashed and the exit status is 0.
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::fs::File;
 use std::io::{self, Read};
 use std::process::ExitCode;
 
 use oci_digest::{Algorithm, Digest, Digester, ParseDigestError, VerifyError, VerifyingReader};
-use oci_examples::fail;
+use oci_examples::{escape, fail, outln};
 
 const PROGRAM: &str = "digest";
 /// Read size: large enough that system calls cost nothing next to hashing.
@@ -24,6 +29,7 @@ const USAGE: &str =
     "usage: digest FILE... [--algorithm sha256|sha512]\n       digest --verify DIGEST FILE";
 
 fn main() -> ExitCode {
+    oci_examples::init_logging(PROGRAM);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut algorithm = Algorithm::Sha256;
     let mut verify: Option<String> = None;
@@ -41,7 +47,7 @@ fn main() -> ExitCode {
                 None => return fail(PROGRAM, 2, USAGE),
             },
             "-h" | "--help" => {
-                println!("{USAGE}");
+                outln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             _ => files.push(a),
@@ -58,8 +64,13 @@ fn main() -> ExitCode {
         None => {
             for f in &files {
                 match hash_file(algorithm, f) {
-                    Ok(d) => println!("{d}  {f}"),
-                    Err(e) => return fail(PROGRAM, 3, format_args!("{f}: {e}")),
+                    Ok(d) => {
+                        if !outln!("{d}  {}", escape(f)) {
+                            // Nobody reads the rest.
+                            break;
+                        }
+                    }
+                    Err(e) => return fail(PROGRAM, 3, format_args!("{}: {e}", escape(f))),
                 }
             }
             ExitCode::SUCCESS
@@ -102,11 +113,11 @@ fn verify_file(digest: &str, path: &str) -> ExitCode {
     let opened = File::open(path).and_then(|f| Ok((f.metadata()?.len(), f)));
     let (size, file) = match opened {
         Ok(x) => x,
-        Err(e) => return fail(PROGRAM, 3, format_args!("{path}: {e}")),
+        Err(e) => return fail(PROGRAM, 3, format_args!("{}: {e}", escape(path))),
     };
     match pump(VerifyingReader::new(file, expected.clone(), size), |_| {}) {
         Ok(()) => {
-            println!("{path}: OK {expected}");
+            outln!("{}: OK {expected}", escape(path));
             ExitCode::SUCCESS
         }
         Err(e) => match VerifyError::from_io(&e) {
@@ -115,14 +126,17 @@ fn verify_file(digest: &str, path: &str) -> ExitCode {
             }) => fail(
                 PROGRAM,
                 1,
-                format_args!("{path}: MISMATCH\n  expected: {expected}\n  actual:   {actual}"),
+                format_args!(
+                    "{}: MISMATCH\n  expected: {expected}\n  actual:   {actual}",
+                    escape(path)
+                ),
             ),
             Some(other) => fail(
                 PROGRAM,
                 1,
-                format_args!("{path}: changed while reading: {other}"),
+                format_args!("{}: changed while reading: {other}", escape(path)),
             ),
-            None => fail(PROGRAM, 3, format_args!("{path}: {e}")),
+            None => fail(PROGRAM, 3, format_args!("{}: {e}", escape(path))),
         },
     }
 }

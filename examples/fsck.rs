@@ -9,30 +9,39 @@
 //! references declaring a wrong size, and dangling content (unreferenced; not a problem).
 //! `--repair` removes corrupt blobs so that the next copy fetches them again.
 //!
+//! Without `--repair` the layout is opened read-only: the check works without write access and
+//! changes nothing on disk. Names that come from the layout (tags, paths) are printed with
+//! control characters escaped; a closed output (`fsck … | head -1`) is dropped quietly.
+//! `RUST_LOG` enables the library's logs on standard error.
+//!
 //! Exit status: 0 when clean, 1 when corrupt, missing or wrongly sized content was found (even
 //! if repaired), 2 on a bad command line, 3 when the check could not run.
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::process::ExitCode;
 
-use oci_examples::fail;
 use oci_examples::transport::Endpoint;
+use oci_examples::{Escaped, chain, escape, fail, outln};
 use oci_store::{FsckOptions, LayoutOptions, LayoutStore, ManagedStore};
 
 const PROGRAM: &str = "fsck";
-const USAGE: &str = "usage: fsck oci:PATH [--repair]";
+const USAGE: &str = "usage: fsck oci:PATH [--repair]
+  without --repair: opens the layout read-only, changes nothing";
 
 fn main() -> ExitCode {
+    oci_examples::init_logging(PROGRAM);
     let mut path = None;
     let mut options = FsckOptions::default();
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "--repair" => options = FsckOptions::repair(),
             "-h" | "--help" => {
-                println!("{USAGE}");
+                outln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             p if path.is_none() && !p.starts_with('-') => match Endpoint::layout_dir(p) {
                 Ok(dir) => path = Some(dir),
-                Err(e) => return fail(PROGRAM, 2, format!("{e}\n{USAGE}")),
+                Err(e) => return fail(PROGRAM, 2, format!("{}\n{USAGE}", escape(&e))),
             },
             _ => return fail(PROGRAM, 2, USAGE),
         }
@@ -60,38 +69,42 @@ fn main() -> ExitCode {
         };
         let report = match report {
             Ok(r) => r,
-            Err(e) => {
-                let mut msg = e.to_string();
-                let mut cur = std::error::Error::source(&e);
-                while let Some(c) = cur {
-                    msg.push_str(&format!("\n  caused by: {c}"));
-                    cur = c.source();
-                }
-                return fail(PROGRAM, 3, msg);
-            }
+            Err(e) => return fail(PROGRAM, 3, chain(&e)),
         };
         for c in &report.corrupt {
-            println!(
+            outln!(
                 "corrupt {} ({} bytes): content hashes to {}",
-                c.digest, c.size, c.actual
+                c.digest,
+                c.size,
+                c.actual
             );
         }
         for d in &report.removed {
-            println!("removed corrupt {d}");
+            outln!("removed corrupt {d}");
         }
         for (d, p) in &report.missing {
-            println!("missing {d}, referred to by {p}");
+            outln!("missing {d}, referred to by {}", Escaped(p));
         }
         for w in &report.wrong_size {
-            println!(
+            outln!(
                 "wrong size {}: {} says {} bytes, {} stored",
-                w.digest, w.referred_by, w.expected, w.actual
+                w.digest,
+                Escaped(&w.referred_by),
+                w.expected,
+                w.actual
             );
         }
         for d in &report.dangling {
-            println!("dangling {d}");
+            outln!("dangling {d}");
         }
-        println!(
+        for s in &report.skipped {
+            outln!(
+                "skipped {}: {} (not followed, read or removed)",
+                Escaped(s.path.display()),
+                s.found
+            );
+        }
+        outln!(
             "{} blobs ({} bytes) checked: {} corrupt, {} missing, {} wrong size, {} dangling",
             report.checked,
             report.bytes,

@@ -5,21 +5,31 @@
 //! cargo run --example gc -- oci:PATH [--dry-run] [--min-age SECONDS]
 //! ```
 //!
-//! `--dry-run` lists what would be removed and why, removing nothing. `--min-age` (default 600)
-//! keeps unreferenced content younger than that, so a tool writing without leases is not swept
-//! under its feet. Exit status: 0 on success, 1 when the collection failed (the error says why),
-//! 2 on a bad command line.
+//! `--dry-run` lists what would be removed and why, removing nothing: it opens the layout
+//! read-only, so it works without write access and changes nothing on disk (not even the
+//! store's `.oci-rs/` state directory is created). `--min-age` (default 600) keeps unreferenced
+//! content younger than that, so a tool writing without leases is not swept under its feet.
+//! Names that come from the layout (tags, lease ids, ingest keys, paths) are printed with
+//! control characters escaped; a closed output (`gc … | head -1`) is dropped quietly.
+//! `RUST_LOG` enables the library's logs on standard error.
+//!
+//! Exit status: 0 on success, 1 when the collection failed (the error says why), 2 on a bad
+//! command line.
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oci_examples::fail;
 use oci_examples::transport::Endpoint;
-use oci_store::{GcOptions, LayoutStore, ManagedStore};
+use oci_examples::{Escaped, chain, escape, fail, outln};
+use oci_store::{GcOptions, LayoutOptions, LayoutStore, ManagedStore};
 
 const PROGRAM: &str = "gc";
-const USAGE: &str = "usage: gc oci:PATH [--dry-run] [--min-age SECONDS]";
+const USAGE: &str = "usage: gc oci:PATH [--dry-run] [--min-age SECONDS]
+  --dry-run: list what would be removed; opens the layout read-only, changes nothing";
 
 fn main() -> ExitCode {
+    oci_examples::init_logging(PROGRAM);
     let mut path = None;
     let mut options = GcOptions::default();
     let mut args = std::env::args().skip(1);
@@ -31,12 +41,12 @@ fn main() -> ExitCode {
                 None => return fail(PROGRAM, 2, USAGE),
             },
             "-h" | "--help" => {
-                println!("{USAGE}");
+                outln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             p if path.is_none() && !p.starts_with('-') => match Endpoint::layout_dir(p) {
                 Ok(dir) => path = Some(dir),
-                Err(e) => return fail(PROGRAM, 2, format!("{e}\n{USAGE}")),
+                Err(e) => return fail(PROGRAM, 2, format!("{}\n{USAGE}", escape(&e))),
             },
             _ => return fail(PROGRAM, 2, USAGE),
         }
@@ -52,7 +62,13 @@ fn main() -> ExitCode {
         Err(e) => return fail(PROGRAM, 1, e),
     };
     rt.block_on(async {
-        let store = match LayoutStore::open(&path).await {
+        // A dry run only reads: it must work, and change nothing, where it cannot write.
+        let open_options = if options.dry_run {
+            LayoutOptions::read_only()
+        } else {
+            LayoutOptions::default()
+        };
+        let store = match LayoutStore::open_with(&path, &open_options).await {
             Ok(s) => s,
             Err(e) => return fail(PROGRAM, 1, chain(&e)),
         };
@@ -66,21 +82,36 @@ fn main() -> ExitCode {
             "removed"
         };
         for r in &report.removed {
-            println!("{verb} {} ({} bytes): {}", r.digest, r.size, r.reason);
+            outln!(
+                "{verb} {} ({} bytes): {}",
+                r.digest,
+                r.size,
+                Escaped(&r.reason)
+            );
         }
         for d in &report.young {
-            println!("kept {d}: unreferenced but younger than the minimum age");
+            outln!("kept {d}: unreferenced but younger than the minimum age");
         }
         for (d, p) in &report.missing {
-            println!("missing {d}, referred to by {p}");
+            outln!("missing {d}, referred to by {}", Escaped(p));
         }
         for l in &report.expired_leases {
-            println!("{verb} expired lease {l}");
+            outln!("{verb} expired lease {}", escape(l));
         }
         for k in &report.stale_ingests {
-            println!("{verb} stale ingest {k:?}");
+            outln!("{verb} stale ingest \"{}\"", escape(k));
         }
-        println!(
+        for t in &report.temporary_files {
+            outln!("{verb} temporary file {}", Escaped(t.display()));
+        }
+        for s in &report.skipped {
+            outln!(
+                "skipped {}: {} (not followed, read or removed)",
+                Escaped(s.path.display()),
+                s.found
+            );
+        }
+        outln!(
             "{} blobs, {} live, {verb} {} ({} bytes)",
             report.blobs,
             report.live,
@@ -89,15 +120,4 @@ fn main() -> ExitCode {
         );
         ExitCode::SUCCESS
     })
-}
-
-/// The error and its sources, one per line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!("\n  caused by: {c}"));
-        cur = c.source();
-    }
-    s
 }

@@ -5,8 +5,9 @@
 //! cargo run --example inspect -- oci:PATH[:TAG|@DIGEST] [--json]
 //! ```
 //!
-//! Without `:TAG` the layout must hold exactly one tagged image; `@DIGEST` names any stored
-//! manifest or index (an untagged `index.json` entry, say). Manifests are fetched verified
+//! Without `:TAG`: the layout's only tag (with several, the one named `latest`), as for copy;
+//! `@DIGEST` names any stored manifest or index (an untagged `index.json` entry, say). As with
+//! skopeo, PATH ends at the first ':'. Manifests are fetched verified
 //! against the digest, size and media type that named them; configs and layers are only
 //! checked to exist with the right size (they are not hashed).
 //!
@@ -14,24 +15,29 @@
 //! not match its descriptor (the tree is still printed, problems marked); 2 on a bad command
 //! line or reference (unknown tag, not a layout); 3 when the layout cannot be read.
 //!
-//! This reads through `oci-store` (`LayoutStore`: tags, `stat`, verified manifest fetches), the
-//! same code `copy`, `gc` and `fsck` use; opening the layout creates the store's `.oci-rs/`
-//! state directory beside `index.json`.
+//! Tags, media types, platforms and annotations come from the layout: they are printed with
+//! their control characters escaped (in `--json`, as JSON `\u` escapes). A closed output
+//! (`inspect … | head -1`) ends the printing quietly; the exit status stays the one above.
+//! `RUST_LOG` enables the library's logs on standard error.
+//!
+//! This reads through `oci-store` (`LayoutStore` opened read-only: tags, `stat`, verified
+//! manifest fetches), the same code `copy`, `gc` and `fsck` use; nothing in the layout changes.
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitCode;
 
-use oci_examples::fail;
-use oci_examples::transport::Endpoint;
+use oci_examples::transport::{self, Endpoint, NoDefaultTag};
+use oci_examples::{Escaped, escape, fail, outln};
 use oci_manifest::{Descriptor, ParseOptions, annotations, media_types};
-use oci_store::{
-    LayoutOptions, LayoutStore, ReadStore, StoreError, TagStore, error_chain, resolve_reference,
-};
+use oci_store::{LayoutOptions, LayoutStore, ReadStore, StoreError, TagStore, resolve_reference};
 use serde::Serialize;
 
 const PROGRAM: &str = "inspect";
-const USAGE: &str = "usage: inspect oci:PATH[:TAG|@DIGEST] [--json]";
+const USAGE: &str = "usage: inspect oci:PATH[:TAG|@DIGEST] [--json]
+  oci:PATH ends at the first ':' (as with skopeo); without TAG: the layout's only tag (with
+  several, \"latest\"), as copy";
 
 /// Why inspection could not start or finish; each kind has its exit status.
 enum Failure {
@@ -46,7 +52,7 @@ enum Failure {
 impl Failure {
     /// Classifies a store error met while opening the layout or resolving the reference.
     fn from_store(e: &StoreError) -> Failure {
-        let message = error_chain(e);
+        let message = oci_examples::chain(e);
         match e {
             StoreError::NotALayout { .. }
             | StoreError::CorruptLayout { .. }
@@ -72,17 +78,24 @@ struct Node {
 }
 
 fn main() -> ExitCode {
+    oci_examples::init_logging(PROGRAM);
     let mut json_out = false;
     let mut reference = None;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--json" => json_out = true,
             "-h" | "--help" => {
-                println!("{USAGE}");
+                outln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             _ if reference.is_none() => reference = Some(arg),
-            _ => return fail(PROGRAM, 2, format!("unexpected argument {arg:?}\n{USAGE}")),
+            _ => {
+                return fail(
+                    PROGRAM,
+                    2,
+                    format!("unexpected argument \"{}\"\n{USAGE}", escape(&arg)),
+                );
+            }
         }
     }
     let Some(reference) = reference else {
@@ -103,11 +116,12 @@ fn main() -> ExitCode {
                     root: to_json(&root),
                 };
                 match serde_json::to_string_pretty(&out) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => {
+                        outln!("{}", oci_examples::escape_json(&s));
+                    }
                     Err(e) => return fail(PROGRAM, 3, e),
                 }
-            } else {
-                println!("{reference}");
+            } else if outln!("{}", escape(&reference)) {
                 print_tree(&root, "", true, true);
             }
             if has_problems(&root) {
@@ -128,7 +142,8 @@ fn main() -> ExitCode {
 async fn run(reference: &str) -> Result<Node, Failure> {
     let not_oci = || {
         Failure::Usage(format!(
-            "{reference:?} is not an oci:PATH[:TAG] reference\n{USAGE}"
+            "\"{}\" is not an oci:PATH[:TAG] reference\n{USAGE}",
+            escape(reference)
         ))
     };
     if !reference.starts_with("oci:") {
@@ -147,52 +162,43 @@ async fn run(reference: &str) -> Result<Node, Failure> {
             Ok(d) => d,
             Err(StoreError::TagNotFound { tag }) => {
                 return Err(Failure::Usage(format!(
-                    "no image tagged {tag:?} in {}; tags: {}",
-                    path.display(),
+                    "no image tagged \"{}\" in {}; tags: {}",
+                    escape(&tag),
+                    Escaped(path.display()),
                     tag_list(&store).await
                 )));
             }
             Err(StoreError::NotFound { digest }) => {
                 return Err(Failure::Usage(format!(
                     "no content {digest} in {}",
-                    path.display()
+                    Escaped(path.display())
                 )));
             }
             Err(e) => return Err(Failure::from_store(&e)),
         },
-        None => only_image(&store, &path).await?,
+        None => {
+            let tag = transport::default_tag(&store, &path)
+                .await
+                .map_err(|e| match e {
+                    NoDefaultTag::Store(e) => Failure::from_store(&e),
+                    NoDefaultTag::Ambiguous(m) => Failure::Usage(m),
+                })?;
+            store
+                .resolve(&tag)
+                .await
+                .map_err(|e| Failure::from_store(&e))?
+        }
     };
     let role = entry_role(&root);
     Ok(walk(&store, root, role, 0).await)
-}
-
-/// The image of a layout holding exactly one tag.
-async fn only_image(store: &LayoutStore, path: &Path) -> Result<Descriptor, Failure> {
-    let tags = store.tags().await.map_err(|e| Failure::from_store(&e))?;
-    match tags.as_slice() {
-        [only] => store
-            .resolve(only)
-            .await
-            .map_err(|e| Failure::from_store(&e)),
-        [] => Err(Failure::Usage(format!(
-            "{} holds no tagged image: name one with oci:PATH@DIGEST",
-            path.display()
-        ))),
-        many => Err(Failure::Usage(format!(
-            "{} holds {} images: name one with oci:PATH:TAG; tags: {}",
-            path.display(),
-            many.len(),
-            many.join(", ")
-        ))),
-    }
 }
 
 /// The layout's tags for an error message.
 async fn tag_list(store: &LayoutStore) -> String {
     match store.tags().await {
         Ok(tags) if tags.is_empty() => "none".to_owned(),
-        Ok(tags) => tags.join(", "),
-        Err(e) => format!("(cannot list them: {})", error_chain(&e)),
+        Ok(tags) => escape(&tags.join(", ")).into_owned(),
+        Err(e) => format!("(cannot list them: {})", oci_examples::chain(&e)),
     }
 }
 
@@ -214,8 +220,8 @@ fn problem(d: &Descriptor, e: &StoreError) -> String {
             expected, actual, ..
         } => size_mismatch(*expected, *actual),
         // The store's verification of the bytes against the descriptor that named them.
-        StoreError::Verify(v) => format!("{} {v}", entry_role(d)),
-        other => error_chain(other),
+        StoreError::Verify(v) => format!("{} {}", entry_role(d), Escaped(v)),
+        other => oci_examples::chain(other),
     }
 }
 
@@ -257,7 +263,7 @@ fn walk<'a>(
             return node;
         }
         if let Err(e) = ParseOptions::default().check_depth(depth, &d.digest) {
-            node.problems.push(e.to_string());
+            node.problems.push(escape(&e.to_string()).into_owned());
             return node;
         }
         let m = match store.fetch_manifest(d).await {
@@ -310,26 +316,28 @@ fn human(size: u64) -> String {
     }
 }
 
+/// Prints the tree below `n`; stops once standard output is closed.
 fn print_tree(n: &Node, prefix: &str, last: bool, root: bool) {
     let d = &n.descriptor;
     let mut line = String::new();
     line.push_str(n.role);
+    // Everything but the role, the digest and the size comes from the layout: escaped.
     if let Some(p) = &d.platform {
-        line.push_str(&format!(" {p}"));
+        line.push_str(&format!(" {}", Escaped(p)));
     }
     if let Some(a) = &d.artifact_type {
-        line.push_str(&format!(" [{a}]"));
+        line.push_str(&format!(" [{}]", escape(a)));
     }
     if let Some(t) = d.annotation(annotations::REF_NAME) {
-        line.push_str(&format!(" tag={t}"));
+        line.push_str(&format!(" tag={}", escape(t)));
     }
     if let Some(t) = d.annotation(annotations::DOCKER_REFERENCE_TYPE) {
-        line.push_str(&format!(" ({t})"));
+        line.push_str(&format!(" ({})", escape(t)));
     }
     line.push_str(&format!(
         "  {}  {}  {}",
         d.digest,
-        d.media_type,
+        escape(&d.media_type),
         human(d.size)
     ));
     for p in &n.problems {
@@ -340,7 +348,9 @@ fn print_tree(n: &Node, prefix: &str, last: bool, root: bool) {
         (false, true) => ("└── ", format!("{prefix}    ")),
         (false, false) => ("├── ", format!("{prefix}│   ")),
     };
-    println!("{prefix}{branch}{line}");
+    if !outln!("{prefix}{branch}{line}") {
+        return;
+    }
     for (i, c) in n.children.iter().enumerate() {
         print_tree(c, &next, i + 1 == n.children.len(), false);
     }

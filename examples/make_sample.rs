@@ -7,12 +7,14 @@
 //!
 //! The sample is a 3-platform OCI image layout tagged `sample`; see `oci_examples::sample`.
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 
-use oci_examples::{fail, sample};
+use oci_examples::{fail, outln, sample};
 
 fn main() -> ExitCode {
+    oci_examples::init_logging("make_sample");
     let dir = std::env::args_os()
         .nth(1)
         .map_or_else(sample::committed_path, std::path::PathBuf::from);
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
         Ok(index) => {
             // Our own state directory is not part of the sample.
             let _ = std::fs::remove_dir_all(dir.join(oci_store::STATE_DIR));
-            println!(
+            outln!(
                 "wrote {} ({}:{}, {} platforms, index {})",
                 dir.display(),
                 dir.display(),

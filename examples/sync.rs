@@ -7,9 +7,10 @@
 //!
 //! FILE      one copy a line: `SRC DST` (as for the copy example: oci:PATH[:TAG|@DIGEST] or
 //!           docker://REGISTRY/REPO[:TAG|@DIGEST]); blank lines and lines starting with # are
-//!           ignored
-//! --jobs N          transfers at once over all images (default 8)
-//! --images N        images copied at once (default 4)
+//!           ignored. Two lines that would write the same destination tag are refused (exit 2,
+//!           naming both lines): which one wins would depend on which finishes last.
+//! --jobs N          transfers at once over all images (default 8, at least 1)
+//! --images N        images copied at once (default 4, at least 1)
 //! --retry-budget N  whole-image retries allowed over the file after a failure (default 3)
 //! --retries N       retries of one blob after a transient failure (default 3)
 //! --state-dir DIR   where pushes record upload sessions, resumed by the next run (default
@@ -17,23 +18,35 @@
 //! --platform, --plain-http, --creds, --verify-existing, --referrers, --format: as for copy
 //! ```
 //!
+//! Every line of the file has a row in the table and counts in the summary: a copy that fails,
+//! and one whose task ends abnormally (a panic), count as failed and make the exit status 1.
+//! Text from the file, layouts and registries is printed with control characters escaped; a
+//! closed output (`sync … | head -1`) is dropped quietly. `RUST_LOG` enables the library's logs.
+//!
 //! Exit status: 0 every image copied; 1 some failed (the table and the messages name them and
 //! their digests); 2 bad usage or an unreadable file.
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use oci_distribution_client::Reference;
 use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
-use oci_store::{CopyOptions, CopyReport, StoreError};
+use oci_examples::{errln, escape, outln};
+use oci_store::{CopyOptions, CopyReport, Digest, StoreError};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
 [--platform OS/ARCH[/VARIANT]]... [--plain-http] [--creds USER:PASS] [--verify-existing] \
 [--referrers] [--format oci|docker] [--state-dir DIR] FILE
-  FILE: one `SRC DST` a line";
+  FILE: one `SRC DST` a line (SRC, DST as for copy); two lines writing the same destination
+    tag are refused
+  --jobs N, --images N: at least 1";
 
 struct Job {
     line: usize,
@@ -71,9 +84,19 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
             continue;
         }
         match arg.as_str() {
-            "--jobs" => a.jobs = num(it.next(), "--jobs")?.max(1) as usize,
-            "--images" => a.images = num(it.next(), "--images")?.max(1) as usize,
-            "--retry-budget" => a.budget = num(it.next(), "--retry-budget")? as u32,
+            "--jobs" | "--images" => {
+                let v = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                let n = transport::positive(&arg, &v)?;
+                if arg == "--jobs" {
+                    a.jobs = n;
+                } else {
+                    a.images = n;
+                }
+            }
+            "--retry-budget" => {
+                a.budget = u32::try_from(num(it.next(), "--retry-budget")?)
+                    .map_err(|_| "--retry-budget: too large".to_owned())?;
+            }
             "--help" | "-h" => return Err(String::new()),
             f if f.starts_with("--") => return Err(format!("unknown option {f}")),
             _ => files.push(arg),
@@ -108,7 +131,52 @@ fn parse_file(text: &str, file: &str) -> Result<Vec<Job>, String> {
             dst,
         });
     }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for job in &jobs {
+        if let Some(target) = destination(job)
+            && let Some(first) = seen.insert(target.clone(), job.line)
+        {
+            return Err(format!(
+                "{file}:{}: writes the same destination as line {first} ({}): which copy wins \
+would depend on which finishes last; give each line its own destination tag",
+                job.line,
+                escape(&target)
+            ));
+        }
+    }
     Ok(jobs)
+}
+
+/// The destination tag a line writes, as `LOCATION:TAG` with the location normalised (an
+/// absolute layout path, `registry/repository`); `None` when the tag is only known once the
+/// source is read (a source layout without a tag, see [`transport::default_tag`]).
+fn destination(job: &Job) -> Option<String> {
+    let tag = match (job.dst.reference(), job.src.reference(), &job.src) {
+        (Some(t), _, _) => t,
+        (None, Some(r), _) if Digest::parse(&r).is_ok() => "latest".to_owned(),
+        (None, Some(r), _) => r,
+        (None, None, Endpoint::Registry { .. }) => "latest".to_owned(),
+        (None, None, Endpoint::Layout { .. }) => return None,
+    };
+    let place = match &job.dst {
+        Endpoint::Layout { path, .. } => normalised(path).display().to_string(),
+        Endpoint::Registry { reference } => match Reference::parse(reference) {
+            Ok(r) => format!("{}/{}", r.registry(), r.repository()),
+            Err(_) => reference.clone(),
+        },
+    };
+    Some(format!("{place}:{tag}"))
+}
+
+/// `path` made absolute, without `.` components, through links where it exists.
+fn normalised(path: &Path) -> PathBuf {
+    let absolute = std::env::current_dir().unwrap_or_default().join(path);
+    std::fs::canonicalize(&absolute).unwrap_or_else(|_| {
+        absolute
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect()
+    })
 }
 
 /// Whether a failed image copy is worth another attempt from the retry budget.
@@ -132,20 +200,38 @@ fn retryable(e: &CopyError) -> bool {
     }
 }
 
+/// Why a line did not copy.
+enum Failure {
+    /// The copy failed.
+    Copy(CopyError),
+    /// The copy's task ended abnormally (a panic): nothing is known of what it did.
+    Aborted(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Copy(e) => e.fmt(f),
+            Failure::Aborted(m) => write!(f, "the copy ended abnormally: {}", escape(m)),
+        }
+    }
+}
+
 struct Outcome {
     line: usize,
     src: String,
     dst: String,
     attempts: u32,
-    result: Result<CopyReport, CopyError>,
+    result: Result<CopyReport, Failure>,
     elapsed: Duration,
 }
 
 fn main() -> ExitCode {
+    oci_examples::init_logging("sync");
     let args = match parse_args(std::env::args().skip(1).collect()) {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+            outln!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(e) => return oci_examples::fail("sync", 2, format_args!("{e}\n{USAGE}")),
@@ -153,7 +239,11 @@ fn main() -> ExitCode {
     let text = match std::fs::read_to_string(&args.file) {
         Ok(t) => t,
         Err(e) => {
-            return oci_examples::fail("sync", 2, format_args!("cannot read {}: {e}", args.file));
+            return oci_examples::fail(
+                "sync",
+                2,
+                format_args!("cannot read {}: {e}", escape(&args.file)),
+            );
         }
     };
     let jobs = match parse_file(&text, &args.file) {
@@ -161,7 +251,7 @@ fn main() -> ExitCode {
             return oci_examples::fail(
                 "sync",
                 2,
-                format_args!("{}: no `SRC DST` lines", args.file),
+                format_args!("{}: no `SRC DST` lines", escape(&args.file)),
             );
         }
         Ok(j) => j,
@@ -183,9 +273,15 @@ fn main() -> ExitCode {
     };
     let total = started.elapsed();
 
-    println!(
+    outln!(
         "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8}  SRC -> DST",
-        "line", "status", "try", "copied", "skip", "bytes", "seconds"
+        "line",
+        "status",
+        "try",
+        "copied",
+        "skip",
+        "bytes",
+        "seconds"
     );
     let mut failed = 0;
     for o in &outcomes {
@@ -198,7 +294,10 @@ fn main() -> ExitCode {
             ),
             Err(e) => {
                 failed += 1;
-                let r = e.report();
+                let r = match e {
+                    Failure::Copy(e) => e.report(),
+                    Failure::Aborted(_) => None,
+                };
                 (
                     "FAILED",
                     r.map_or(0, |r| r.copied + r.repaired),
@@ -207,7 +306,7 @@ fn main() -> ExitCode {
                 )
             }
         };
-        println!(
+        outln!(
             "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8.2}  {} -> {}",
             o.line,
             status,
@@ -222,7 +321,7 @@ fn main() -> ExitCode {
     }
     for o in &outcomes {
         if let Err(e) = &o.result {
-            eprintln!("sync: line {}: {} -> {}: {e}", o.line, o.src, o.dst);
+            errln!("sync: line {}: {} -> {}: {e}", o.line, o.src, o.dst);
         }
     }
     let bytes: u64 = outcomes
@@ -230,7 +329,7 @@ fn main() -> ExitCode {
         .filter_map(|o| o.result.as_ref().ok())
         .map(|r| r.bytes_copied)
         .sum();
-    println!(
+    outln!(
         "{} of {} images copied, {} failed; {bytes} bytes sent in {:.2} s",
         outcomes.len() - failed,
         outcomes.len(),
@@ -250,15 +349,17 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
     let images = Arc::new(Semaphore::new(args.images));
     let budget = Arc::new(AtomicU32::new(args.budget));
     let options = args.options.clone().with_shared_limit(transfers);
+    let run_started = Instant::now();
     let mut tasks = Vec::new();
     for job in jobs {
+        let (line, src, dst) = (job.line, job.src.to_string(), job.dst.to_string());
         let (images, budget, options, ctx) = (
             Arc::clone(&images),
             Arc::clone(&budget),
             options.clone(),
             ctx.clone(),
         );
-        tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _slot = images.acquire_owned().await;
             let started = Instant::now();
             let mut attempts = 0;
@@ -274,7 +375,7 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
                                 })
                                 .is_ok() =>
                     {
-                        eprintln!(
+                        errln!(
                             "sync: line {}: attempt {attempts} failed, retrying from what is there: {e}",
                             job.line
                         );
@@ -287,18 +388,31 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
                 src: job.src.to_string(),
                 dst: job.dst.to_string(),
                 attempts,
-                result,
+                result: result.map_err(Failure::Copy),
                 elapsed: started.elapsed(),
             }
-        }));
+        });
+        tasks.push((line, src, dst, task));
     }
-    let mut out = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(o) => out.push(o),
-            Err(e) => eprintln!("sync: a copy task ended abnormally: {e}"),
-        }
-    }
+    // Every line gets an outcome: a task that ended abnormally is a failed line.
+    let (lines, handles): (Vec<_>, Vec<_>) = tasks
+        .into_iter()
+        .map(|(line, src, dst, task)| ((line, src, dst), task))
+        .unzip();
+    let mut out: Vec<Outcome> = lines
+        .into_iter()
+        .zip(oci_examples::join_each(handles).await)
+        .map(|((line, src, dst), result)| {
+            result.unwrap_or_else(|message| Outcome {
+                line,
+                src,
+                dst,
+                attempts: 1,
+                result: Err(Failure::Aborted(message)),
+                elapsed: run_started.elapsed(),
+            })
+        })
+        .collect();
     out.sort_by_key(|o| o.line);
     Ok(out)
 }

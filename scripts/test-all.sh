@@ -14,6 +14,8 @@ command -v jq >/dev/null || pkgs+=(jq)
 command -v htpasswd >/dev/null || pkgs+=(apache2-utils)
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v fincore >/dev/null || pkgs+=(util-linux-extra)
+[ -x /usr/bin/time ] || pkgs+=(time)          # GNU time: peak memory of example runs
+command -v setpriv >/dev/null || pkgs+=(util-linux)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing: ${pkgs[*]}"
   sudo_cmd=""

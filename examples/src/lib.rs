@@ -3,21 +3,56 @@
 //! The examples use the public APIs of the oci-rs crates only; this library holds nothing but
 //! command-line plumbing they have in common.
 #![forbid(unsafe_code)]
+// Every line goes through `outln!`/`errln!` (see `output`): `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod output;
 pub mod sample;
+mod text;
 pub mod transport;
+
+pub use text::{Escaped, chain, escape, escape_json};
 
 use std::process::ExitCode;
 
 /// Prints `message` to standard error prefixed by the program name and returns `code`.
+/// Text from peers or files inside `message` must already be escaped ([`escape`], [`chain`]).
 ///
 /// ```
 /// let code = oci_examples::fail("digest", 2, "bad digest");
 /// assert_eq!(code, std::process::ExitCode::from(2));
 /// ```
 pub fn fail(program: &str, code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{program}: {message}");
+    errln!("{program}: {message}");
     ExitCode::from(code)
+}
+
+/// Installs the log output every example has: the crates' `tracing` events on standard error
+/// as plain text, filtered by `RUST_LOG` (`RUST_LOG=debug`, `RUST_LOG=oci_store=trace`), and
+/// nothing at all when `RUST_LOG` is not set. A `RUST_LOG` that does not parse is reported and
+/// ignored. Write errors (a closed standard error) are dropped, never a panic.
+///
+/// ```
+/// oci_examples::init_logging("doc");
+/// ```
+pub fn init_logging(program: &str) {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(e) => {
+            errln!("{program}: RUST_LOG ignored: {}", escape(&e.to_string()));
+            return;
+        }
+    };
+    // A second call (doc tests) finds a subscriber installed: nothing to do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .log_internal_errors(false)
+        .try_init();
 }
 
 /// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on unix, SIGTERM (what
@@ -55,6 +90,42 @@ pub async fn stop_requested() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
+}
+
+/// Awaits every task, in order, and gives one result per task: a task that panicked (or was
+/// cancelled) becomes `Err` with its panic message, so no piece of work is lost from a summary
+/// (`sync` counts such a line as failed).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let tasks = vec![
+///     tokio::spawn(async { 1 }),
+///     tokio::spawn(async { panic!("boom") }),
+/// ];
+/// let results = oci_examples::join_each(tasks).await;
+/// assert_eq!(results[0], Ok(1));
+/// assert_eq!(results[1], Err("panicked: boom".to_owned()));
+/// # });
+/// ```
+pub async fn join_each<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, String>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.map_err(|e| {
+            if !e.is_panic() {
+                return e.to_string();
+            }
+            let payload = e.into_panic();
+            match (
+                payload.downcast_ref::<&str>(),
+                payload.downcast_ref::<String>(),
+            ) {
+                (Some(s), _) => format!("panicked: {s}"),
+                (None, Some(s)) => format!("panicked: {s}"),
+                (None, None) => "panicked".to_owned(),
+            }
+        }));
+    }
+    out
 }
 
 /// The README's Rust snippets, compiled as doc tests so they cannot drift from the API.

@@ -8,8 +8,10 @@ use oci_digest::Digest;
 use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
 use oci_manifest::convert::Flavor;
 use oci_store::{
-    CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError, VerifyMode,
+    CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError, TagStore, VerifyMode,
 };
+
+use crate::{Escaped, escape};
 
 /// Where an image is: an OCI layout directory or a registry repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,17 +31,19 @@ pub enum Endpoint {
 }
 
 impl fmt::Display for Endpoint {
+    /// The location as typed, its path and reference escaped ([`crate::escape`]): they may come
+    /// from a list file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Layout { path, reference } => {
-                write!(f, "oci:{}", path.display())?;
+                write!(f, "oci:{}", Escaped(path.display()))?;
                 match reference {
                     Some(r) if Digest::parse(r).is_ok() => write!(f, "@{r}"),
-                    Some(r) => write!(f, ":{r}"),
+                    Some(r) => write!(f, ":{}", Escaped(r)),
                     None => Ok(()),
                 }
             }
-            Endpoint::Registry { reference } => write!(f, "docker://{reference}"),
+            Endpoint::Registry { reference } => write!(f, "docker://{}", Escaped(reference)),
         }
     }
 }
@@ -55,8 +59,66 @@ pub struct BadEndpoint {
 
 impl fmt::Display for BadEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.input, self.reason)
+        write!(f, "\"{}\": {}", Escaped(&self.input), Escaped(&self.reason))
     }
+}
+
+/// Checks a layout tag against the grammar of `org.opencontainers.image.ref.name` in the OCI
+/// image layout specification, and against what the store accepts
+/// ([`oci_store::validate_tag`]: at most 255 characters):
+///
+/// ```text
+/// ref       ::= component ("/" component)*
+/// component ::= alphanum (separator alphanum)*
+/// alphanum  ::= [A-Za-z0-9]+
+/// separator ::= [-._:@+] | "--"
+/// ```
+///
+/// So `v1`, `team/v1`, `1.0-rc.1`, `a--b` are tags; `../x`, `a//b`, `/x`, `x/`, `-x`, `a b`
+/// and anything with a control character are not.
+///
+/// ```
+/// use oci_examples::transport::check_ref_name;
+/// for ok in ["v1", "team/v1", "1.0-rc.1", "a--b", "docker.io/library/x:1@sha256"] {
+///     assert!(check_ref_name(ok).is_ok(), "{ok}");
+/// }
+/// for bad in ["", "../x", "..", "a//b", "/x", "x/", "-x", "a b", "a---b", "a..b", "a\u{1b}b", "_x"] {
+///     assert!(check_ref_name(bad).is_err(), "{bad}");
+/// }
+/// ```
+///
+/// # Errors
+/// What is wrong, for a message.
+pub fn check_ref_name(tag: &str) -> Result<(), String> {
+    oci_store::validate_tag(tag).map_err(|e| chain(&e))?;
+    for component in tag.split('/') {
+        let b = component.as_bytes();
+        let (Some(first), Some(last)) = (b.first(), b.last()) else {
+            return Err(format!(
+                "tag \"{}\": empty path component (\"//\" or a leading or trailing \"/\")",
+                escape(tag)
+            ));
+        };
+        if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+            return Err(format!(
+                "tag \"{}\": each /-separated part must start and end with a letter or digit",
+                escape(tag)
+            ));
+        }
+        for run in component
+            .split(|c: char| c.is_ascii_alphanumeric())
+            .filter(|r| !r.is_empty())
+        {
+            if run != "--" && !(run.len() == 1 && "-._:@+".contains(run)) {
+                return Err(format!(
+                    "tag \"{}\": letters and digits may be separated by one of - . _ : @ + or by --, not \"{}\"",
+                    escape(tag),
+                    escape(run)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl std::error::Error for BadEndpoint {}
@@ -96,6 +158,15 @@ impl Endpoint {
     /// assert_eq!(e, Endpoint::Layout { path: "./store".into(), reference: Some("v1".into()) });
     /// let e = Endpoint::parse("oci:/tmp/a").unwrap();
     /// assert_eq!(e, Endpoint::Layout { path: "/tmp/a".into(), reference: None });
+    /// // The path ends at the first ':'; a tag with '/' stays a tag.
+    /// let e = Endpoint::parse("oci:dst:team/v1").unwrap();
+    /// assert_eq!(e, Endpoint::Layout { path: "dst".into(), reference: Some("team/v1".into()) });
+    /// assert!(Endpoint::parse("oci:dst:../../escaped").is_err());
+    /// assert!(Endpoint::parse("oci:dst:").is_err());
+    /// let d = "sha256:f134556c2332357993a66ac615524d5049d296cbfcc810f33df870d30505001b";
+    /// let e = Endpoint::parse(&format!("oci:dir@{d}")).unwrap();
+    /// assert_eq!(e.reference().as_deref(), Some(d));
+    /// assert!(Endpoint::parse("oci:dir@sha256:beef").is_err());
     /// let e = Endpoint::parse("docker://127.0.0.1:5000/team/app:v1").unwrap();
     /// assert_eq!(e.reference().as_deref(), Some("v1"));
     /// assert!(Endpoint::parse("docker://a/b@sha256:short").is_err());
@@ -120,35 +191,46 @@ impl Endpoint {
                 "expected oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST]",
             ));
         };
-        if rest.is_empty() {
-            return Err(bad("empty layout path"));
-        }
-        if let Some(at) = rest.rfind('@') {
-            let digest = &rest[at + 1..];
-            if Digest::parse(digest).is_ok() {
+        // As skopeo splits `oci:` references: the path ends at the first ':' (a path cannot
+        // hold one), and what follows is the tag, never part of the path. `PATH@ALG:HEX` names
+        // content by digest.
+        let (before_colon, after_colon) = match rest.split_once(':') {
+            Some((p, t)) => (p, Some(t)),
+            None => (rest, None),
+        };
+        if let Some(at) = before_colon.rfind('@') {
+            let alg = &before_colon[at + 1..];
+            if after_colon.is_some() && matches!(alg, "sha256" | "sha512") {
+                let digest = Digest::parse(&rest[at + 1..])
+                    .map_err(|e| bad(&format!("invalid digest: {}", chain(&e))))?;
+                if at == 0 {
+                    return Err(bad("empty layout path"));
+                }
                 return Ok(Endpoint::Layout {
                     path: PathBuf::from(&rest[..at]),
-                    reference: Some(digest.to_owned()),
+                    reference: Some(digest.to_string()),
                 });
             }
         }
-        match rest.rfind(':') {
-            Some(c) if !rest[c + 1..].contains('/') => {
-                let tag = &rest[c + 1..];
-                oci_store::validate_tag(tag).map_err(|e| bad(&e.to_string()))?;
-                if c == 0 {
-                    return Err(bad("empty layout path"));
-                }
-                Ok(Endpoint::Layout {
-                    path: PathBuf::from(&rest[..c]),
-                    reference: Some(tag.to_owned()),
-                })
-            }
-            _ => Ok(Endpoint::Layout {
-                path: PathBuf::from(rest),
-                reference: None,
-            }),
+        if before_colon.is_empty() {
+            return Err(bad("empty layout path"));
         }
+        let reference = match after_colon {
+            None => None,
+            Some("") => return Err(bad("empty tag after ':'")),
+            Some(tag) => {
+                check_ref_name(tag).map_err(|e| {
+                    bad(&format!(
+                        "{e} (the layout path ends at the first ':', as with skopeo)"
+                    ))
+                })?;
+                Some(tag.to_owned())
+            }
+        };
+        Ok(Endpoint::Layout {
+            path: PathBuf::from(before_colon),
+            reference,
+        })
     }
 
     /// The tag or digest part, if any (a registry reference with both gives the digest).
@@ -276,6 +358,26 @@ pub fn shared_option(
     Ok(true)
 }
 
+/// Parses the value of a count option that must be at least 1 (`--jobs`, `--images`): 0 would
+/// mean no transfer could ever start.
+///
+/// ```
+/// use oci_examples::transport::positive;
+/// assert_eq!(positive("--jobs", "3"), Ok(3));
+/// assert!(positive("--jobs", "0").unwrap_err().contains("at least 1"));
+/// assert!(positive("--jobs", "x").is_err());
+/// ```
+///
+/// # Errors
+/// A message naming the option and the value.
+pub fn positive(flag: &str, value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err(format!("{flag} 0: must be at least 1")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{flag} \"{}\": not a number", escape(value))),
+    }
+}
+
 /// The registry client shared by every copy of a run (connections, tokens), configured for the
 /// registries the endpoints name.
 #[derive(Clone)]
@@ -361,10 +463,11 @@ pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Op
                     .client
                     .ok_or_else(|| CopyError::Usage(format!("{endpoint}: no registry")))?,
             };
-            let r = Reference::parse(reference)
-                .and_then(|r| client.repository(&r))
-                .map_err(|e| CopyError::Usage(format!("{endpoint}: {}", chain(&e))))?;
-            Ok(Opened::Registry(r))
+            let usage = |e: oci_distribution_client::Error| {
+                CopyError::Usage(format!("{endpoint}: {}", chain(&e)))
+            };
+            let r = Reference::parse(reference).map_err(usage)?;
+            Ok(Opened::Registry(client.repository(&r).map_err(usage)?))
         }
     }
 }
@@ -417,12 +520,76 @@ impl fmt::Display for CopyError {
 
 impl std::error::Error for CopyError {}
 
-pub use oci_store::error_chain as chain;
+pub use crate::chain;
 
-/// Copies `src` to `dst` with `options`. The source reference defaults to `latest`; the
-/// destination tag defaults to the source's tag (or `latest` for a digest source: a layout's
-/// content must be reachable from a tag). A local destination is written under a lease
-/// ([`oci_store::copy_leased`]).
+/// Why an `oci:PATH` without a tag names no image ([`default_tag`]).
+#[derive(Debug)]
+pub enum NoDefaultTag {
+    /// The layout's tags could not be read.
+    Store(StoreError),
+    /// No tag, or several and none `latest`: the message says which and how to name one.
+    Ambiguous(String),
+}
+
+impl fmt::Display for NoDefaultTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoDefaultTag::Store(e) => f.write_str(&chain(e)),
+            NoDefaultTag::Ambiguous(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for NoDefaultTag {}
+
+/// The tag that `oci:PATH`, given without `:TAG` or `@DIGEST`, means, for every example that
+/// reads an image from a layout (`copy`, `sync`, `inspect`): the layout's only tag; with
+/// several, `latest` when one is so named; otherwise an error listing the tags.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use oci_examples::transport::default_tag;
+/// use oci_store::{MemoryStore, TagStore, WriteStore};
+/// let store = MemoryStore::new();
+/// assert!(default_tag(&store, "s".as_ref()).await.is_err()); // no tag
+/// let index = oci_manifest::build::IndexBuilder::oci().build().unwrap();
+/// store.push_bytes(&index.descriptor(), index.raw().clone()).await.unwrap();
+/// store.tag(&index.descriptor(), "v1").await.unwrap();
+/// assert_eq!(default_tag(&store, "s".as_ref()).await.unwrap(), "v1");
+/// store.tag(&index.descriptor(), "v2").await.unwrap();
+/// assert!(default_tag(&store, "s".as_ref()).await.is_err()); // which one?
+/// store.tag(&index.descriptor(), "latest").await.unwrap();
+/// assert_eq!(default_tag(&store, "s".as_ref()).await.unwrap(), "latest");
+/// # });
+/// ```
+///
+/// # Errors
+/// [`NoDefaultTag`].
+pub async fn default_tag<S: TagStore + ?Sized>(
+    store: &S,
+    path: &std::path::Path,
+) -> Result<String, NoDefaultTag> {
+    let tags = store.tags().await.map_err(NoDefaultTag::Store)?;
+    let path = Escaped(path.display());
+    match tags.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(NoDefaultTag::Ambiguous(format!(
+            "{path} holds no tagged image: name one with oci:PATH@DIGEST"
+        ))),
+        many if many.iter().any(|t| t == "latest") => Ok("latest".to_owned()),
+        many => Err(NoDefaultTag::Ambiguous(format!(
+            "{path} holds {} tagged images and none is \"latest\": name one with oci:PATH:TAG; tags: {}",
+            many.len(),
+            escape(&many.join(", "))
+        ))),
+    }
+}
+
+/// Copies `src` to `dst` with `options`. The source reference defaults to `latest` for a
+/// registry and to [`default_tag`] for a layout; the destination tag defaults to the source's
+/// tag (or `latest` for a digest source: a layout's content must be reachable from a tag). A
+/// local destination is written under a lease ([`oci_store::copy_leased`]), and only once the
+/// source reference resolved: a copy from a tag that does not exist creates nothing.
 ///
 /// # Errors
 /// [`CopyError`] naming the location and, through the store error, the digests involved.
@@ -432,31 +599,69 @@ pub async fn copy(
     options: &CopyOptions,
     ctx: &Context,
 ) -> Result<CopyReport, CopyError> {
-    let src_ref = src.reference().unwrap_or_else(|| "latest".to_owned());
-    let dst_tag = match dst.reference() {
-        Some(r) if Digest::parse(&r).is_ok() => {
-            return Err(CopyError::Usage(format!(
-                "{dst}: a destination names a tag, not a digest (the digest is the content's)"
-            )));
+    if let Some(r) = dst.reference()
+        && Digest::parse(&r).is_ok()
+    {
+        return Err(CopyError::Usage(format!(
+            "{dst}: a destination names a tag, not a digest (the digest is the content's)"
+        )));
+    }
+    let source = open(src, false, ctx).await?;
+    let from = source.store();
+    let src_ref = match (src.reference(), src) {
+        (Some(r), _) => r,
+        (None, Endpoint::Layout { path, .. }) => {
+            default_tag(from, path).await.map_err(|e| match e {
+                NoDefaultTag::Store(e) => CopyError::store(src, e),
+                NoDefaultTag::Ambiguous(m) => CopyError::Usage(m),
+            })?
         }
+        (None, Endpoint::Registry { .. }) => "latest".to_owned(),
+    };
+    let dst_tag = match dst.reference() {
         Some(r) => r,
         None if Digest::parse(&src_ref).is_ok() => "latest".to_owned(),
         None => src_ref.clone(),
     };
-    let source = open(src, false, ctx).await?;
+    let source_error = |e: StoreError| match &e {
+        StoreError::TagNotFound { .. } | StoreError::NotALayout { .. } => CopyError::store(src, e),
+        _ => CopyError::Store {
+            endpoint: format!("{src} -> {dst}"),
+            source: Box::new(e),
+        },
+    };
+    if matches!(dst, Endpoint::Layout { .. }) {
+        // Check the tag and resolve the source before the destination layout is created.
+        // Errors that a retry cannot mend end here; others (I/O, network) are left to the
+        // copy, which retries them.
+        oci_store::validate_tag(&dst_tag).map_err(|e| CopyError::store(dst, e))?;
+        match oci_store::resolve_reference(from, &src_ref).await {
+            Err(e)
+                if e.is_not_found()
+                    || matches!(
+                        e,
+                        StoreError::InvalidTag { .. }
+                            | StoreError::InvalidDigest { .. }
+                            | StoreError::InvalidManifest { .. }
+                            | StoreError::ManifestTooLarge { .. }
+                            | StoreError::NotALayout { .. }
+                            | StoreError::CorruptLayout { .. }
+                            | StoreError::UnsafeEntry { .. }
+                            | StoreError::FileTooLarge { .. }
+                            | StoreError::Unsupported { .. }
+                    ) =>
+            {
+                return Err(source_error(e));
+            }
+            _ => {}
+        }
+    }
     let target = open(dst, true, ctx).await?;
-    let from = source.store();
     let result = match &target {
         Opened::Layout(d) => {
             oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await
         }
         Opened::Registry(d) => oci_store::copy(from, &src_ref, d, Some(&dst_tag), options).await,
     };
-    result.map_err(|e| match &e {
-        StoreError::TagNotFound { .. } | StoreError::NotALayout { .. } => CopyError::store(src, e),
-        _ => CopyError::Store {
-            endpoint: format!("{src} -> {dst}"),
-            source: Box::new(e),
-        },
-    })
+    result.map_err(source_error)
 }

@@ -4,6 +4,8 @@
 //! Needs `umoci` and `skopeo` (`apt-get install umoci skopeo`).
 mod common;
 
+use common::TempDir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -32,21 +34,6 @@ fn tool(name: &str, args: &[&str]) {
         "{name} {args:?} failed: {}",
         text(&out.stderr)
     );
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("oci-rs-inspect-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn blob(layout: &Path, digest: &str) -> PathBuf {

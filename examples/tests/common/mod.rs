@@ -1,4 +1,6 @@
 //! Plumbing shared by the tests that run the examples as a user would.
+// Each test binary uses part of this.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -20,4 +22,32 @@ pub fn example(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `$TMPDIR/oci-rs-<PID>-<tag>-<N>` (N counts up, so tests running at once never share
+    /// one), emptied first.
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("oci-rs-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    /// The directory.
+    #[allow(dead_code)]
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
