@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Reports corrupt blobs (expected and actual digest), missing content (with who refers to it),
-//! references declaring a wrong size, and dangling content (unreferenced; not a problem).
+//! references declaring a wrong size, entries that are not regular files (links, FIFOs: never
+//! followed), and, not problems, dangling content (unreferenced) and foreign layers a copy left
+//! out (non-distributable layers, which live at their URLs).
 //! `--repair` removes corrupt blobs so that the next copy fetches them again.
 //!
 //! Without `--repair` the layout is opened read-only: the check works without write access and
@@ -14,7 +16,8 @@
 //! control characters escaped; a closed output (`fsck … | head -1`) is dropped quietly.
 //! `RUST_LOG` enables the library's logs on standard error.
 //!
-//! Exit status: 0 when clean, 1 when corrupt, missing or wrongly sized content was found (even
+//! Exit status: 0 when clean, 1 when corrupt, missing or wrongly sized content or a skipped
+//! entry was found (even
 //! if repaired), 2 on a bad command line, 3 when the check could not run.
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -84,6 +87,12 @@ fn main() -> ExitCode {
         }
         for (d, p) in &report.missing {
             outln!("missing {d}, referred to by {}", Escaped(p));
+        }
+        for (d, p) in &report.foreign {
+            outln!(
+                "foreign layer {d} not stored, as expected (non-distributable: it lives at its URLs), referred to by {}",
+                Escaped(p)
+            );
         }
         for w in &report.wrong_size {
             outln!(

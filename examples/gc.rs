@@ -95,6 +95,12 @@ fn main() -> ExitCode {
         for (d, p) in &report.missing {
             outln!("missing {d}, referred to by {}", Escaped(p));
         }
+        for (d, p) in &report.foreign {
+            outln!(
+                "foreign layer {d} not stored, as expected (non-distributable: it lives at its URLs), referred to by {}",
+                Escaped(p)
+            );
+        }
         for l in &report.expired_leases {
             outln!("{verb} expired lease {}", escape(l));
         }

@@ -520,6 +520,77 @@ fn referrers_travel_with_the_image_through_the_tag_schema() {
 }
 
 #[test]
+fn referrers_kept_as_untagged_index_entries_as_oras_writes_them_reach_the_registry() {
+    use oci_manifest::build::ImageManifestBuilder;
+    use oci_store::WriteStore;
+    let reg = TestRegistry::start();
+    let index = sample_index();
+    let dir = temp_dir("oras-referrers");
+    let layout = dir.join("a");
+    let sig = rt().block_on(async {
+        let local = LayoutStore::open_with(&layout, &LayoutOptions::create())
+            .await
+            .unwrap();
+        copy_leased(
+            &sample_layout().await,
+            "sample",
+            &local,
+            None,
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        let payload = bytes::Bytes::from_static(br#"{"sbom":"sample"}"#);
+        let layer = Descriptor::of("application/spdx+json", &payload);
+        local.push_bytes(&layer, payload).await.unwrap();
+        let sig = ImageManifestBuilder::artifact("application/vnd.example.sbom")
+            .layer(layer)
+            .subject(index.descriptor())
+            .build()
+            .unwrap();
+        local
+            .push_bytes(&sig.descriptor(), sig.raw().clone())
+            .await
+            .unwrap();
+        sig
+    });
+    // As oras-go's OCI store keeps it: an untagged index.json entry, no fallback tag.
+    let path = layout.join("index.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    json["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(sig.referrer_descriptor()).unwrap());
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let src = format!("oci:{}:sample", layout.display());
+    let dst = format!("docker://{}/oras/app:v1", reg.addr);
+    let out = Command::new(common::example("copy"))
+        .args(["--plain-http", "--referrers", &src, &dst])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt().block_on(async {
+        let app = repo(&reg, "oras/app");
+        let listed = app.referrers(index.digest(), None).await.unwrap();
+        assert!(
+            listed.iter().any(|d| d.digest == *sig.digest()),
+            "{listed:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    });
+    let raw = skopeo_raw(&format!("docker://{}/oras/app@{}", reg.addr, sig.digest()));
+    assert_eq!(raw, sig.raw().to_vec());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn sync_example_mirrors_between_layouts_and_a_registry() {
     let reg = TestRegistry::start();
     let bin = common::example("sync");

@@ -1606,7 +1606,11 @@ where
     /// Makes `referrers` of `subject` discoverable in the destination: nothing to do when its
     /// referrers API lists them, else the tag schema fallback index is extended.
     async fn index_referrers(&self, subject: &Descriptor, referrers: &[Descriptor]) -> Result<()> {
-        if let Some(listed) = self.dst.referrers(subject).await?
+        // A registry whose referrers API lists them needs no fallback tag. A local store (a
+        // layout answers referrers by subject too) still gets it: the tag is the convention
+        // other tools reading the layout understand.
+        if self.dst.location().is_some()
+            && let Some(listed) = self.dst.referrers(subject).await?
             && referrers
                 .iter()
                 .all(|r| listed.iter().any(|l| l.digest == r.digest))

@@ -166,6 +166,9 @@ pub struct GcReport {
     pub young: Vec<Digest>,
     /// Referenced content that is not stored (with who refers to it).
     pub missing: Vec<(Digest, Parent)>,
+    /// Referenced non-distributable (foreign) layers that are not stored, as expected: they
+    /// live at their URLs (with who refers to them). Not missing content.
+    pub foreign: Vec<(Digest, Parent)>,
     /// Expired leases removed (or to be removed).
     pub expired_leases: Vec<String>,
     /// Stale ingests removed (or to be removed), by key.
@@ -261,6 +264,9 @@ pub struct FsckReport {
     pub corrupt: Vec<Corrupt>,
     /// Content referred to by a root or by a manifest reachable from a root, but not stored.
     pub missing: Vec<(Digest, Parent)>,
+    /// Non-distributable (foreign) layers referred to but not stored, as expected (they live at
+    /// their URLs; a copy leaves them out): reported apart from missing content, not a problem.
+    pub foreign: Vec<(Digest, Parent)>,
     /// References (below the roots) that declare another size than the content has.
     pub wrong_size: Vec<WrongSize>,
     /// Stored content that nothing reachable from a root refers to (garbage collection would
@@ -425,6 +431,7 @@ type Item = (Digest, Option<String>, Option<u64>, Option<Parent>);
 pub(crate) struct Marking {
     pub live: HashSet<Digest>,
     pub missing: Vec<(Digest, Parent)>,
+    pub foreign: Vec<(Digest, Parent)>,
     pub wrong_size: Vec<WrongSize>,
     pub young: Vec<Digest>,
 }
@@ -511,7 +518,13 @@ impl Graph<'_> {
         while let Some((d, mt, size, parent)) = queue.pop() {
             let Some(meta) = self.blobs.get(&d) else {
                 if let Some(p) = parent {
-                    m.missing.push((d, p));
+                    // A non-distributable (foreign) layer lives at its URLs: a store that lacks
+                    // it is as it should be, not missing content.
+                    if mt.as_deref().is_some_and(media_types::is_non_distributable) {
+                        m.foreign.push((d, p));
+                    } else {
+                        m.missing.push((d, p));
+                    }
                 }
                 continue;
             };
@@ -567,6 +580,7 @@ impl Graph<'_> {
             removed,
             young: marking.young,
             missing: marking.missing,
+            foreign: sorted(marking.foreign),
             ..GcReport::default()
         })
     }
@@ -574,10 +588,8 @@ impl Graph<'_> {
     /// The graph part of fsck: missing content below the roots, and dangling content.
     pub(crate) fn check(&self, roots: &[Root], report: &mut FsckReport) -> Result<()> {
         let marking = self.mark(roots, None)?;
-        let mut missing = marking.missing;
-        missing.sort();
-        missing.dedup();
-        report.missing = missing;
+        report.missing = sorted(marking.missing);
+        report.foreign = sorted(marking.foreign);
         let mut wrong = marking.wrong_size;
         wrong.sort();
         wrong.dedup();
@@ -632,12 +644,20 @@ impl Graph<'_> {
     }
 
     /// Reverse edges of every stored manifest: child -> manifests listing it.
-    pub(crate) fn reverse_edges(&self) -> Result<HashMap<Digest, Vec<Digest>>> {
+    /// The parents of every stored blob (manifests that refer to it), and the referrers of every
+    /// subject (manifests whose `subject` it is), each sorted: one parse of every blob.
+    pub(crate) fn edges(
+        &self,
+    ) -> Result<(HashMap<Digest, Vec<Digest>>, HashMap<Digest, Vec<Digest>>)> {
         let mut rev: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
         for d in self.blobs.keys() {
             if let Some(node) = self.node(d, None)?
-                && let Node::Manifest { children, .. } = &*node
+                && let Node::Manifest { children, subject } = &*node
             {
+                if let Some(s) = subject {
+                    referrers.entry(s.clone()).or_default().push(d.clone());
+                }
                 let mut seen = HashSet::new();
                 for c in children {
                     if seen.insert(&c.digest) {
@@ -646,11 +666,18 @@ impl Graph<'_> {
                 }
             }
         }
-        for v in rev.values_mut() {
+        for v in rev.values_mut().chain(referrers.values_mut()) {
             v.sort();
         }
-        Ok(rev)
+        Ok((rev, referrers))
     }
+}
+
+/// `v` sorted, without duplicates.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Collects the parents of `target` from roots and manifest parents, sorted.
@@ -839,7 +866,7 @@ mod tests {
             v.sort();
             v
         });
-        let rev = g.reverse_edges().unwrap();
+        let rev = g.edges().unwrap().0;
         assert_eq!(rev[&layer.digest], vec![man_d.digest.clone()]);
 
         // Without roots, only young content (and what it reaches) stays.

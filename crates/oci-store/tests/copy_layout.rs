@@ -393,3 +393,144 @@ fn verify_existing_repairs_a_corrupt_blob_in_a_layout() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+#[test]
+fn a_foreign_layer_left_out_by_a_copy_is_expected_by_fsck_and_gc() {
+    rt().block_on(async {
+        let (a, b) = (temp("foreign-src"), temp("foreign-dst"));
+        let src = LayoutStore::open_with(&a, &LayoutOptions::create())
+            .await
+            .unwrap();
+        let config = put(&src, media_types::OCI_CONFIG, b"{}".to_vec()).await;
+        let layer = put(&src, media_types::OCI_LAYER_GZIP, noise(1, 1000)).await;
+        // A Windows-style base layer: non-distributable, served from its URLs, not held here.
+        let mut foreign = Descriptor::of(media_types::DOCKER_LAYER_FOREIGN_GZIP, &noise(2, 500));
+        foreign.urls = Some(vec!["https://example.invalid/base.tar.gz".into()]);
+        let m = ImageManifestBuilder::oci(config)
+            .layers([foreign.clone(), layer])
+            .build()
+            .unwrap();
+        src.push_bytes(&m.descriptor(), m.raw().clone())
+            .await
+            .unwrap();
+        src.tag(&m.descriptor(), "v1").await.unwrap();
+
+        let dst = LayoutStore::open_with(&b, &LayoutOptions::create())
+            .await
+            .unwrap();
+        let r = copy_leased(&src, "v1", &dst, None, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.foreign.len(), 1, "{r}");
+
+        let fsck = dst.fsck(&FsckOptions::default()).await.unwrap();
+        assert!(fsck.is_clean(), "{fsck:?}");
+        assert!(fsck.missing.is_empty());
+        assert_eq!(fsck.foreign.len(), 1);
+        assert_eq!(fsck.foreign[0].0, foreign.digest);
+        let gc = dst
+            .gc(&GcOptions::default().with_min_age(Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(gc.missing.is_empty(), "{gc:?}");
+        assert_eq!(gc.foreign.len(), 1);
+        assert!(gc.removed.is_empty(), "{gc:?}");
+        // The same layer absent under an ordinary media type is missing content.
+        std::fs::remove_file(dst.blob_path(&m.layers()[1].digest)).unwrap();
+        let fsck = dst.fsck(&FsckOptions::default()).await.unwrap();
+        assert_eq!(fsck.missing.len(), 1, "{fsck:?}");
+        assert!(!fsck.is_clean());
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    });
+}
+
+/// Adds `desc` to the layout's `index.json` as an untagged entry, as oras-go's OCI store keeps
+/// referrer manifests.
+fn add_untagged_entry(layout: &Path, desc: &Descriptor) {
+    let path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(desc).unwrap());
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn referrers_kept_as_untagged_index_entries_are_found_by_their_subject() {
+    rt().block_on(async {
+        let (a, b) = (temp("oras-src"), temp("oras-dst"));
+        let src = LayoutStore::open_with(&a, &LayoutOptions::create())
+            .await
+            .unwrap();
+        let image = multi(&src, "v1", 2000).await;
+        // Two referrers as oras-go writes them: manifests with a subject, in blobs/ and as
+        // untagged index.json entries, no fallback tag.
+        let mut sigs = Vec::new();
+        for (i, artifact) in [
+            "application/vnd.example.sbom",
+            "application/vnd.example.sig",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let payload = put(&src, "application/json", noise(10 + i as u64, 64)).await;
+            let m = ImageManifestBuilder::artifact(*artifact)
+                .layer(payload)
+                .subject(image.descriptor())
+                .build()
+                .unwrap();
+            src.push_bytes(&m.descriptor(), m.raw().clone())
+                .await
+                .unwrap();
+            add_untagged_entry(&a, &m.referrer_descriptor());
+            sigs.push(m);
+        }
+        let listed = src
+            .referrers(&image.descriptor())
+            .await
+            .unwrap()
+            .expect("a layout answers referrers itself");
+        let mut digests: Vec<_> = listed.iter().map(|d| d.digest.clone()).collect();
+        digests.sort();
+        let mut expected: Vec<_> = sigs.iter().map(|m| m.digest().clone()).collect();
+        expected.sort();
+        assert_eq!(digests, expected);
+        assert!(
+            listed.iter().all(|d| d
+                .artifact_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/vnd.example"))),
+            "{listed:?}"
+        );
+
+        let dst = LayoutStore::open_with(&b, &LayoutOptions::create())
+            .await
+            .unwrap();
+        let opts = CopyOptions::default().with_referrers(true);
+        let r = copy_leased(&src, "v1", &dst, None, &opts).await.unwrap();
+        assert_eq!(r.referrers.len(), 2, "{r}");
+        for m in &sigs {
+            assert!(dst.exists(m.digest()).await.unwrap());
+        }
+        // The copy is readable both ways: by subject, and through the fallback tag.
+        let found = dst.referrers(&image.descriptor()).await.unwrap().unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        let fallback = dst
+            .fetch_manifest(
+                &dst.resolve(&oci_store::referrers_tag(image.digest()))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(fallback.manifests().len(), 2);
+        assert!(dst.fsck(&FsckOptions::default()).await.unwrap().is_clean());
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    });
+}

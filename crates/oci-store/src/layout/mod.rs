@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use oci_digest::{Algorithm, Digest, Digester, VerifyingStream};
-use oci_manifest::Descriptor;
+use oci_manifest::{Descriptor, Manifest};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -215,6 +215,8 @@ struct Listing {
     taken: SystemTime,
     blobs: HashMap<Digest, BlobMeta>,
     reverse: HashMap<Digest, Vec<Digest>>,
+    /// Referrers by subject: stored manifests whose `subject` is the key.
+    referrers: HashMap<Digest, Vec<Digest>>,
 }
 
 /// What a walk of the roots found.
@@ -780,12 +782,13 @@ impl LayoutStore {
             content: &files,
             cache: &self.inner.cache,
         };
-        let reverse = graph.reverse_edges()?;
+        let (reverse, referrers) = graph.edges()?;
         let listing = Arc::new(Listing {
             stamps,
             taken: now,
             blobs,
             reverse,
+            referrers,
         });
         if let Ok(mut guard) = self.inner.listing.lock() {
             *guard = Some(listing.clone());
@@ -1060,6 +1063,52 @@ impl ReadStore for LayoutStore {
             .await
             .map_err(ioe("seek", &path))?;
         Ok(Box::pin(file_stream(file, r.end - r.start)))
+    }
+    /// The referrers of `subject`: every stored manifest whose `subject` it is, found through
+    /// the layout's reference graph (built once and reused while `blobs/` is unchanged, so
+    /// referrers that other tools keep only as untagged `index.json` entries, as oras-go does,
+    /// are found), then the entries of the tag schema fallback index
+    /// ([`referrers_tag`](crate::referrers_tag)) not already listed.
+    async fn referrers(&self, subject: &Descriptor) -> Result<Option<Vec<Descriptor>>> {
+        let s = self.clone();
+        let d = subject.digest.clone();
+        let found = blocking(move || {
+            let listing = s.listing()?;
+            Ok(listing
+                .referrers
+                .get(&d)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|r| listing.blobs.get(r).map(|m| (r.clone(), m.size)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default())
+        })
+        .await?;
+        let mut out: Vec<Descriptor> = Vec::new();
+        for (digest, size) in found {
+            let raw = self
+                .fetch_bytes(&Descriptor::new("", digest.clone(), size), MANIFEST_LIMIT)
+                .await?;
+            let m = Manifest::parse(raw, None)
+                .map_err(|source| StoreError::InvalidManifest { digest, source })?;
+            out.push(m.referrer_descriptor());
+        }
+        match self.resolve(&crate::referrers_tag(&subject.digest)).await {
+            Ok(index) => {
+                let m = self.fetch_manifest(&index).await?;
+                if m.is_index() {
+                    for r in m.children() {
+                        if !out.iter().any(|o| o.digest == r.digest) {
+                            out.push(r.clone());
+                        }
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Some(out))
     }
 }
 
