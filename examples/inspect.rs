@@ -61,6 +61,8 @@ impl Failure {
             | StoreError::TagNotFound { .. }
             | StoreError::NotFound { .. }
             | StoreError::InvalidManifest { .. }
+            | StoreError::NoMatchingPlatform { .. }
+            | StoreError::PlatformMissing { .. }
             | StoreError::ManifestTooLarge { .. } => Failure::Usage(message),
             StoreError::Verify(_) | StoreError::SizeMismatch { .. } => Failure::Content(message),
             _ => Failure::Io(message),

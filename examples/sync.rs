@@ -193,6 +193,8 @@ fn retryable(e: &CopyError) -> bool {
             StoreError::TagNotFound { .. }
             | StoreError::NotFound { .. }
             | StoreError::InvalidManifest { .. }
+            | StoreError::NoMatchingPlatform { .. }
+            | StoreError::PlatformMissing { .. }
             | StoreError::InvalidTag { .. }
             | StoreError::NotALayout { .. } => false,
             _ => true,

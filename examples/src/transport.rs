@@ -643,6 +643,8 @@ pub async fn copy(
                         StoreError::InvalidTag { .. }
                             | StoreError::InvalidDigest { .. }
                             | StoreError::InvalidManifest { .. }
+                            | StoreError::NoMatchingPlatform { .. }
+                            | StoreError::PlatformMissing { .. }
                             | StoreError::ManifestTooLarge { .. }
                             | StoreError::NotALayout { .. }
                             | StoreError::CorruptLayout { .. }

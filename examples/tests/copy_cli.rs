@@ -260,3 +260,77 @@ fn sync_copies_a_list_reports_failures_and_a_rerun_finishes_only_what_is_missing
     verify_layout(&dir.join("c"), "three");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Copies the committed sample layout into `dir`, so a test may damage its copy.
+fn sample_copy(dir: &Path) {
+    let src = sample::committed_path();
+    for e in walkdir(&src) {
+        let rel = e.strip_prefix(&src).unwrap();
+        let to = dir.join(rel);
+        if e.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(&e, &to).unwrap();
+        }
+    }
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_owned()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() {
+            let mut children: Vec<PathBuf> = std::fs::read_dir(&out[i])
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            children.sort();
+            out.extend(children);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn a_sparse_index_names_the_missing_platform_and_suggests_selecting_platforms() {
+    let dir = temp("sparse");
+    let src = dir.join("src");
+    sample_copy(&src);
+    // Remove the arm64 image's manifest: the index still lists it.
+    let (_, index) = sample::contents().unwrap();
+    let arm = index
+        .manifests()
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.architecture == "arm64"))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(src.join("blobs/sha256").join(arm.digest.encoded())).unwrap();
+    let src_ref = format!("oci:{}:sample", src.display());
+    let out = run_in(
+        &dir,
+        "copy",
+        &[&src_ref, &format!("oci:{}:all", dir.join("dst").display())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&arm.digest.to_string())
+            && err.contains("platform linux/arm64")
+            && err.contains("--platform"),
+        "{err}"
+    );
+    // Following the advice works.
+    let out = run_in(
+        &dir,
+        "copy",
+        &[
+            "--platform",
+            "linux/amd64",
+            &src_ref,
+            &format!("oci:{}:amd64", dir.join("dst").display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

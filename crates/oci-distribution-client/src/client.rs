@@ -21,6 +21,33 @@ use crate::{Error, Repository};
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Largest number of redirects followed.
 const MAX_REDIRECTS: usize = 10;
+/// Attempts at a request whose connection is refused: one more after a short delay (a registry
+/// restarting), no more.
+const REFUSED_ATTEMPTS: u32 = 2;
+/// Longest wait for the body of an error answer that has no deadline of its own (a blob
+/// download's): its details are a courtesy, not worth a hang.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long one attempt of a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The whole exchange, the answer's body included, within
+    /// [`ClientConfig::request_timeout`] (manifests, tokens, listings, small requests).
+    Whole,
+    /// The answer's head within the request timeout; the body is a blob read under the
+    /// minimum rate ([`crate::rate::RateWatch`]).
+    Stream,
+    /// The whole exchange within this time (uploads: their body at the minimum rate).
+    Within(Duration),
+}
+
+/// When the body of an answer must have arrived (the request's deadline), kept in the
+/// answer's extensions for [`read_limited`] and [`read_errors`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyDeadline {
+    at: tokio::time::Instant,
+    limit: Duration,
+}
 
 /// An async registry client. Cheap to clone (shared connection pool, token cache and
 /// configuration).
@@ -64,6 +91,8 @@ pub(crate) struct Req {
     /// The body carries a secret (an OAuth2 refresh token): redirects to another origin are
     /// not followed, so the body is never replayed there.
     pub(crate) secret_body: bool,
+    /// How long an attempt may take.
+    pub(crate) wait: Wait,
 }
 
 impl Req {
@@ -75,7 +104,21 @@ impl Req {
             body: None,
             retry: true,
             secret_body: false,
+            wait: Wait::Whole,
         }
+    }
+
+    /// A blob download: the answer's head within the request deadline, the body under the
+    /// minimum rate.
+    pub(crate) fn streaming(mut self) -> Req {
+        self.wait = Wait::Stream;
+        self
+    }
+
+    /// An upload of `len` bytes: the deadline plus the body's time at the minimum rate.
+    pub(crate) fn uploading(mut self, config: &ClientConfig, len: u64) -> Req {
+        self.wait = Wait::Within(config.upload_deadline(len));
+        self
     }
 
     pub(crate) fn header(mut self, name: header::HeaderName, value: &str) -> Req {
@@ -147,6 +190,16 @@ impl Client {
         {
             return Err(bad(
                 "parallel_fetch part_size and concurrency must be > 0".into()
+            ));
+        }
+        if config.request_timeout.is_zero() {
+            return Err(bad("request_timeout must be > 0".into()));
+        }
+        if let Some(r) = &config.min_rate
+            && (r.bytes == 0 || r.window.is_zero())
+        {
+            return Err(bad(
+                "min_rate bytes and window must be > 0 (None disables the minimum)".into(),
             ));
         }
         for (r, _) in &config.credentials {
@@ -528,22 +581,51 @@ impl Client {
     }
 
     /// Sends with retries of transient failures; no auth logic beyond the given header.
+    ///
+    /// Each attempt has the request's deadline ([`Wait`]); one past it fails with
+    /// [`Error::DeadlineExceeded`], not retried. A refused connection is tried
+    /// [`REFUSED_ATTEMPTS`] times and fails with [`Error::ConnectionRefused`].
     pub(crate) async fn send_with_retries(
         &self,
         req: Req,
         auth: Option<&str>,
     ) -> Result<Response, Error> {
-        let policy = &self.inner.config.retry;
+        let config = &self.inner.config;
+        let policy = &config.retry;
         let max = if req.retry { policy.max_retries } else { 0 };
+        let limit = match req.wait {
+            Wait::Whole | Wait::Stream => config.request_timeout,
+            Wait::Within(d) => d,
+        };
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            // A deadline too far for the clock is none.
+            let due = tokio::time::Instant::now().checked_add(limit);
+            let sent = match due {
+                Some(due) => {
+                    tokio::time::timeout_at(due, self.send_following_redirects(&req, auth)).await
+                }
+                None => Ok(self.send_following_redirects(&req, auth).await),
+            };
+            let Ok(result) = sent else {
+                warn!(method = %req.method, url = %strip_query(&req.url), attempt, limit_ms = limit.as_millis() as u64, "request deadline exceeded");
+                return Err(Error::DeadlineExceeded {
+                    method: req.method.to_string(),
+                    url: strip_query(&req.url),
+                    limit,
+                    source: Error::timed_out(),
+                });
+            };
             // Without its URL: a redirect target may carry a signature in its query (object
             // storage), and the error is logged and shown; `url` below names the request.
-            let result = self
-                .send_following_redirects(&req, auth)
-                .await
-                .map_err(reqwest::Error::without_url);
+            let (result, refused_by) = match result {
+                Ok(resp) => (Ok(resp), None),
+                Err(e) => {
+                    let refused_by = refused_address(&e, &req.url);
+                    (Err(e.without_url()), refused_by)
+                }
+            };
             let delay = match &result {
                 Ok(resp) if retryable_status(resp.status()) && attempt <= max => {
                     let asked = retry_after(resp.headers());
@@ -553,6 +635,7 @@ impl Client {
                         None => Some(policy.backoff(attempt)),
                     }
                 }
+                Err(_) if refused_by.is_some() && attempt >= REFUSED_ATTEMPTS => None,
                 Err(e) if attempt <= max && !e.is_builder() => Some(policy.backoff(attempt)),
                 _ => None,
             };
@@ -566,8 +649,24 @@ impl Client {
                     warn!(method = %req.method, url = %strip_query(&req.url), error = %e, attempt, delay_ms = d.as_millis() as u64, "transport error, retrying");
                     tokio::time::sleep(d).await;
                 }
-                (Ok(resp), None) => return Ok(resp),
+                (Ok(mut resp), None) => {
+                    if req.wait != Wait::Stream
+                        && let Some(at) = due
+                    {
+                        resp.extensions_mut().insert(BodyDeadline { at, limit });
+                    }
+                    return Ok(resp);
+                }
                 (Err(e), None) => {
+                    if let Some(address) = refused_by {
+                        return Err(Error::ConnectionRefused {
+                            method: req.method.to_string(),
+                            url: strip_query(&req.url),
+                            address,
+                            attempts: attempt,
+                            source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e),
+                        });
+                    }
                     return Err(Error::Transport {
                         method: req.method.to_string(),
                         url: strip_query(&req.url),
@@ -648,6 +747,32 @@ fn token_expiry(now: Instant, expires_in: Option<u64>) -> Instant {
     now + lifetime.saturating_sub(TOKEN_EXPIRY_MARGIN)
 }
 
+/// The `host:port` that refused the connection, when `e` is a refused connection (the URL of
+/// the hop that failed, else `fallback`'s).
+fn refused_address(e: &reqwest::Error, fallback: &Url) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut refused = false;
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            refused = true;
+            break;
+        }
+        cur = err.source();
+    }
+    if !refused {
+        return None;
+    }
+    let url = e.url().unwrap_or(fallback);
+    let host = url.host_str().unwrap_or("?");
+    Some(match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    })
+}
+
 /// A URL without its query (which may carry upload state or signatures).
 pub(crate) fn strip_query(u: &Url) -> String {
     let mut u = u.clone();
@@ -702,15 +827,29 @@ fn tls_config(config: &ClientConfig) -> Result<rustls::ClientConfig, Error> {
     Ok(tls)
 }
 
-/// Reads an error body (bounded) into registry error entries.
+/// Reads an error body (bounded in size, and in time by the request's deadline and
+/// [`ERROR_BODY_WAIT`]) into registry error entries.
 pub(crate) async fn read_errors(mut resp: Response) -> RegistryErrors {
+    let wait = tokio::time::Instant::now() + ERROR_BODY_WAIT;
+    let due = match resp.extensions().get::<BodyDeadline>() {
+        Some(d) => d.at.min(wait),
+        None => wait,
+    };
     let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        let room = MAX_ERROR_BODY.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= MAX_ERROR_BODY {
-            break;
+    let read = async {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if buf.len() >= MAX_ERROR_BODY {
+                break;
+            }
         }
+    };
+    if tokio::time::timeout_at(due, read).await.is_err() {
+        debug!(
+            received = buf.len(),
+            "error body not complete in time; using what arrived"
+        );
     }
     RegistryErrors::parse(&buf)
 }
@@ -724,12 +863,38 @@ pub(crate) async fn expect(
     if ok.contains(&resp.status()) {
         return Ok(resp);
     }
-    Err(status_error(resp, method).await)
+    Err(unexpected_status(resp, method, ok).await)
 }
 
+/// The error for an answer whose status the caller does not accept: the registry's error for
+/// an error status, a protocol violation for any other.
 pub(crate) async fn status_error(resp: Response, method: &Method) -> Error {
+    unexpected_status(resp, method, &[]).await
+}
+
+/// [`status_error`], naming the statuses that were expected (`ok`, when known).
+async fn unexpected_status(resp: Response, method: &Method, ok: &[StatusCode]) -> Error {
     let status = resp.status().as_u16();
     let url = strip_query(resp.url());
+    if !resp.status().is_client_error() && !resp.status().is_server_error() {
+        // Not an error answer (a 200 to a Range request, a redirect too many): its body has
+        // no error details, and "registry answered 200" would say nothing.
+        let expected: Vec<String> = ok.iter().map(ToString::to_string).collect();
+        let what = if expected.is_empty() {
+            format!("unexpected answer {}", resp.status())
+        } else {
+            format!(
+                "answered {} where {} was expected",
+                resp.status(),
+                expected.join(" or ")
+            )
+        };
+        return Error::Protocol {
+            method: method.to_string(),
+            url,
+            what,
+        };
+    }
     let errors = read_errors(resp).await;
     if status == 401 || status == 403 {
         Error::Unauthorized {
@@ -748,13 +913,34 @@ pub(crate) async fn status_error(resp: Response, method: &Method) -> Error {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes.
+/// Reads a whole body of at most `limit` bytes, within the request's deadline.
 pub(crate) async fn read_limited(
-    mut resp: Response,
+    resp: Response,
     method: &Method,
     limit: u64,
 ) -> Result<Bytes, Error> {
     let url = strip_query(resp.url());
+    match resp.extensions().get::<BodyDeadline>().copied() {
+        Some(d) => tokio::time::timeout_at(d.at, read_body(resp, method, limit, url.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::DeadlineExceeded {
+                    method: method.to_string(),
+                    url,
+                    limit: d.limit,
+                    source: Error::timed_out(),
+                })
+            }),
+        None => read_body(resp, method, limit, url).await,
+    }
+}
+
+async fn read_body(
+    mut resp: Response,
+    method: &Method,
+    limit: u64,
+    url: String,
+) -> Result<Bytes, Error> {
     let mut buf = bytes::BytesMut::new();
     loop {
         match resp.chunk().await {

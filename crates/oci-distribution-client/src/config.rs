@@ -94,6 +94,62 @@ impl RetryPolicy {
     }
 }
 
+/// A minimum transfer rate: at least `bytes` must arrive in every `window` of time spent
+/// waiting for a body, or the transfer fails with
+/// [`Error::TransferTooSlow`](crate::Error::TransferTooSlow).
+///
+/// Only time spent waiting for the peer counts: while the caller is busy with the bytes it
+/// already has (writing them to a slow disk or a slow destination), the clock stops. A
+/// transfer that keeps up the rate on average over each window passes, however bursty; one
+/// that drips (a byte a second, which never trips the read timeout) fails within one window
+/// of waiting.
+///
+/// The default, 60 KiB per 60 s (1 KiB/s on average over a minute), is below what any link an
+/// image is pulled over sustains (a 2G modem moves several KiB/s), and stops a drip-feed after
+/// a minute.
+///
+/// ```
+/// use std::time::Duration;
+/// use oci_distribution_client::{ClientConfig, MinRate};
+/// let rate = MinRate::new(1024 * 1024, Duration::from_secs(30)); // 1 MiB per 30 s
+/// let config = ClientConfig::default().with_min_rate(Some(rate));
+/// assert_eq!(config.min_rate, Some(rate));
+/// assert_eq!(MinRate::default().bytes, 60 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MinRate {
+    /// Bytes that must arrive in each window (at least 1).
+    pub bytes: u64,
+    /// The window, counted in time spent waiting for the peer (more than zero).
+    pub window: Duration,
+}
+
+impl MinRate {
+    /// At least `bytes` in every `window` spent waiting.
+    pub fn new(bytes: u64, window: Duration) -> Self {
+        MinRate { bytes, window }
+    }
+
+    /// Time allowed to move `n` bytes at this rate (at least one window); saturates.
+    pub(crate) fn time_for(&self, n: u64) -> Duration {
+        let windows = n.div_ceil(self.bytes.max(1)).max(1);
+        u32::try_from(windows)
+            .ok()
+            .and_then(|w| self.window.checked_mul(w))
+            .unwrap_or(Duration::MAX)
+    }
+}
+
+impl Default for MinRate {
+    fn default() -> Self {
+        MinRate {
+            bytes: 60 * 1024,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Parallel ranged download of large blobs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -158,6 +214,18 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed without any progress on a read (a stalled transfer fails after this).
     pub read_timeout: Duration,
+    /// The deadline of one attempt of a request, from sending it to the last byte of its answer
+    /// (redirects and the answer's body included) for manifests, tokens, existence checks,
+    /// listings and the like; for blob downloads, to the answer's head only (their bodies are
+    /// held to [`min_rate`](ClientConfig::min_rate)); for uploads, this plus the time the body
+    /// takes at the minimum rate. Past it the request fails with
+    /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) and is not retried (default
+    /// 120 s: a manifest moves in seconds even over a slow link).
+    pub request_timeout: Duration,
+    /// The minimum rate of every blob body read (downloads, ranged reads, read-backs); `None`
+    /// lets a transfer take any time as long as the read timeout does not fire. Default
+    /// [`MinRate::default`] (1 KiB/s over a minute).
+    pub min_rate: Option<MinRate>,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
     /// Largest manifest accepted, in bytes.
@@ -221,6 +289,8 @@ impl Default for ClientConfig {
             user_agent: concat!("oci-distribution-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            min_rate: Some(MinRate::default()),
             retry: RetryPolicy::default(),
             max_manifest_size: 4 * 1024 * 1024,
             monolithic_max: 8 * 1024 * 1024,
@@ -259,6 +329,35 @@ impl ClientConfig {
         self
     }
 
+    /// Sets the minimum transfer rate of blob bodies (`None`: no minimum).
+    pub fn with_min_rate(mut self, min_rate: Option<MinRate>) -> Self {
+        self.min_rate = min_rate;
+        self
+    }
+
+    /// Sets the deadline of one request attempt (see
+    /// [`request_timeout`](ClientConfig::request_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = oci_distribution_client::ClientConfig::default()
+    ///     .with_request_timeout(Duration::from_secs(30));
+    /// assert_eq!(config.request_timeout, Duration::from_secs(30));
+    /// ```
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The deadline of a request that sends a body of `len` bytes: the request deadline plus
+    /// the time the body takes at the minimum rate.
+    pub(crate) fn upload_deadline(&self, len: u64) -> Duration {
+        match &self.min_rate {
+            Some(rate) => self.request_timeout.saturating_add(rate.time_for(len)),
+            None => Duration::MAX,
+        }
+    }
+
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -271,5 +370,26 @@ impl ClientConfig {
         self.existence_check = check;
         self.verify_manifest_push = check != ExistenceCheck::Head;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_deadlines_grow_with_the_body_and_saturate() {
+        let mut c = ClientConfig::default()
+            .with_request_timeout(Duration::from_secs(10))
+            .with_min_rate(Some(MinRate::new(1000, Duration::from_secs(2))));
+        assert_eq!(c.upload_deadline(0), Duration::from_secs(12));
+        assert_eq!(c.upload_deadline(1000), Duration::from_secs(12));
+        assert_eq!(c.upload_deadline(1001), Duration::from_secs(14));
+        // A peer's size near u64::MAX, a window near Duration::MAX: no overflow.
+        assert_eq!(c.upload_deadline(u64::MAX), Duration::MAX);
+        c.min_rate = Some(MinRate::new(1, Duration::MAX));
+        assert_eq!(c.upload_deadline(2), Duration::MAX);
+        c.min_rate = None;
+        assert_eq!(c.upload_deadline(5), Duration::MAX);
     }
 }

@@ -70,6 +70,20 @@ impl fmt::Display for RegistryErrors {
     }
 }
 
+/// `n` bytes in `d` as a rate for people (`3 B/s`, `1.5 KiB/s`).
+fn rate_text(n: u64, d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs <= 0.0 {
+        return format!("{n} B");
+    }
+    let rate = n as f64 / secs;
+    if rate < 1024.0 {
+        format!("{rate:.1} B/s")
+    } else {
+        format!("{:.1} KiB/s", rate / 1024.0)
+    }
+}
+
 /// Everything that can go wrong in this crate.
 ///
 /// ```
@@ -114,6 +128,71 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: reqwest::Error,
+    },
+    /// Nothing listens at the registry's address (or a redirect's): the connection was
+    /// refused. Tried once more after a short delay (a registry restarting), no more: waiting
+    /// does not make a server appear.
+    ///
+    /// `source` is an [`std::io::Error`] of kind
+    /// [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused) wrapping the HTTP client's
+    /// error, so that callers who do not know this crate (a graph copy) see that a retry
+    /// cannot help.
+    #[error("{method} {url}: connection refused by {address} ({attempts} attempt(s))")]
+    ConnectionRefused {
+        /// HTTP method.
+        method: String,
+        /// URL of the request (without its query).
+        url: String,
+        /// The `host:port` that refused.
+        address: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The refusal.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob body arrived slower than the configured minimum rate
+    /// ([`ClientConfig::min_rate`](crate::ClientConfig::min_rate)): a registry or a network
+    /// that drips bytes. Not resumed nor retried: it would drip again.
+    ///
+    /// `source` is an [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut).
+    #[error(
+        "GET {url}: {what}: {received} bytes in {waited:.1?} of waiting ({}), below the minimum of {} bytes per {:?}",
+        rate_text(*.received, *.waited),
+        .limit.bytes,
+        .limit.window
+    )]
+    TransferTooSlow {
+        /// URL read (without its query).
+        url: String,
+        /// What was being read (`blob sha256:...`).
+        what: String,
+        /// Bytes received in the window that failed.
+        received: u64,
+        /// Time spent waiting in that window.
+        waited: std::time::Duration,
+        /// The limit.
+        limit: crate::MinRate,
+        /// A [`TimedOut`](std::io::ErrorKind::TimedOut) I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request (manifest, token, existence check, listing, upload step) did not complete
+    /// within its deadline ([`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout)).
+    /// Not retried: the time it was given is spent.
+    ///
+    /// `source` is an [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut).
+    #[error("{method} {url}: no complete answer within the deadline of {limit:?}")]
+    DeadlineExceeded {
+        /// HTTP method.
+        method: String,
+        /// URL (without its query).
+        url: String,
+        /// The deadline.
+        limit: std::time::Duration,
+        /// A [`TimedOut`](std::io::ErrorKind::TimedOut) I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The registry answered with an error status.
     #[error("{method} {url}: registry answered {status}: {errors}")]
@@ -281,12 +360,25 @@ impl Error {
     }
 
     /// Converts to an `io::Error` for stream items: verification failures keep their
-    /// [`VerifyError`] findable with [`VerifyError::from_io`].
+    /// [`VerifyError`] findable with [`VerifyError::from_io`]; a transfer below the minimum
+    /// rate or past its deadline is of kind [`TimedOut`](std::io::ErrorKind::TimedOut), a
+    /// refused connection of kind [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused).
     pub fn into_io(self) -> std::io::Error {
         match self {
             Error::Verify { source, .. } => source.into(),
             Error::Source { source, .. } => source,
+            e @ (Error::TransferTooSlow { .. } | Error::DeadlineExceeded { .. }) => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+            }
+            e @ Error::ConnectionRefused { .. } => {
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e)
+            }
             other => std::io::Error::other(other),
         }
+    }
+
+    /// A [`TimedOut`](std::io::ErrorKind::TimedOut) cause for the timeout variants.
+    pub(crate) fn timed_out() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::TimedOut)
     }
 }

@@ -10,7 +10,11 @@
 //!   one re-challenge on 401), credentials from code or Docker's `config.json` and its
 //!   `docker-credential-*` helpers. Redirects are followed by hand and `Authorization` never
 //!   crosses to another origin. Transient failures (connection errors, 408, 429, 5xx) are
-//!   retried with exponential backoff and jitter, honouring `Retry-After`.
+//!   retried with exponential backoff and jitter, honouring `Retry-After`; a refused
+//!   connection is tried once more only ([`Error::ConnectionRefused`]). Every wait is bounded:
+//!   requests have a deadline ([`ClientConfig::request_timeout`]) and blob bodies a minimum
+//!   rate ([`ClientConfig::min_rate`]), so a registry that drips bytes fails
+//!   ([`Error::DeadlineExceeded`], [`Error::TransferTooSlow`]) instead of hanging.
 //! - [`Repository`]: resolve tags, fetch manifests (size limit, digest verified) and blobs as
 //!   verified streams that resume with `Range` after a dropped connection; push blobs (skip
 //!   existing, a verify mode that does not trust HEAD, cross-repository mounts, monolithic and
@@ -44,6 +48,7 @@ mod auth;
 mod client;
 mod config;
 mod error;
+mod rate;
 mod reference;
 mod repository;
 mod store;
@@ -51,7 +56,7 @@ mod upload_state;
 
 pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;
-pub use config::{ClientConfig, ExistenceCheck, ParallelFetch, RetryPolicy};
+pub use config::{ClientConfig, ExistenceCheck, MinRate, ParallelFetch, RetryPolicy};
 pub use error::{Error, RegistryErrorEntry, RegistryErrors};
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_REGISTRY_API_HOST, DEFAULT_TAG, InvalidReferenceReason,

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::auth::repo_scope;
 use crate::client::{Req, expect, read_limited, status_error, strip_query};
 use crate::config::ExistenceCheck;
+use crate::rate::{RateWatch, ReadError};
 use crate::{Client, Error};
 
 /// A stream of blob bytes. Items are the crate's [`Error`]s; a stream that ends without an error
@@ -416,7 +417,9 @@ impl Repository {
         }
         let last = desc.size - 1;
         let url = self.url(&format!("blobs/{}", desc.digest))?;
-        let req = Req::new(Method::GET, url).header(header::RANGE, &format!("bytes={last}-{last}"));
+        let req = Req::new(Method::GET, url)
+            .streaming()
+            .header(header::RANGE, &format!("bytes={last}-{last}"));
         let mut resp = self.send(req, &self.pull_scope()).await?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
@@ -432,18 +435,24 @@ impl Repository {
             1
         };
         let mut got: u64 = 0;
+        let mut rate = RateWatch::new(self.client.inner.config.min_rate);
         loop {
-            match resp.chunk().await {
+            match rate.chunk(&mut resp).await {
                 Ok(Some(c)) => {
-                    got += c.len() as u64;
+                    got = got.saturating_add(c.len() as u64);
                     if got > want {
                         return Ok(false);
                     }
                 }
                 Ok(None) => break,
-                Err(e) => {
+                Err(ReadError::Http(e)) => {
                     debug!(digest = %desc.digest, error = %e.without_url(), "ranged GET of the last byte failed");
                     return Ok(false);
+                }
+                Err(ReadError::TooSlow(slow)) => {
+                    return Err(
+                        slow.error(resp.url(), &format!("last byte of blob {}", desc.digest))
+                    );
                 }
             }
         }
@@ -494,6 +503,7 @@ impl Repository {
             repo: self.clone(),
             check,
             body: None,
+            rate: RateWatch::new(None),
             skip: 0,
             failures: 0,
             done: false,
@@ -578,7 +588,7 @@ impl Repository {
     /// connection drops. The bytes are not verified (only the whole blob can be).
     ///
     /// # Errors
-    /// Registry and transport errors, [`Error::Protocol`] when the registry ignores the range.
+    /// Registry and transport errors, [`Error::TransferTooSlow`].
     pub async fn fetch_range_bytes(
         &self,
         digest: &Digest,
@@ -775,11 +785,20 @@ impl Repository {
             self.finish_upload(desc, &loc, Some(buf.freeze())).await?;
             return Ok(PushOutcome::Monolithic);
         }
+        // The registry's minimum raises the chunk size up to our maximum, never past it: the
+        // number is the peer's (u64::MAX would be a chunk buffer of that size).
         let mut chunk_len = cfg.chunk_size;
         if let Some(m) = min_chunk {
+            if m > cfg.max_chunk_size {
+                warn!(
+                    min_chunk = m,
+                    max_chunk_size = cfg.max_chunk_size,
+                    "the registry asks for chunks larger than max_chunk_size; sending max_chunk_size"
+                );
+            }
             chunk_len = chunk_len.max(m);
         }
-        let chunk_len = chunk_len.min(cfg.max_chunk_size.max(min_chunk.unwrap_or(0))) as usize;
+        let chunk_len = usize::try_from(chunk_len.min(cfg.max_chunk_size)).unwrap_or(usize::MAX);
         let mut offset: u64 = 0;
         let mut chunks = 0;
         let mut resumed = 0;
@@ -834,7 +853,16 @@ impl Repository {
     ) -> Result<(Url, u32), Error> {
         let mut loc = loc.clone();
         let mut sent_from = offset;
-        let end = offset + chunk.len() as u64;
+        let end = offset
+            .checked_add(chunk.len() as u64)
+            .ok_or_else(|| Error::Protocol {
+                method: "PATCH".into(),
+                url: strip_query(&loc),
+                what: format!(
+                    "a chunk of {} bytes at offset {offset} ends past 2^64 bytes",
+                    chunk.len()
+                ),
+            })?;
         let mut failures: u32 = 0;
         let mut resumed = 0;
         // distribution reports both "nothing received" and "one byte received" as `Range: 0-0`;
@@ -846,6 +874,7 @@ impl Repository {
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_RANGE, &format!("{}-{}", sent_from, end - 1))
                 .header(header::CONTENT_LENGTH, &part.len().to_string())
+                .uploading(&self.client.inner.config, part.len() as u64)
                 .body(part)
                 .no_retry();
             let outcome = self.send(req, &self.push_scope()).await;
@@ -940,7 +969,8 @@ impl Repository {
         let len = body.as_ref().map_or(0, Bytes::len);
         let mut req = Req::new(Method::PUT, url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, &len.to_string());
+            .header(header::CONTENT_LENGTH, &len.to_string())
+            .uploading(&self.client.inner.config, len as u64);
         if let Some(b) = body {
             req = req.body(b);
         }
@@ -1046,6 +1076,7 @@ impl Repository {
         let url = self.url(&format!("manifests/{reference}"))?;
         let req = Req::new(Method::PUT, url)
             .header(header::CONTENT_TYPE, media_type)
+            .uploading(&self.client.inner.config, bytes.len() as u64)
             .body(bytes.clone());
         let resp = self.send(req, &self.push_scope()).await?;
         let resp = expect(resp, &Method::PUT, &[StatusCode::CREATED, StatusCode::OK]).await?;
@@ -1465,7 +1496,8 @@ impl Check {
                 size,
                 received,
             } => {
-                let after = *received + chunk.len() as u64;
+                // A peer's size near u64::MAX must not overflow the count.
+                let after = received.saturating_add(chunk.len() as u64);
                 if after > *size {
                     return Err(oci_digest::VerifyError::TooLong {
                         expected: expected.clone(),
@@ -1493,6 +1525,8 @@ struct FetchState {
     repo: Repository,
     check: Check,
     body: Option<Response>,
+    /// The minimum rate of the current body.
+    rate: RateWatch,
     /// Bytes to drop from the start of the current body (a server that ignored our Range).
     skip: u64,
     failures: u32,
@@ -1511,7 +1545,7 @@ impl FetchState {
     async fn open(&mut self) -> Result<(), Error> {
         let from = self.check.received();
         let url = self.repo.url(&format!("blobs/{}", self.check.expected()))?;
-        let mut req = Req::new(Method::GET, url.clone());
+        let mut req = Req::new(Method::GET, url.clone()).streaming();
         if from > 0 {
             req = req.header(header::RANGE, &format!("bytes={from}-"));
         }
@@ -1529,6 +1563,7 @@ impl FetchState {
             self.skip = from;
         }
         self.body = Some(resp);
+        self.rate = RateWatch::new(self.repo.client.inner.config.min_rate);
         Ok(())
     }
 
@@ -1544,10 +1579,12 @@ impl FetchState {
                 return Some(Err(e));
             }
             let body = self.body.as_mut()?;
-            let failure = match body.chunk().await {
+            let failure = match self.rate.chunk(body).await {
                 Ok(Some(mut chunk)) => {
                     if self.skip > 0 {
-                        let drop_n = (self.skip as usize).min(chunk.len());
+                        let drop_n = usize::try_from(self.skip)
+                            .unwrap_or(usize::MAX)
+                            .min(chunk.len());
                         self.skip -= drop_n as u64;
                         let _ = chunk.split_to(drop_n);
                         if chunk.is_empty() {
@@ -1579,7 +1616,13 @@ impl FetchState {
                         },
                     }
                 }
-                Err(e) => Error::Transport {
+                Err(ReadError::TooSlow(slow)) => {
+                    // Not resumed: a peer that drips would drip again.
+                    self.done = true;
+                    let what = format!("blob {}", self.check.expected());
+                    return Some(Err(slow.error(body.url(), &what)));
+                }
+                Err(ReadError::Http(e)) => Error::Transport {
                     method: "GET".into(),
                     url: strip_query(body.url()),
                     attempts: self.failures + 1,

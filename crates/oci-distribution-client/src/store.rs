@@ -20,6 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use crate::client::{Req, expect, status_error};
 use crate::config::ExistenceCheck;
+use crate::rate::{RateWatch, ReadError};
 use crate::repository::{BlobSource, PushOutcome};
 use crate::upload_state::{self, Restored};
 use crate::{Error, Repository};
@@ -80,6 +81,20 @@ impl Ingests {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A client error as a store backend error. A refusal to authorize (401, 403) keeps its
+/// place in the chain behind an [`std::io::Error`] of kind
+/// [`PermissionDenied`](std::io::ErrorKind::PermissionDenied), which the store's callers (a
+/// graph copy) know not to retry; its text is unchanged.
+fn backend_error(context: impl Into<String>, e: Error) -> StoreError {
+    match e {
+        e @ Error::Unauthorized { .. } => StoreError::backend(
+            context,
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
+        ),
+        e => StoreError::backend(context, e),
     }
 }
 
@@ -205,17 +220,18 @@ impl Repository {
                 digest: digest.clone(),
                 source,
             },
-            other => {
-                StoreError::backend(format!("{what} {digest} in {}", self.store_name()), other)
-            }
+            other => backend_error(format!("{what} {digest} in {}", self.store_name()), other),
         }
     }
 
     /// Streams bytes `[range.start, range.end)` of a blob (unverified), resuming within the
-    /// range after a dropped connection.
+    /// range after a dropped connection. A registry that ignores `Range` (answering 200 with
+    /// the whole blob) is read from the start, the bytes before the range dropped. The body is
+    /// held to [`ClientConfig::min_rate`](crate::ClientConfig::min_rate).
     ///
     /// # Errors
-    /// Opening errors at once; later transport errors as stream items.
+    /// Opening errors at once; later transport errors, and [`Error::TransferTooSlow`], as
+    /// stream items.
     pub async fn fetch_blob_range(
         &self,
         digest: &Digest,
@@ -230,22 +246,29 @@ impl Repository {
         struct St {
             repo: Repository,
             url: Url,
+            digest: Digest,
             next: u64,
             end: u64,
             body: Option<reqwest::Response>,
+            /// Bytes to drop from the start of the body (a registry that ignored the range).
+            skip: u64,
+            rate: RateWatch,
             failures: u32,
         }
         let url = self.url(&format!("blobs/{digest}"))?;
         let mut st = St {
             repo: self.clone(),
             url,
+            digest: digest.clone(),
             next: range.start,
             end: range.end,
             body: None,
+            skip: 0,
+            rate: RateWatch::new(None),
             failures: 0,
         };
         async fn open(st: &mut St) -> Result<(), Error> {
-            let req = Req::new(Method::GET, st.url.clone()).header(
+            let req = Req::new(Method::GET, st.url.clone()).streaming().header(
                 reqwest::header::RANGE,
                 &format!("bytes={}-{}", st.next, st.end - 1),
             );
@@ -253,9 +276,21 @@ impl Repository {
                 .repo
                 .send(req, &[crate::auth::repo_scope(&st.repo.name, "pull")])
                 .await?;
-            let resp = expect(resp, &Method::GET, &[StatusCode::PARTIAL_CONTENT]).await?;
-            // Bytes from another offset than asked must not be passed on as these.
-            crate::repository::check_content_range(&resp, st.next, &st.url)?;
+            let resp = expect(
+                resp,
+                &Method::GET,
+                &[StatusCode::PARTIAL_CONTENT, StatusCode::OK],
+            )
+            .await?;
+            if resp.status() == StatusCode::PARTIAL_CONTENT {
+                // Bytes from another offset than asked must not be passed on as these.
+                crate::repository::check_content_range(&resp, st.next, &st.url)?;
+                st.skip = 0;
+            } else {
+                debug!(digest = %st.digest, from = st.next, "the registry ignores Range; reading from the start");
+                st.skip = st.next;
+            }
+            st.rate = RateWatch::new(st.repo.client.inner.config.min_rate);
             st.body = Some(resp);
             Ok(())
         }
@@ -276,9 +311,17 @@ impl Repository {
                         return Some((Err(e), st));
                     }
                     let body = st.body.as_mut()?;
-                    let failure = match body.chunk().await {
+                    let failure = match st.rate.chunk(body).await {
                         Ok(Some(mut c)) => {
-                            let room = (st.end - st.next) as usize;
+                            if st.skip > 0 {
+                                let n = usize::try_from(st.skip).unwrap_or(usize::MAX).min(c.len());
+                                st.skip -= n as u64;
+                                let _ = c.split_to(n);
+                                if c.is_empty() {
+                                    continue;
+                                }
+                            }
+                            let room = usize::try_from(st.end - st.next).unwrap_or(usize::MAX);
                             c.truncate(room);
                             st.next += c.len() as u64;
                             st.failures = 0;
@@ -287,9 +330,19 @@ impl Repository {
                         Ok(None) => Error::Protocol {
                             method: "GET".into(),
                             url: crate::client::strip_query(&st.url),
-                            what: format!("range ended early at byte {}", st.next),
+                            what: format!(
+                                "the body ended at byte {}, before the end of the range at {}",
+                                st.next, st.end
+                            ),
                         },
-                        Err(source) => Error::Transport {
+                        Err(ReadError::TooSlow(slow)) => {
+                            // Not resumed: a peer that drips would drip again.
+                            let what = format!("range of blob {}", st.digest);
+                            let e = slow.error(&st.url, &what);
+                            st.end = st.next;
+                            return Some((Err(e), st));
+                        }
+                        Err(ReadError::Http(source)) => Error::Transport {
                             method: "GET".into(),
                             url: crate::client::strip_query(&st.url),
                             attempts: st.failures + 1,
@@ -761,7 +814,7 @@ impl TagStore for Repository {
                 tag: tag.to_owned(),
                 reason: "not a valid tag",
             }),
-            Err(e) => Err(StoreError::backend(
+            Err(e) => Err(backend_error(
                 format!("resolve {}:{tag}", self.store_name()),
                 e,
             )),
@@ -796,14 +849,14 @@ impl TagStore for Repository {
         }
         let url = self
             .url(&format!("manifests/{tag}"))
-            .map_err(|e| StoreError::backend(format!("untag {tag}"), e))?;
+            .map_err(|e| backend_error(format!("untag {tag}"), e))?;
         let resp = self
             .send(
                 Req::new(Method::DELETE, url),
                 &[crate::auth::repo_scope(&self.name, "delete")],
             )
             .await
-            .map_err(|e| StoreError::backend(format!("untag {}:{tag}", self.store_name()), e))?;
+            .map_err(|e| backend_error(format!("untag {}:{tag}", self.store_name()), e))?;
         match resp.status() {
             StatusCode::ACCEPTED | StatusCode::OK => Ok(()),
             StatusCode::NOT_FOUND => Err(StoreError::TagNotFound {
@@ -814,7 +867,7 @@ impl TagStore for Repository {
                     operation: "untag (deleting a tag) on this registry",
                 })
             }
-            _ => Err(StoreError::backend(
+            _ => Err(backend_error(
                 format!("untag {}:{tag}", self.store_name()),
                 status_error(resp, &Method::DELETE).await,
             )),
@@ -829,7 +882,7 @@ impl TagStore for Repository {
                 Ok(t) => out.push(t),
                 Err(e) if e.is_not_found() => return Ok(Vec::new()),
                 Err(e) => {
-                    return Err(StoreError::backend(
+                    return Err(backend_error(
                         format!("list tags of {}", self.store_name()),
                         e,
                     ));
@@ -906,11 +959,14 @@ impl BlobWriter for RegistryWriter {
     }
 
     fn offset(&self) -> u64 {
-        self.verifier.received() + self.buf.len() as u64
+        self.verifier
+            .received()
+            .saturating_add(self.buf.len() as u64)
     }
 
     async fn write(&mut self, chunk: Bytes) -> oci_store::Result<()> {
-        let after = self.offset() + chunk.len() as u64;
+        // Saturating: a descriptor's size near u64::MAX must not overflow the check.
+        let after = self.offset().saturating_add(chunk.len() as u64);
         if after > self.desc.size {
             return Err(StoreError::Verify(oci_digest::VerifyError::TooLong {
                 expected: self.desc.digest.clone(),

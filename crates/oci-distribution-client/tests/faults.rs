@@ -11,7 +11,7 @@ use common::fault::{BearerAuth, FakeRegistry, Faults};
 use futures_util::StreamExt;
 use oci_distribution_client::{
     Algorithm, BlobSource, Client, ClientConfig, Credential, Descriptor, Error, ExistenceCheck,
-    ParallelFetch, PushOutcome, Repository, RetryPolicy, media_types,
+    MinRate, ParallelFetch, PushOutcome, Repository, RetryPolicy, media_types,
 };
 
 fn config(addr: &str) -> ClientConfig {
@@ -20,6 +20,13 @@ fn config(addr: &str) -> ClientConfig {
             .with_max_retries(5)
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50)),
     )
+}
+
+fn repo_at(addr: &str, cfg: ClientConfig) -> Repository {
+    Client::new(cfg)
+        .expect("client")
+        .repository_by_name(addr, "app")
+        .expect("repository")
 }
 
 fn repo(reg: &FakeRegistry, cfg: ClientConfig, name: &str) -> Repository {
@@ -751,26 +758,68 @@ async fn credentials_and_tokens_are_never_logged() {
     assert!(!text.contains("tok-"), "token logged: {text}");
 }
 
+/// A `127.0.0.1:PORT` nobody listens on (bound, then released): connections are refused.
+fn refusing_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
 #[tokio::test]
-async fn connection_errors_are_retried_then_reported_with_the_attempts() {
-    // A port nobody listens on (bound, then released).
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").to_string()
-    };
-    let mut cfg = config(&addr);
-    cfg.retry = cfg.retry.clone().with_max_retries(2);
-    let app = Client::new(cfg)
-        .expect("client")
-        .repository_by_name(&addr, "app")
-        .expect("repo");
-    match app.resolve("v1").await {
-        Err(Error::Transport { attempts, url, .. }) => {
-            assert_eq!(attempts, 3, "1 attempt + 2 retries");
+async fn a_refused_connection_fails_fast_with_the_reason_and_the_address() {
+    let addr = refusing_address();
+    let log = Arc::new(Mutex::new(String::new()));
+    let _guard = tracing::subscriber::set_default(Capture(log.clone()));
+    // Retries allowed (5) are for what may pass on retry: a refusal gets one more try only.
+    let app = repo_at(&addr, config(&addr));
+    let started = Instant::now();
+    let e = app.resolve("v1").await.expect_err("nothing listens");
+    match &e {
+        Error::ConnectionRefused {
+            attempts,
+            url,
+            address,
+            source,
+            ..
+        } => {
+            assert_eq!(*attempts, 2, "one attempt and one quick retry");
             assert!(url.ends_with("/v2/app/manifests/v1"), "{url}");
+            assert_eq!(address, &addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
         }
         other => panic!("{other:?}"),
     }
+    let text = e.to_string();
+    assert!(
+        text.contains("connection refused") && text.contains(&addr),
+        "{text}"
+    );
+
+    // Through a copy, whose own retries (3) must not multiply the client's: still two
+    // attempts in all, and the copy says why it stopped.
+    let dst = oci_store::MemoryStore::new();
+    let opts = oci_store::CopyOptions::default().with_retries(3, Duration::from_millis(5));
+    let e = oci_store::copy(&app, "v1", &dst, None, &opts)
+        .await
+        .expect_err("nothing listens");
+    let chain = oci_store::error_chain(&e);
+    assert!(
+        chain.contains("connection refused") && chain.contains(&addr),
+        "{chain}"
+    );
+    let text = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let retries = text.matches("retrying").count();
+    assert_eq!(
+        retries, 2,
+        "one client retry per call, no copy retry: {text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -1002,7 +1051,10 @@ async fn a_manifest_claiming_a_huge_blob_gives_an_error_with_parallel_fetch() {
     // registry's refusal of the range is the answer.
     let r = app.fetch_range_bytes(&desc.digest, 0, u64::MAX).await;
     assert!(
-        matches!(r, Err(Error::Registry { .. } | Error::InvalidArgument(_))),
+        matches!(
+            r,
+            Err(Error::Registry { .. } | Error::InvalidArgument(_) | Error::Protocol { .. })
+        ),
         "{r:?}"
     );
 }
@@ -1093,7 +1145,13 @@ async fn a_signed_redirect_url_is_neither_logged_nor_in_errors() {
     let err = collect(&app, &blob_desc(&data))
         .await
         .expect_err("storage is down");
-    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Transport { .. } | Error::ConnectionRefused { .. }
+        ),
+        "{err:?}"
+    );
     let mut chain = format!("{err:?}");
     let mut source: Option<&dyn std::error::Error> = Some(&err);
     while let Some(e) = source {
@@ -1226,4 +1284,302 @@ async fn credentials_are_not_sent_to_a_plain_http_realm_the_user_did_not_name() 
             .any(|s| s.target.starts_with("/token") && s.authorization.is_some()),
         "{seen:?}"
     );
+}
+
+#[tokio::test]
+async fn a_drip_feeding_registry_fails_with_the_rate_error_within_a_window() {
+    let reg = FakeRegistry::start(Faults {
+        drip_blob_gets: Some(Duration::from_millis(20)),
+        ..Faults::default()
+    })
+    .await;
+    let data = random(100_000);
+    let digest = reg.put_blob(&data);
+    let limit = MinRate::new(10_000, Duration::from_millis(500));
+    let cfg = config(&reg.addr).with_min_rate(Some(limit));
+    let app = repo(&reg, cfg, "app");
+    let started = Instant::now();
+    // About 25 bytes in a window that asks for 10 000: at this rate the blob would take 33
+    // minutes, and the read timeout (a byte every 20 ms) never fires.
+    let result = tokio::time::timeout(Duration::from_secs(60), collect(&app, &blob_desc(&data)))
+        .await
+        .expect("failed within 60 s");
+    match result {
+        Err(Error::TransferTooSlow {
+            url,
+            what,
+            received,
+            limit: l,
+            source,
+            ..
+        }) => {
+            assert!(url.ends_with(&format!("/blobs/{digest}")), "{url}");
+            assert!(what.contains(digest.as_str()), "{what}");
+            assert!(received < limit.bytes, "{received}");
+            assert_eq!(l, limit);
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        }
+        other => panic!("expected the rate error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Not resumed: a registry that drips would drip again.
+    let gets = reg.seen().iter().filter(|s| s.method == "GET").count();
+    assert_eq!(gets, 1);
+
+    // Ranged reads (a resumed copy, a read-back) are held to the same minimum.
+    let mut s = app
+        .fetch_blob_range(&digest, 100..50_000)
+        .await
+        .expect("opened");
+    let mut last = None;
+    while let Some(item) = s.next().await {
+        if let Err(e) = item {
+            last = Some(e);
+        }
+    }
+    assert!(
+        matches!(last, Some(Error::TransferTooSlow { .. })),
+        "{last:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_does_not_retry_a_transfer_below_the_minimum_rate() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let config_blob = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cfg_desc = Descriptor::new(
+        media_types::OCI_CONFIG,
+        reg.put_blob(config_blob),
+        config_blob.len() as u64,
+    );
+    let layer = random(50_000);
+    reg.put_blob(&layer);
+    let manifest = image_manifest(&cfg_desc, &[blob_desc(&layer)]);
+    reg.put_manifest("app", "v1", media_types::OCI_MANIFEST, &manifest);
+    reg.state().faults.drip_blob_gets = Some(Duration::from_millis(20));
+    let limit = MinRate::new(10_000, Duration::from_millis(300));
+    let app = repo(&reg, config(&reg.addr).with_min_rate(Some(limit)), "app");
+    let dst = oci_store::MemoryStore::new();
+    let opts = oci_store::CopyOptions::default().with_retries(3, Duration::from_millis(5));
+    let copied = tokio::time::timeout(
+        Duration::from_secs(60),
+        oci_store::copy(&app, "v1", &dst, None, &opts),
+    )
+    .await
+    .expect("failed within 60 s");
+    let Err(oci_store::StoreError::CopyFailed { report, source, .. }) = copied else {
+        panic!("expected a failed copy, got {copied:?}")
+    };
+    let chain = oci_store::error_chain(&*source);
+    assert!(chain.contains("below the minimum"), "{chain}");
+    assert_eq!(report.retried, 0, "{report}");
+    let failed: Vec<u32> = report
+        .nodes
+        .iter()
+        .filter(|n| n.outcome == oci_store::NodeOutcome::Failed)
+        .map(|n| n.attempts)
+        .collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|a| *a == 1),
+        "{failed:?}"
+    );
+    let blob_gets = reg
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.target.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_gets, failed.len(), "one GET per failed blob");
+}
+
+#[tokio::test]
+async fn a_slow_but_moving_transfer_is_not_failed_by_the_minimum_rate() {
+    let reg = FakeRegistry::start(Faults {
+        drip_blob_gets: Some(Duration::from_millis(1)),
+        ..Faults::default()
+    })
+    .await;
+    // About a byte a millisecond (less under load) against a minimum of 10 bytes a second:
+    // a margin of 100 times.
+    let data = random(1500);
+    reg.put_blob(&data);
+    let cfg = config(&reg.addr).with_min_rate(Some(MinRate::new(10, Duration::from_secs(1))));
+    let app = repo(&reg, cfg, "app");
+    let desc = blob_desc(&data);
+    assert_eq!(collect(&app, &desc).await.expect("slow pull"), data);
+    // The consumer's own pauses (a slow destination) are not the peer's slowness: reading a
+    // chunk every 1.5 s, longer than the window, still passes.
+    reg.state().faults.drip_blob_gets = None;
+    let big = random(1_500_000);
+    reg.put_blob(&big);
+    let mut s = app.fetch_blob(&blob_desc(&big)).await.expect("opened");
+    let mut got = Vec::new();
+    let mut pauses = 0;
+    while let Some(c) = s.next().await {
+        got.extend_from_slice(&c.expect("not failed by our own pauses"));
+        if pauses < 2 {
+            pauses += 1;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    }
+    assert_eq!(got, big);
+}
+
+#[tokio::test]
+async fn a_drip_fed_manifest_fails_at_the_request_deadline() {
+    let reg = FakeRegistry::start(Faults {
+        drip_manifests: Some(Duration::from_millis(50)),
+        ..Faults::default()
+    })
+    .await;
+    let config_blob = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cfg_desc = Descriptor::new(
+        media_types::OCI_CONFIG,
+        reg.put_blob(config_blob),
+        config_blob.len() as u64,
+    );
+    let manifest = image_manifest(&cfg_desc, &[]);
+    reg.put_manifest("app", "v1", media_types::OCI_MANIFEST, &manifest);
+    let deadline = Duration::from_secs(1);
+    let cfg = config(&reg.addr).with_request_timeout(deadline);
+    let app = repo(&reg, cfg, "app");
+    let started = Instant::now();
+    // A manifest of some 300 bytes at 20 bytes a second: 15 s, against a deadline of 1 s.
+    let result = tokio::time::timeout(Duration::from_secs(60), app.fetch_manifest("v1"))
+        .await
+        .expect("failed within 60 s");
+    match result {
+        Err(Error::DeadlineExceeded {
+            url, limit, source, ..
+        }) => {
+            assert!(url.ends_with("/v2/app/manifests/v1"), "{url}");
+            assert_eq!(limit, deadline);
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        }
+        other => panic!("expected the deadline error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Not retried: the time it was given is spent.
+    let gets = reg.seen().iter().filter(|s| s.method == "GET").count();
+    assert_eq!(gets, 1);
+}
+
+#[tokio::test]
+async fn a_range_ignored_by_the_registry_is_read_from_the_start_not_reported_as_200() {
+    let reg = FakeRegistry::start(Faults {
+        ignore_ranges: true,
+        ..Faults::default()
+    })
+    .await;
+    let data = random(300_000);
+    let digest = reg.put_blob(&data);
+    let app = repo(&reg, config(&reg.addr), "app");
+    // It used to fail with "registry answered 200: no error details".
+    let got = app
+        .fetch_range_bytes(&digest, 1000, 250_000)
+        .await
+        .expect("range served from the whole body");
+    assert_eq!(&got[..], &data[1000..250_000]);
+}
+
+#[tokio::test]
+async fn a_copy_resumed_against_a_registry_that_ignores_range_completes() {
+    let reg = FakeRegistry::start(Faults {
+        ignore_ranges: true,
+        ..Faults::default()
+    })
+    .await;
+    let config_blob = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cfg_desc = Descriptor::new(
+        media_types::OCI_CONFIG,
+        reg.put_blob(config_blob),
+        config_blob.len() as u64,
+    );
+    let layer = random(2_000_000);
+    reg.put_blob(&layer);
+    let layer_desc = blob_desc(&layer);
+    let manifest = image_manifest(&cfg_desc, std::slice::from_ref(&layer_desc));
+    reg.put_manifest("app", "v1", media_types::OCI_MANIFEST, &manifest);
+    // The first body stalls after half its bytes and the client does not resume by itself:
+    // the copy's retry resumes the partial ingest with a Range the registry ignores.
+    reg.state().faults.stall_blob_gets = 1;
+    let mut cfg = config(&reg.addr);
+    cfg.resume_attempts = 0;
+    cfg.read_timeout = Duration::from_millis(300);
+    let app = repo(&reg, cfg, "app");
+    let dst = oci_store::MemoryStore::new();
+    let opts = oci_store::CopyOptions::default().with_retries(2, Duration::from_millis(5));
+    let report = oci_store::copy(&app, "v1", &dst, None, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+    assert_eq!(report.retried, 1);
+    assert!(report.bytes_resumed > 0, "{report}");
+    use oci_store::ReadStore;
+    let stored = oci_store::collect(dst.fetch(&layer_desc).await.expect("stored"), 1 << 30)
+        .await
+        .expect("verified");
+    assert_eq!(&stored[..], &layer[..]);
+    assert!(
+        reg.seen().iter().any(|s| s.range.is_some()),
+        "the retry asked for a range"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_chunk_min_length_is_capped_at_max_chunk_size() {
+    let reg = FakeRegistry::start(Faults {
+        chunk_min_length: Some(u64::MAX),
+        ..Faults::default()
+    })
+    .await;
+    let mut cfg = config(&reg.addr);
+    cfg.monolithic_max = 1024;
+    cfg.chunk_size = 256 * 1024;
+    cfg.max_chunk_size = 1024 * 1024;
+    let app = repo(&reg, cfg, "app");
+    let data = random(3 * 1024 * 1024 + 1);
+    // The registry's number used to size the chunk buffer: a capacity overflow panic.
+    match app
+        .push_blob(&blob_desc(&data), source(&data, 70_000))
+        .await
+        .expect("push")
+    {
+        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 4),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_copy_does_not_retry_what_the_registry_refuses_to_authorize() {
+    let reg = FakeRegistry::start(Faults {
+        bearer: Some(BearerAuth {
+            basic: Some(("alice".into(), "secret".into())),
+            expires_in: 300,
+            refresh_token: None,
+        }),
+        ..Faults::default()
+    })
+    .await;
+    // No credentials: the token service refuses, and will refuse again.
+    let app = repo(&reg, config(&reg.addr), "app");
+    let dst = oci_store::MemoryStore::new();
+    let opts = oci_store::CopyOptions::default().with_retries(3, Duration::from_millis(5));
+    let e = oci_store::copy(&app, "v1", &dst, None, &opts)
+        .await
+        .expect_err("not authorized");
+    let chain = oci_store::error_chain(&e);
+    assert!(chain.contains("not authorized (401)"), "{chain}");
+    let token_requests = reg
+        .seen()
+        .iter()
+        .filter(|s| s.target.starts_with("/token"))
+        .count();
+    assert_eq!(token_requests, 1, "not retried by the copy");
 }

@@ -341,7 +341,12 @@ pub struct CopyOptions {
     pub format: Option<Flavor>,
     /// Transfers running at once (at least 1).
     pub jobs: usize,
-    /// Retries of one piece of content after a transient failure.
+    /// Retries of one piece of content after a transient failure: an I/O or network failure
+    /// that may go away, or content damaged in flight from a registry. What a retry cannot
+    /// cure fails at once, with its reason: content missing or invalid, content that fails
+    /// verification in a local source (memory, layout), a refused connection, a transfer
+    /// below the client's minimum rate or past its deadline, a permission refused (a
+    /// registry's 401 or 403 included), a full or read-only disk.
     pub retries: u32,
     /// Delay before the first retry; it doubles on each retry of the same content (capped at
     /// 10 s).
@@ -487,7 +492,8 @@ pub fn ingest_key(digest: &Digest) -> String {
 ///
 /// # Errors
 /// Resolution and planning errors of the source (the reference unknown, a manifest that does
-/// not parse or verify, no platform matching); [`StoreError::CopyFailed`] when some content
+/// not parse or verify, no platform matching, [`StoreError::SizeOverflow`] when the sizes the
+/// descriptors declare add up past `u64::MAX`); [`StoreError::CopyFailed`] when some content
 /// could not be copied after its retries (the report inside says what was done, the source
 /// error is the first failure); [`StoreError::CopyCancelled`];
 /// [`StoreError::ClaimsUnserved`] (as the source of `CopyFailed`) when the destination claims
@@ -512,13 +518,14 @@ where
         None if Digest::parse(src_ref).is_err() => Some(src_ref.to_owned()),
         None => None,
     };
+    let remote_source = src.location().is_some();
     let (root, prefetched) = {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match resolve_inner(src, src_ref).await {
                 Ok(r) => break r,
-                Err(e) if transient(&e) && attempt <= options.retries => {
+                Err(e) if transient(&e, remote_source) && attempt <= options.retries => {
                     warn!(reference = src_ref, attempt, error = %e, "resolving failed; retrying");
                     tokio::time::sleep(backoff(options.retry_backoff, attempt)).await;
                 }
@@ -563,7 +570,7 @@ where
         foreign: planner.foreign,
         nodes: planner.nodes,
     };
-    let total: u64 = plan.order.iter().map(|d| plan.nodes[d].target.size).sum();
+    let total = plan.total()?;
     info!(reference = src_ref, root = %root.digest, nodes = plan.order.len(), total, "copy planned");
 
     let mount_from = match (src.location(), dst.location()) {
@@ -591,6 +598,7 @@ where
         dst_name: dst
             .location()
             .map_or_else(|| "the destination".to_owned(), |l| l.to_string()),
+        remote_source,
     };
     run.emit(ProgressEvent::Planned {
         nodes: plan.order.len(),
@@ -623,7 +631,7 @@ where
                 .await
             {
                 Ok(()) => break,
-                Err(e) if transient(&e) && attempt <= options.retries => {
+                Err(e) if transient(&e, dst.location().is_some()) && attempt <= options.retries => {
                     warn!(reference = src_ref, attempt, error = %e, "finishing the copy failed; retrying");
                     run.stats_lock().retried += 1;
                     tokio::time::sleep(backoff(options.retry_backoff, attempt)).await;
@@ -811,6 +819,23 @@ struct Plan {
     foreign: Vec<Descriptor>,
 }
 
+impl Plan {
+    /// Bytes of the whole graph: the sizes its descriptors declare (a peer's numbers), added
+    /// with a check, so that sizes adding past `u64::MAX` are an error naming the descriptor
+    /// that did not fit rather than a panic (debug builds) or a wrapped total (release).
+    fn total(&self) -> Result<u64> {
+        self.order.iter().try_fold(0u64, |sum, d| {
+            let target = &self.nodes[d].target;
+            sum.checked_add(target.size)
+                .ok_or_else(|| StoreError::SizeOverflow {
+                    digest: target.digest.clone(),
+                    size: target.size,
+                    what: "the copy's total",
+                })
+        })
+    }
+}
+
 struct Planner<'a, S: ?Sized> {
     src: &'a S,
     options: &'a CopyOptions,
@@ -889,9 +914,17 @@ impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
             let mut effective = manifest.clone();
             if is_root && effective.is_index() && !self.options.platforms.is_empty() {
                 let reduced = oci_manifest::reduce(&effective, &self.options.platforms).map_err(
-                    |source| StoreError::InvalidManifest {
-                        digest: desc.digest.clone(),
-                        source,
+                    |source| match source {
+                        oci_manifest::ManifestError::NoMatchingPlatform { .. } => {
+                            StoreError::NoMatchingPlatform {
+                                digest: desc.digest.clone(),
+                                source,
+                            }
+                        }
+                        source => StoreError::InvalidManifest {
+                            digest: desc.digest.clone(),
+                            source,
+                        },
                     },
                 )?;
                 self.dropped = reduced.dropped;
@@ -901,7 +934,22 @@ impl<S: ReadStore + TagStore + ?Sized> Planner<'_, S> {
             let mut children = Vec::new();
             let mut changed: HashMap<Digest, Descriptor> = HashMap::new();
             for child in effective.children().to_vec() {
-                let target = self.plan(&child, depth + 1, false).await?;
+                let target = match self.plan(&child, depth + 1, false).await {
+                    Ok(t) => t,
+                    // A platform's image missing from an index: say which platform.
+                    Err(e) if e.is_not_found() && effective.is_index() => {
+                        return Err(match &child.platform {
+                            Some(p) => StoreError::PlatformMissing {
+                                index: desc.digest.clone(),
+                                platform: p.to_string(),
+                                digest: child.digest.clone(),
+                                source: Box::new(e),
+                            },
+                            None => e,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 if target.digest != child.digest {
                     changed.insert(child.digest.clone(), target);
                 }
@@ -1026,12 +1074,13 @@ async fn fetch_manifest_retrying<S: ReadStore + ?Sized>(
     desc: &Descriptor,
     options: &CopyOptions,
 ) -> Result<Manifest> {
+    let remote = src.location().is_some();
     let mut attempt = 0;
     loop {
         attempt += 1;
         match src.fetch_manifest(desc).await {
             Ok(m) => return Ok(m),
-            Err(e) if transient(&e) && attempt <= options.retries => {
+            Err(e) if transient(&e, remote) && attempt <= options.retries => {
                 warn!(digest = %desc.digest, attempt, error = %e, "fetching a manifest failed; retrying");
                 tokio::time::sleep(backoff(options.retry_backoff, attempt)).await;
             }
@@ -1043,16 +1092,60 @@ async fn fetch_manifest_retrying<S: ReadStore + ?Sized>(
 // ---------------------------------------------------------------------------------------------
 // Transfer.
 
-/// Whether an error may go away on retry (I/O, the network, content damaged in flight). Another
-/// writer holding the ingest is waited for apart (see [`BUSY_STALL`]).
-fn transient(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Io { .. }
-            | StoreError::Source { .. }
-            | StoreError::Backend { .. }
-            | StoreError::Verify(_)
-    )
+/// Whether an error may go away on retry. `remote` says whether the content involved came over
+/// the network (the store it was read from has a [`location`](ReadStore::location)).
+///
+/// - I/O, source-stream and backend failures (the network, a registry's 5xx) may, unless their
+///   chain holds a cause a retry cannot cure ([`permanent_cause`]): a refused connection, a
+///   timeout that already spent its whole budget, a permission refused, a full or read-only
+///   disk.
+/// - Content that failed verification may only when it came over the network (damaged in
+///   flight); a local store serves the same bytes every time.
+/// - Everything else (not found, invalid manifests, sizes, ...) may not.
+///
+/// Another writer holding the ingest is waited for apart (see [`BUSY_STALL`]).
+fn transient(e: &StoreError, remote: bool) -> bool {
+    let may = match e {
+        StoreError::Verify(_) => remote,
+        StoreError::Source { source, .. } if oci_digest::VerifyError::from_io(source).is_some() => {
+            remote
+        }
+        StoreError::Io { .. } | StoreError::Source { .. } | StoreError::Backend { .. } => true,
+        _ => false,
+    };
+    may && permanent_cause(e).is_none()
+}
+
+/// The kind of the first [`std::io::Error`] in `e`'s chain that says a retry cannot help:
+/// nothing listens at the address (`ConnectionRefused`), a deadline or minimum transfer rate
+/// already waited its full time (`TimedOut`: a registry client reports those so), a permission
+/// refused, a full or read-only file system. This is how errors of backends this crate does not
+/// know (a registry client) are classified: by the standard vocabulary of their causes.
+fn permanent_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    use std::io::ErrorKind as K;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::TimedOut
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem
+                    | K::StorageFull
+            ) {
+                return Some(io.kind());
+            }
+            // `io::Error::source` skips the error it wraps (going to that error's source):
+            // look at the wrapped error itself.
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// How long another writer of the same content may hold its ingest without progress before a
@@ -1063,6 +1156,16 @@ const BUSY_POLL: Duration = Duration::from_millis(100);
 
 fn is_cancel(e: &StoreError) -> bool {
     matches!(e, StoreError::CopyCancelled { .. })
+}
+
+/// Adds `n` bytes to a progress counter without wrapping; returns the new value.
+fn add_progress(counter: &AtomicU64, n: u64) -> u64 {
+    let before = counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(n))
+        })
+        .unwrap_or_else(|v| v);
+    before.saturating_add(n)
 }
 
 fn backoff(initial: Duration, attempt: u32) -> Duration {
@@ -1093,6 +1196,8 @@ struct Run<'a, S: ?Sized, D: ?Sized> {
     total: u64,
     mount_from: Option<Location>,
     dst_name: String,
+    /// The source is a registry (its content comes over the network).
+    remote_source: bool,
 }
 
 /// What one attempt at a node did.
@@ -1247,7 +1352,11 @@ where
                     debug!(digest = %node.target.digest, key, "another writer holds the ingest; waiting");
                     tokio::time::sleep(BUSY_POLL).await;
                 }
-                Err(e) if transient(&e) && attempt <= self.options.retries && !self.cancelled() => {
+                Err(e)
+                    if transient(&e, self.remote_source)
+                        && attempt <= self.options.retries
+                        && !self.cancelled() =>
+                {
                     warn!(digest = %node.target.digest, attempt, error = %e, "copy attempt failed; retrying");
                     self.stats_lock().retried += 1;
                     self.emit(ProgressEvent::Retrying {
@@ -1340,7 +1449,7 @@ where
     }
 
     fn add_done(&self, n: u64) {
-        self.done_bytes.fetch_add(n, Ordering::Relaxed);
+        add_progress(&self.done_bytes, n);
     }
 
     /// Streams a blob from the source into a resumable writer of the destination (or a plain
@@ -1409,8 +1518,8 @@ where
                 })?;
                 let n = chunk.len() as u64;
                 writer.write(chunk).await?;
-                done += n;
-                sent += n;
+                done = done.saturating_add(n);
+                sent = sent.saturating_add(n);
                 self.add_done(n);
                 self.emit(ProgressEvent::Bytes {
                     digest: desc.digest.clone(),
@@ -1423,7 +1532,11 @@ where
         .await;
         if let Err(e) = result {
             // Bytes counted by this attempt are not done after all (a retry counts them again).
-            self.done_bytes.fetch_sub(done, Ordering::Relaxed);
+            let _ = self
+                .done_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(done))
+                });
             return Err(e);
         }
         Ok(Done {
@@ -1444,8 +1557,8 @@ where
         Box::pin(stream.map(move |item| {
             if let Ok(chunk) = &item {
                 let n = chunk.len() as u64;
-                done += n;
-                let overall = done_bytes.fetch_add(n, Ordering::Relaxed) + n;
+                done = done.saturating_add(n);
+                let overall = add_progress(&done_bytes, n);
                 if let Some(p) = &progress {
                     p(&Progress {
                         event: ProgressEvent::Bytes {
@@ -1664,7 +1777,8 @@ where
                 attempts: 0,
                 error: None,
             });
-            r.total_bytes += nr.desc.size;
+            // The plan's total was checked: these sums of its parts cannot saturate.
+            r.total_bytes = r.total_bytes.saturating_add(nr.desc.size);
             match nr.outcome {
                 NodeOutcome::Copied | NodeOutcome::Repaired => {
                     if nr.outcome == NodeOutcome::Copied {
@@ -1672,16 +1786,16 @@ where
                     } else {
                         r.repaired += 1;
                     }
-                    r.bytes_copied += nr.bytes;
-                    r.bytes_resumed += nr.resumed_from;
+                    r.bytes_copied = r.bytes_copied.saturating_add(nr.bytes);
+                    r.bytes_resumed = r.bytes_resumed.saturating_add(nr.resumed_from);
                 }
                 NodeOutcome::Skipped => {
                     r.skipped += 1;
-                    r.bytes_skipped += nr.desc.size;
+                    r.bytes_skipped = r.bytes_skipped.saturating_add(nr.desc.size);
                 }
                 NodeOutcome::Mounted => {
                     r.mounted += 1;
-                    r.bytes_mounted += nr.desc.size;
+                    r.bytes_mounted = r.bytes_mounted.saturating_add(nr.desc.size);
                 }
                 NodeOutcome::Failed => r.failed += 1,
                 NodeOutcome::NotCopied => {}
@@ -1704,7 +1818,7 @@ async fn read_back<D: ReadStore + ?Sized>(
         let mut got = 0u64;
         while let Some(chunk) = s.next().await {
             let chunk = chunk.map_err(|e| StoreError::io("read back", "<destination>", e))?;
-            got += chunk.len() as u64;
+            got = got.saturating_add(chunk.len() as u64);
         }
         if got != desc.size {
             return Err(StoreError::SizeMismatch {
@@ -1720,7 +1834,7 @@ async fn read_back<D: ReadStore + ?Sized>(
     let mut got = 0u64;
     while let Some(chunk) = s.next().await {
         match chunk {
-            Ok(c) => got += c.len() as u64,
+            Ok(c) => got = got.saturating_add(c.len() as u64),
             Err(source) => {
                 return Err(StoreError::Source {
                     digest: desc.digest.clone(),
@@ -1853,6 +1967,10 @@ mod tests {
         fail_always: Option<Digest>,
         /// Yield to the runtime between chunks (so concurrent copies interleave).
         chunked: bool,
+        /// Serve this content with one byte flipped.
+        corrupt: Option<Digest>,
+        /// Claim to be a registry (content comes over the network).
+        remote: bool,
     }
 
     #[async_trait]
@@ -1871,6 +1989,11 @@ mod tests {
                 return Err(StoreError::NotFound {
                     digest: desc.digest.clone(),
                 });
+            }
+            if self.corrupt.as_ref() == Some(&desc.digest) {
+                let mut data = self.inner.fetch_bytes(desc, 1 << 30).await?.to_vec();
+                data[0] ^= 0xff;
+                return Ok(crate::traits::bytes_stream(Bytes::from(data)));
             }
             if !desc.is_manifest() && n <= self.fail_first {
                 // Half the bytes, then a dropped connection.
@@ -1904,6 +2027,10 @@ mod tests {
                 )));
             }
             Ok(Box::pin(s))
+        }
+        fn location(&self) -> Option<Location> {
+            self.remote
+                .then(|| Location::new("registry.test", "source"))
         }
         async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream> {
             let served = Arc::clone(&self.served);
@@ -2131,8 +2258,13 @@ mod tests {
             let empty = MemoryStore::new();
             let e = copy(&src, "multi", &empty, None, &none).await.unwrap_err();
             assert!(
-                matches!(&e, StoreError::InvalidManifest { digest, .. } if digest == index.digest()),
+                matches!(&e, StoreError::NoMatchingPlatform { digest, .. } if digest == index.digest()),
                 "{e:?}"
+            );
+            let chain = error_chain(&e);
+            assert!(
+                chain.contains("no image for platform windows/amd64") && chain.contains("linux/arm64"),
+                "{chain}"
             );
             assert!(empty.tags().await.unwrap().is_empty());
         });
@@ -2536,6 +2668,129 @@ mod tests {
             assert!(r.foreign.is_empty());
             assert!(dst.exists(&foreign.digest).await.unwrap());
         });
+    }
+
+    #[test]
+    fn sizes_adding_past_u64_are_an_error_naming_the_descriptor() {
+        rt().block_on(async {
+            let src = Src::default();
+            let cfg = put(&src.inner, media_types::OCI_CONFIG, b"{}".to_vec()).await;
+            // Two layers the source does not even hold, each declaring 2^63 bytes: the plan's
+            // total is 2^64, one more than u64 holds.
+            let huge = |data: &[u8]| {
+                Descriptor::new(
+                    media_types::OCI_LAYER_GZIP,
+                    oci_digest::Algorithm::Sha256.hash(data),
+                    1 << 63,
+                )
+            };
+            let (a, b) = (huge(b"a"), huge(b"b"));
+            let cfg_digest = cfg.digest.clone();
+            let m = ImageManifestBuilder::oci(cfg)
+                .layer(a.clone())
+                .layer(b.clone())
+                .build()
+                .unwrap();
+            src.inner
+                .push_bytes(&m.descriptor(), m.raw().clone())
+                .await
+                .unwrap();
+            src.inner.tag(&m.descriptor(), "huge").await.unwrap();
+            let dst = MemoryStore::new();
+            let e = copy(&src, "huge", &dst, None, &CopyOptions::default())
+                .await
+                .unwrap_err();
+            let StoreError::SizeOverflow { digest, size, .. } = &e else {
+                panic!("unexpected {e:?}")
+            };
+            assert!(*digest == a.digest || *digest == b.digest, "{e}");
+            assert_eq!(*size, 1 << 63);
+            let text = e.to_string();
+            assert!(text.contains(digest.as_str()) && text.contains(&(1u64 << 63).to_string()));
+            // Nothing moved: the error comes from the plan, before any transfer.
+            assert!(!dst.exists(&cfg_digest).await.unwrap());
+            assert!(dst.tags().await.unwrap().is_empty());
+        });
+    }
+
+    /// Copies `multi` from `src` with 2 retries; returns the report of the failed copy and
+    /// the failed node's attempts.
+    async fn failing_copy(src: &Src) -> (CopyReport, u32, StoreError) {
+        let dst = MemoryStore::new();
+        let opts = CopyOptions::default().with_retries(2, Duration::from_millis(1));
+        let e = copy(src, "multi", &dst, None, &opts).await.unwrap_err();
+        let StoreError::CopyFailed { report, source, .. } = e else {
+            panic!("unexpected {e:?}")
+        };
+        let failed = report
+            .nodes
+            .iter()
+            .find(|n| n.outcome == NodeOutcome::Failed)
+            .expect("a failed node");
+        let attempts = failed.attempts;
+        (*report, attempts, *source)
+    }
+
+    #[test]
+    fn content_failing_verification_is_retried_only_when_it_came_over_the_network() {
+        rt().block_on(async {
+            let mut src = Src::default();
+            let index = multi(&src.inner, false).await;
+            let amd = src
+                .inner
+                .fetch_manifest(&index.manifests()[0])
+                .await
+                .unwrap();
+            src.corrupt = Some(amd.layers()[1].digest.clone());
+            // A local store serves the same wrong bytes every time: one attempt, no retry.
+            let (report, attempts, source) = failing_copy(&src).await;
+            assert!(matches!(source, StoreError::Verify(_)), "{source:?}");
+            assert_eq!((attempts, report.retried), (1, 0));
+            // From a registry the bytes may have been damaged in flight: retried.
+            src.remote = true;
+            let (report, attempts, source) = failing_copy(&src).await;
+            assert!(matches!(source, StoreError::Verify(_)), "{source:?}");
+            assert_eq!((attempts, report.retried), (3, 2));
+        });
+    }
+
+    #[test]
+    fn what_a_retry_cannot_cure_is_found_anywhere_in_the_chain() {
+        use std::io::{Error as IoError, ErrorKind};
+        #[derive(Debug, thiserror::Error)]
+        #[error("GET http://127.0.0.1:1/v2/: connection refused by 127.0.0.1:1")]
+        struct Client(#[source] IoError);
+        let refused = || IoError::from(ErrorKind::ConnectionRefused);
+        // A registry client's error with the refusal as its cause, as a backend error and as
+        // a stream item (an io::Error wrapping it, whose `source` skips it).
+        let backend = StoreError::backend("resolve r/a:v1", Client(refused()));
+        assert_eq!(
+            permanent_cause(&backend),
+            Some(ErrorKind::ConnectionRefused)
+        );
+        assert!(!transient(&backend, true));
+        let d = oci_digest::Algorithm::Sha256.hash(b"x");
+        let item = StoreError::Source {
+            digest: d.clone(),
+            source: IoError::other(Client(refused())),
+        };
+        assert!(!transient(&item, true));
+        let slow = StoreError::Source {
+            digest: d.clone(),
+            source: IoError::new(ErrorKind::TimedOut, "below the minimum rate"),
+        };
+        assert!(!transient(&slow, true));
+        // What may go away on retry still does.
+        let reset = StoreError::Source {
+            digest: d.clone(),
+            source: IoError::from(ErrorKind::ConnectionReset),
+        };
+        assert!(transient(&reset, false));
+        assert!(transient(
+            &StoreError::backend("x", IoError::other("503 Service Unavailable")),
+            true
+        ));
+        assert!(!transient(&StoreError::NotFound { digest: d }, true));
     }
 
     #[test]

@@ -269,6 +269,36 @@ pub enum StoreError {
         /// What was seen.
         detail: String,
     },
+    /// No entry of an index matches the platforms asked for. The source (a
+    /// [`ManifestError::NoMatchingPlatform`](oci_manifest::ManifestError::NoMatchingPlatform))
+    /// names the platform asked for and the platforms the index offers.
+    #[error("index {digest} has no image for the platforms asked for")]
+    NoMatchingPlatform {
+        /// The index.
+        digest: Digest,
+        /// What the platform selection found.
+        #[source]
+        source: oci_manifest::ManifestError,
+    },
+    /// An index lists an image for `platform` whose manifest the source does not hold (a sparse
+    /// index, as left by a pull of one platform). Selecting only the platforms the source holds
+    /// ([`CopyOptions::platforms`](crate::CopyOptions::platforms); `--platform` in the copy
+    /// example) copies the rest.
+    #[error(
+        "index {index} lists {digest} for platform {platform}, which the source does not hold \
+         (a sparse index): select the platforms it holds (--platform OS/ARCH)"
+    )]
+    PlatformMissing {
+        /// The index.
+        index: Digest,
+        /// The platform of the missing entry.
+        platform: String,
+        /// The missing manifest.
+        digest: Digest,
+        /// The error reading it.
+        #[source]
+        source: Box<StoreError>,
+    },
     /// Sizes declared by descriptors (a peer's numbers) add up to more than `u64::MAX` bytes, so
     /// no total can be computed: two layers of 2^63 bytes, say. Nothing was transferred.
     #[error(

@@ -423,6 +423,9 @@ impl NodeCache {
     }
 }
 
+/// Edges by target: for each digest, the (sorted) digests of the manifests pointing at it.
+pub(crate) type Edges = HashMap<Digest, Vec<Digest>>;
+
 /// A queued edge: digest, declared media type and size, who refers to it.
 type Item = (Digest, Option<String>, Option<u64>, Option<Parent>);
 
@@ -646,9 +649,7 @@ impl Graph<'_> {
     /// Reverse edges of every stored manifest: child -> manifests listing it.
     /// The parents of every stored blob (manifests that refer to it), and the referrers of every
     /// subject (manifests whose `subject` it is), each sorted: one parse of every blob.
-    pub(crate) fn edges(
-        &self,
-    ) -> Result<(HashMap<Digest, Vec<Digest>>, HashMap<Digest, Vec<Digest>>)> {
+    pub(crate) fn edges(&self) -> Result<(Edges, Edges)> {
         let mut rev: HashMap<Digest, Vec<Digest>> = HashMap::new();
         let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
         for d in self.blobs.keys() {

@@ -1,8 +1,8 @@
 //! An in-process fake registry speaking HTTP/1.1 over a tokio `TcpListener`, with knobs that
 //! inject the faults real registries and networks produce: bearer challenges with scopes and
 //! expiry, redirects to another origin, connection resets mid-body (GET and PATCH), corrupted
-//! bytes, wrong `Docker-Content-Digest`, 429 with `Retry-After`, 5xx storms, and HEAD answers
-//! for blobs it does not have.
+//! bytes, wrong `Docker-Content-Digest`, 429 with `Retry-After`, 5xx storms, HEAD answers
+//! for blobs it does not have, and bodies drip-fed a byte at a time.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -70,6 +70,11 @@ pub struct Faults {
     pub ignore_ranges: bool,
     /// Challenges name this base URL (`http://host:port`) + `/token` as realm, not this origin.
     pub realm_base: Option<String>,
+    /// Blob GET bodies are sent one byte every this long (a registry that drip-feeds: the
+    /// read timeout never fires).
+    pub drip_blob_gets: Option<Duration>,
+    /// Manifest GET bodies are sent one byte every this long.
+    pub drip_manifests: Option<Duration>,
 }
 
 /// One request as seen by the server.
@@ -241,6 +246,8 @@ struct Answer {
     head: bool,
     /// Stall after `cut_at` bytes instead of closing.
     stall: bool,
+    /// Send the body one byte every this long.
+    drip: Option<Duration>,
 }
 
 impl Answer {
@@ -252,6 +259,7 @@ impl Answer {
             cut_at: None,
             head: false,
             stall: false,
+            drip: None,
         }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Answer {
@@ -427,7 +435,16 @@ async fn write_answer(sock: &mut TcpStream, a: &Answer, head: bool) -> std::io::
     sock.write_all(h.as_bytes()).await?;
     if !head && !a.head {
         let n = a.cut_at.unwrap_or(a.body.len()).min(a.body.len());
-        sock.write_all(&a.body[..n]).await?;
+        match a.drip {
+            Some(every) => {
+                for b in &a.body[..n] {
+                    sock.write_all(&[*b]).await?;
+                    sock.flush().await?;
+                    tokio::time::sleep(every).await;
+                }
+            }
+            None => sock.write_all(&a.body[..n]).await?,
+        }
     }
     sock.flush().await
 }
@@ -735,6 +752,7 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
                 ans = ans.header("Content-Range", r);
             }
             let mut ans = ans.body(body);
+            ans.drip = s.faults.drip_blob_gets;
             if s.faults.stall_blob_gets > 0 && ans.body.len() > 1 {
                 s.faults.stall_blob_gets -= 1;
                 ans.cut_at = Some(ans.body.len() / 2);
@@ -890,6 +908,7 @@ fn manifests(s: &mut State, req: &Request, name: &str, reference: &str, body: Ve
                 .header("Content-Length", data.len().to_string())
                 .body(data);
             a.head = req.method == "HEAD";
+            a.drip = s.faults.drip_manifests;
             a
         }
         "DELETE" => {

@@ -219,6 +219,9 @@ struct Listing {
     referrers: HashMap<Digest, Vec<Digest>>,
 }
 
+/// An ingest directory and its record (`None` when it has none that can be read).
+type Ingest = (PathBuf, Option<IngestStatus>);
+
 /// What a walk of the roots found.
 #[derive(Debug, Default)]
 struct RootsFound {
@@ -555,7 +558,7 @@ impl LayoutStore {
 
     /// The ingest directories with their records, and the entries of `ingests/` that are not
     /// directories (skipped).
-    fn list_ingests(&self) -> Result<(Vec<(PathBuf, Option<IngestStatus>)>, Vec<Skipped>)> {
+    fn list_ingests(&self) -> Result<(Vec<Ingest>, Vec<Skipped>)> {
         let mut out = Vec::new();
         let mut skipped = Vec::new();
         for (_, path, ft) in list_dir(&self.inner.state.join("ingests"))? {
