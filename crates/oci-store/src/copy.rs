@@ -477,6 +477,28 @@ pub fn referrers_tag(subject: &Digest) -> String {
     format!("{}-{}", subject.algorithm(), subject.encoded())
 }
 
+/// The index of the OCI referrers tag schema fallback of `subject`, listing `entries` (referrer
+/// descriptors, as [`Manifest::referrer_descriptor`] gives them): an OCI image index, to be
+/// tagged [`referrers_tag`]`(subject)`.
+///
+/// ```
+/// let subject = oci_digest::Algorithm::Sha256.hash(b"an image");
+/// let m = oci_store::referrers_index(&subject, Vec::new()).unwrap();
+/// assert!(m.is_index() && m.manifests().is_empty());
+/// ```
+///
+/// # Errors
+/// [`StoreError::InvalidManifest`] naming `subject` when the entries cannot form an index.
+pub fn referrers_index(subject: &Digest, entries: Vec<Descriptor>) -> Result<Manifest> {
+    IndexBuilder::oci()
+        .manifests(entries)
+        .build()
+        .map_err(|source| StoreError::InvalidManifest {
+            digest: subject.clone(),
+            source,
+        })
+}
+
 /// The ingest key a copy uses for `digest` in the destination (so that a later copy, in this or
 /// another process, resumes the same ingest).
 pub fn ingest_key(digest: &Digest) -> String {
@@ -1744,13 +1766,7 @@ where
         if entries.len() == before && existing.is_some() {
             return Ok(());
         }
-        let index = IndexBuilder::oci()
-            .manifests(entries)
-            .build()
-            .map_err(|source| StoreError::InvalidManifest {
-                digest: subject.digest.clone(),
-                source,
-            })?;
+        let index = referrers_index(&subject.digest, entries)?;
         let desc = index.descriptor();
         self.dst.push_bytes(&desc, index.raw().clone()).await?;
         self.dst.tag(&desc, &referrers_tag(&subject.digest)).await

@@ -17,6 +17,16 @@
 //! content lives while a tag, an untagged `index.json` entry, a lease or an active ingest
 //! reaches it; garbage collection is safe beside other tasks and other processes.
 //!
+//! Adding a backend: implement [`ReadStore`], [`WriteStore`] and [`TagStore`] (and
+//! [`ManagedStore`] when the backend manages its own content: leases, GC, fsck), then run the
+//! public conformance suite from its tests with the `testing` feature: `testing::store_suite`
+//! and, for a managed store, `testing::managed_store_suite`, each given an async closure that
+//! makes a fresh store. A backend that supports only part of the traits (a registry repository
+//! has no leases) calls the cases it supports one by one (`testing::round_trip`,
+//! `testing::tags`, ...). The `testing` module also has deterministic content (blobs, images,
+//! multi-platform indexes) and a store that lies (`testing::LyingStore`) for a backend's own
+//! tests.
+//!
 //! ```
 //! use std::time::Duration;
 //! use bytes::Bytes;
@@ -55,13 +65,15 @@ mod gc;
 mod layout;
 mod lease;
 mod memory;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod traits;
 mod util;
 mod walk;
 
 pub use crate::copy::{
     CancelToken, CopyOptions, CopyReport, NodeOutcome, NodeReport, Progress, ProgressEvent,
-    ProgressFn, VerifyMode, copy, copy_leased, error_chain, ingest_key, referrers_tag,
+    ProgressFn, VerifyMode, copy, copy_leased, error_chain, ingest_key, referrers_index, referrers_tag,
     resolve_reference,
 };
 pub use crate::error::{Result, StoreError};
