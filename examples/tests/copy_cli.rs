@@ -302,7 +302,11 @@ fn a_sparse_index_names_the_missing_platform_and_suggests_selecting_platforms() 
     let arm = index
         .manifests()
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.architecture == "arm64"))
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == "arm64")
+        })
         .unwrap()
         .clone();
     std::fs::remove_file(src.join("blobs/sha256").join(arm.digest.encoded())).unwrap();

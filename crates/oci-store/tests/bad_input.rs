@@ -2,20 +2,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
 use oci_digest::VerifyError;
 use oci_manifest::build::{ImageManifestBuilder, IndexBuilder};
 use oci_manifest::{Descriptor, media_types};
+use oci_store::testing::LyingStore;
 use oci_store::{
-    BlobStream, Digest, FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore,
-    MemoryStore, Parent, PushOutcome, ReadStore, StoreError, TagStore, WriteStore, collect, walk,
+    Digest, FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, MemoryStore, Parent,
+    PushOutcome, ReadStore, StoreError, TagStore, WriteStore, collect, walk,
 };
 
 /// Every file under `dir` (except lock files, which opening may create) with its content.
@@ -332,10 +330,9 @@ async fn self_reference_cycles_and_endless_nesting() {
             .raw()
             .clone()
     };
-    let liar = Liar(HashMap::from([
-        (a_digest.clone(), idx(&b_digest)),
-        (b_digest.clone(), idx(&a_digest)),
-    ]));
+    let liar = LyingStore::default();
+    liar.serve(&a_digest, idx(&b_digest));
+    liar.serve(&b_digest, idx(&a_digest));
     let err = walk(
         &liar,
         &Descriptor::new(media_types::OCI_INDEX, a_digest.clone(), 100),
@@ -379,40 +376,6 @@ async fn self_reference_cycles_and_endless_nesting() {
         mem.parents(&top.digest).await.unwrap(),
         vec![Parent::Tag("deep".into())]
     );
-}
-
-/// Serves whatever bytes it holds, unverified (a broken remote).
-struct Liar(HashMap<Digest, Bytes>);
-
-#[async_trait]
-impl ReadStore for Liar {
-    async fn stat(&self, digest: &Digest) -> oci_store::Result<Option<u64>> {
-        Ok(self.0.get(digest).map(|b| b.len() as u64))
-    }
-    async fn fetch(&self, desc: &Descriptor) -> oci_store::Result<BlobStream> {
-        match self.0.get(&desc.digest) {
-            Some(b) => Ok(oci_store::bytes_stream(b.clone())),
-            None => Err(StoreError::NotFound {
-                digest: desc.digest.clone(),
-            }),
-        }
-    }
-    async fn fetch_range(
-        &self,
-        desc: &Descriptor,
-        _r: Range<u64>,
-    ) -> oci_store::Result<BlobStream> {
-        self.fetch(desc).await
-    }
-    async fn fetch_manifest(&self, desc: &Descriptor) -> oci_store::Result<oci_manifest::Manifest> {
-        let raw = collect(self.fetch(desc).await?, 1 << 20).await?;
-        oci_manifest::Manifest::parse(raw, Some(desc.media_type.as_str())).map_err(|source| {
-            StoreError::InvalidManifest {
-                digest: desc.digest.clone(),
-                source,
-            }
-        })
-    }
 }
 
 #[tokio::test]
