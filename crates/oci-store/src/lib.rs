@@ -73,8 +73,8 @@ mod walk;
 
 pub use crate::copy::{
     CancelToken, CopyOptions, CopyReport, NodeOutcome, NodeReport, Progress, ProgressEvent,
-    ProgressFn, VerifyMode, copy, copy_leased, error_chain, ingest_key, referrers_index, referrers_tag,
-    resolve_reference,
+    ProgressFn, VerifyMode, copy, copy_leased, error_chain, ingest_key, referrers_index,
+    referrers_tag, resolve_reference,
 };
 pub use crate::error::{Result, StoreError};
 pub use crate::gc::{
