@@ -56,8 +56,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_examples::transport::{self, Endpoint, RegistrySettings};
-use oci_examples::{Escaped, errln, escape, outln, sample};
-use oci_store::{CancelToken, CopyOptions, CopyReport, NodeOutcome, ProgressEvent};
+use oci_examples::{errln, escape, outln, sample};
+use oci_store::{CancelToken, CopyOptions, CopyReport, ProgressEvent};
 
 const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--plain-http] \
 [--creds USER:PASS] [--verify-existing] [--referrers] [--format oci|docker] [--jobs N] \
@@ -269,76 +269,13 @@ impl Display {
     }
 }
 
+/// The report's summary ([`CopyReport`]'s alternate `Display`), each line escaped.
 fn summary(report: &CopyReport) -> String {
-    let secs = report.elapsed.as_secs_f64().max(1e-6);
-    let mut s = format!(
-        "{} -> {}\n  copied {}, repaired {}: {} bytes sent ({:.1} MB/s); skipped {} ({} bytes), \
-mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
-        report
-            .source
-            .as_ref()
-            .map_or_else(String::new, |d| d.digest.to_string()),
-        report
-            .result
-            .as_ref()
-            .map_or_else(String::new, |d| d.digest.to_string()),
-        report.copied,
-        report.repaired,
-        report.bytes_copied,
-        report.bytes_copied as f64 / secs / 1e6,
-        report.skipped,
-        report.bytes_skipped,
-        report.mounted,
-        report.bytes_mounted,
-        report.retried,
-        report.failed,
-        report.bytes_resumed,
-        secs
-    );
-    if !report.dropped.is_empty() {
-        s.push_str(&format!(
-            "\n  platforms left out: {}",
-            report
-                .dropped
-                .iter()
-                .map(|d| d
-                    .platform
-                    .as_ref()
-                    .map_or_else(|| d.digest.to_string(), |p| Escaped(p).to_string()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if !report.foreign.is_empty() {
-        s.push_str(&format!(
-            "\n  foreign layers left out (not held by the source): {}",
-            report
-                .foreign
-                .iter()
-                .map(|d| d.digest.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if !report.referrers.is_empty() {
-        s.push_str(&format!("\n  referrers copied: {}", report.referrers.len()));
-    }
-    if report.verified > 0 {
-        s.push_str(&format!("\n  read back to verify: {}", report.verified));
-    }
-    for n in report
-        .nodes
-        .iter()
-        .filter(|n| n.outcome == NodeOutcome::Failed)
-    {
-        s.push_str(&format!(
-            "\n  FAILED {} after {} attempt(s): {}",
-            n.desc.digest,
-            n.attempts,
-            escape(n.error.as_deref().unwrap_or(""))
-        ));
-    }
-    s
+    format!("{report:#}")
+        .lines()
+        .map(|l| escape(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn main() -> ExitCode {
@@ -415,15 +352,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if let Some(report) = e.report() {
+            // A report of something planned (not of a reference that did not resolve).
+            if let Some(report) = e.report().filter(|r| !r.nodes.is_empty()) {
                 errln!("{}", summary(report));
             }
-            let cancelled = matches!(
-                &e,
-                transport::CopyError::Store { source, .. }
-                    if matches!(**source, oci_store::StoreError::CopyCancelled { .. })
-            );
-            oci_examples::fail("copy", if cancelled { 130 } else { 1 }, e)
+            oci_examples::fail("copy", if e.is_cancelled() { 130 } else { 1 }, e)
         }
     }
 }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use oci_distribution_client::Reference;
 use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
 use oci_examples::{errln, escape, outln};
-use oci_store::{CopyOptions, CopyReport, Digest, StoreError};
+use oci_store::{CopyOptions, CopyReport, Digest};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
@@ -177,29 +177,6 @@ fn normalised(path: &Path) -> PathBuf {
             .filter(|c| !matches!(c, Component::CurDir))
             .collect()
     })
-}
-
-/// Whether a failed image copy is worth another attempt from the retry budget.
-fn retryable(e: &CopyError) -> bool {
-    match e {
-        CopyError::Usage(_) => false,
-        CopyError::Store { source, .. } => match &**source {
-            StoreError::CopyFailed { source, .. } => !matches!(
-                **source,
-                StoreError::NotFound { .. }
-                    | StoreError::InvalidManifest { .. }
-                    | StoreError::ClaimsUnserved { .. }
-            ),
-            StoreError::TagNotFound { .. }
-            | StoreError::NotFound { .. }
-            | StoreError::InvalidManifest { .. }
-            | StoreError::NoMatchingPlatform { .. }
-            | StoreError::PlatformMissing { .. }
-            | StoreError::InvalidTag { .. }
-            | StoreError::NotALayout { .. } => false,
-            _ => true,
-        },
-    }
 }
 
 /// Why a line did not copy.
@@ -370,7 +347,7 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
                 let r = transport::copy(&job.src, &job.dst, &options, &ctx).await;
                 match r {
                     Err(e)
-                        if retryable(&e)
+                        if e.is_transient()
                             && budget
                                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
                                     b.checked_sub(1)

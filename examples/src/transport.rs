@@ -8,7 +8,8 @@ use oci_digest::Digest;
 use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
 use oci_manifest::convert::Flavor;
 use oci_store::{
-    CopyOptions, CopyReport, LayoutOptions, LayoutStore, Store, StoreError, TagStore, VerifyMode,
+    CopyOptions, CopyReport, CopySide, LayoutOptions, LayoutStore, ManagedStore, Store, StoreError,
+    TagStore, VerifyMode,
 };
 
 use crate::{Escaped, escape};
@@ -436,6 +437,15 @@ impl Opened {
             Opened::Registry(r) => r,
         }
     }
+
+    /// The store as a store that manages its content (leases, GC), when it is one: a copy
+    /// into it holds a lease ([`oci_store::copy_leased`]).
+    pub fn managed(&self) -> Option<&dyn ManagedStore> {
+        match self {
+            Opened::Layout(s) => Some(s),
+            Opened::Registry(_) => None,
+        }
+    }
 }
 
 /// Opens the store of `endpoint`: a destination (`create`) layout is created when missing, a
@@ -477,12 +487,20 @@ pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Op
 pub enum CopyError {
     /// Bad command-line input.
     Usage(String),
-    /// A store operation failed on `endpoint`.
+    /// A store operation failed on `endpoint` before the copy started (opening it, reading
+    /// its tags).
     Store {
         /// The location involved.
         endpoint: String,
         /// The error (its chain names the digests).
         source: Box<StoreError>,
+    },
+    /// The copy failed or was cancelled; `endpoint` is the side that failed.
+    Copy {
+        /// The location of the side that failed (`SRC -> DST` for a cancelled copy).
+        endpoint: String,
+        /// The error, with the report of what was done.
+        source: Box<oci_store::CopyError>,
     },
 }
 
@@ -494,16 +512,39 @@ impl CopyError {
         }
     }
 
-    /// The report inside a failed or cancelled copy, if any.
+    fn copy(src: &Endpoint, dst: &Endpoint, source: oci_store::CopyError) -> CopyError {
+        let endpoint = match source.side() {
+            Some(CopySide::Source) => src.to_string(),
+            Some(CopySide::Destination) => dst.to_string(),
+            _ => format!("{src} -> {dst}"),
+        };
+        CopyError::Copy {
+            endpoint,
+            source: Box::new(source),
+        }
+    }
+
+    /// The report of a copy that failed or was cancelled.
     pub fn report(&self) -> Option<&CopyReport> {
         match self {
-            CopyError::Store { source, .. } => match &**source {
-                StoreError::CopyFailed { report, .. }
-                | StoreError::CopyCancelled { report, .. } => Some(report),
-                _ => None,
-            },
-            CopyError::Usage(_) => None,
+            CopyError::Copy { source, .. } => Some(source.report()),
+            CopyError::Usage(_) | CopyError::Store { .. } => None,
         }
+    }
+
+    /// Whether running the copy again may succeed
+    /// ([`oci_store::CopyError::is_transient`], [`StoreError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CopyError::Usage(_) => false,
+            CopyError::Store { source, .. } => source.is_transient(),
+            CopyError::Copy { source, .. } => source.is_transient(),
+        }
+    }
+
+    /// Whether the copy was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, CopyError::Copy { source, .. } if source.is_cancelled())
     }
 }
 
@@ -512,6 +553,9 @@ impl fmt::Display for CopyError {
         match self {
             CopyError::Usage(m) => f.write_str(m),
             CopyError::Store { endpoint, source } => {
+                write!(f, "{endpoint}: {}", chain(source))
+            }
+            CopyError::Copy { endpoint, source } => {
                 write!(f, "{endpoint}: {}", chain(source))
             }
         }
@@ -623,47 +667,22 @@ pub async fn copy(
         None if Digest::parse(&src_ref).is_ok() => "latest".to_owned(),
         None => src_ref.clone(),
     };
-    let source_error = |e: StoreError| match &e {
-        StoreError::TagNotFound { .. } | StoreError::NotALayout { .. } => CopyError::store(src, e),
-        _ => CopyError::Store {
-            endpoint: format!("{src} -> {dst}"),
-            source: Box::new(e),
-        },
-    };
     if matches!(dst, Endpoint::Layout { .. }) {
         // Check the tag and resolve the source before the destination layout is created.
-        // Errors that a retry cannot mend end here; others (I/O, network) are left to the
-        // copy, which retries them.
+        // Errors that a retry cannot mend end here; others (I/O, network, content damaged in
+        // flight) are left to the copy, which retries them.
         oci_store::validate_tag(&dst_tag).map_err(|e| CopyError::store(dst, e))?;
         match oci_store::resolve_reference(from, &src_ref).await {
-            Err(e)
-                if e.is_not_found()
-                    || matches!(
-                        e,
-                        StoreError::InvalidTag { .. }
-                            | StoreError::InvalidDigest { .. }
-                            | StoreError::InvalidManifest { .. }
-                            | StoreError::NoMatchingPlatform { .. }
-                            | StoreError::PlatformMissing { .. }
-                            | StoreError::ManifestTooLarge { .. }
-                            | StoreError::NotALayout { .. }
-                            | StoreError::CorruptLayout { .. }
-                            | StoreError::UnsafeEntry { .. }
-                            | StoreError::FileTooLarge { .. }
-                            | StoreError::Unsupported { .. }
-                    ) =>
-            {
-                return Err(source_error(e));
+            Err(e) if !e.is_transient() && !e.is_verification_failure() => {
+                return Err(CopyError::store(src, e));
             }
             _ => {}
         }
     }
     let target = open(dst, true, ctx).await?;
-    let result = match &target {
-        Opened::Layout(d) => {
-            oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await
-        }
-        Opened::Registry(d) => oci_store::copy(from, &src_ref, d, Some(&dst_tag), options).await,
+    let result = match target.managed() {
+        Some(d) => oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await,
+        None => oci_store::copy(from, &src_ref, target.store(), Some(&dst_tag), options).await,
     };
-    result.map_err(source_error)
+    result.map_err(|e| CopyError::copy(src, dst, e))
 }

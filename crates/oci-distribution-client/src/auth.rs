@@ -579,6 +579,16 @@ mod tests {
         assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
     }
 
+    /// Checks the credential `cfg` gives for each registry.
+    async fn expect_credentials<const N: usize>(
+        cfg: &DockerConfigFile,
+        cases: [(&str, Option<Credential>); N],
+    ) {
+        for (registry, want) in cases {
+            assert_eq!(cfg.credential(registry).await.unwrap(), want, "{registry}");
+        }
+    }
+
     #[tokio::test]
     async fn docker_config_auths() {
         let cfg: DockerConfigFile = serde_json::from_str(
@@ -587,19 +597,16 @@ mod tests {
                 "tok.example":{"identitytoken":"rt"}}}"#,
         )
         .unwrap();
-        assert_eq!(
-            cfg.credential("docker.io").await.unwrap(),
-            Some(Credential::basic("u", "p"))
-        );
-        assert_eq!(
-            cfg.credential("reg.example:5000").await.unwrap(),
-            Some(Credential::basic("a", "b"))
-        );
-        assert_eq!(
-            cfg.credential("tok.example").await.unwrap(),
-            Some(Credential::IdentityToken("rt".into()))
-        );
-        assert_eq!(cfg.credential("other").await.unwrap(), None);
+        expect_credentials(
+            &cfg,
+            [
+                ("docker.io", Some(Credential::basic("u", "p"))),
+                ("reg.example:5000", Some(Credential::basic("a", "b"))),
+                ("tok.example", Some(Credential::IdentityToken("rt".into()))),
+                ("other", None),
+            ],
+        )
+        .await;
         let bad: DockerConfigFile =
             serde_json::from_str(r#"{"auths":{"x.io":{"auth":"!!!"}}}"#).unwrap();
         assert!(matches!(
@@ -636,20 +643,20 @@ mod tests {
         )
         .unwrap();
         cfg.helper_dir = Some(dir.clone());
-        assert_eq!(
-            cfg.credential("helped.example").await.unwrap(),
-            Some(Credential::basic("hu", "hs"))
-        );
-        assert_eq!(
-            cfg.credential("tok.example").await.unwrap(),
-            Some(Credential::IdentityToken("refresh".into()))
-        );
-        // The store has nothing for it: fall back to `auths`.
-        assert_eq!(
-            cfg.credential("fallback.example").await.unwrap(),
-            Some(Credential::basic("a", "b"))
-        );
-        assert_eq!(cfg.credential("nope.example").await.unwrap(), None);
+        expect_credentials(
+            &cfg,
+            [
+                ("helped.example", Some(Credential::basic("hu", "hs"))),
+                (
+                    "tok.example",
+                    Some(Credential::IdentityToken("refresh".into())),
+                ),
+                // The store has nothing for it: fall back to `auths`.
+                ("fallback.example", Some(Credential::basic("a", "b"))),
+                ("nope.example", None),
+            ],
+        )
+        .await;
         // A helper that does not exist is an error naming it.
         match cfg.credential("broken.example").await {
             Err(Error::CredentialHelper { helper, .. }) => assert_eq!(helper, "odc-missing-helper"),

@@ -4,21 +4,6 @@ use std::time::Duration;
 
 use crate::auth::Credential;
 
-/// How a push decides that a blob already exists in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ExistenceCheck {
-    /// Trust `HEAD /v2/<name>/blobs/<digest>` (fast; what every client does).
-    #[default]
-    Head,
-    /// Do not trust HEAD: `GET` the last byte of the blob with a `Range` and require that byte
-    /// to arrive. A registry whose cache remembers blobs its storage lost answers HEAD 200 but
-    /// cannot send the byte, so the blob is uploaded again.
-    RangedGet,
-    /// Download the whole blob and verify it against its digest (slow, certain).
-    Full,
-}
-
 /// Retry policy for transient failures: connection errors, 408, 429 and 5xx answers.
 ///
 /// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with full jitter
@@ -188,10 +173,9 @@ impl Default for ParallelFetch {
 /// change fields; [`Client::new`](crate::Client::new) checks the result.
 ///
 /// ```
-/// use oci_distribution_client::{ClientConfig, ExistenceCheck};
+/// use oci_distribution_client::ClientConfig;
 /// let mut config = ClientConfig::default();
 /// config.plain_http.push("127.0.0.1:5000".into());
-/// config.existence_check = ExistenceCheck::RangedGet;
 /// config.chunk_size = 4 * 1024 * 1024;
 /// let client = oci_distribution_client::Client::new(config)?;
 /// # Ok::<(), oci_distribution_client::Error>(())
@@ -240,11 +224,6 @@ pub struct ClientConfig {
     /// How many times one blob download or one upload chunk is resumed after its connection
     /// dropped without progress.
     pub resume_attempts: u32,
-    /// How pushes check that a blob already exists.
-    pub existence_check: ExistenceCheck,
-    /// After pushing a manifest, read it back and re-upload it when the registry lost it
-    /// (enabled together with a non-`Head` existence check by default: off).
-    pub verify_manifest_push: bool,
     /// Parallel ranged download of large blobs; `None` fetches every blob with one request.
     pub parallel_fetch: Option<ParallelFetch>,
     /// Page size asked for when listing tags and repositories.
@@ -297,8 +276,6 @@ impl Default for ClientConfig {
             chunk_size: 8 * 1024 * 1024,
             max_chunk_size: 64 * 1024 * 1024,
             resume_attempts: 5,
-            existence_check: ExistenceCheck::Head,
-            verify_manifest_push: false,
             parallel_fetch: None,
             page_size: 100,
             docker_config: true,
@@ -361,14 +338,6 @@ impl ClientConfig {
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
-        self
-    }
-
-    /// Sets how pushes check existence; a non-`Head` check also reads manifests back after a
-    /// push.
-    pub fn with_existence_check(mut self, check: ExistenceCheck) -> Self {
-        self.existence_check = check;
-        self.verify_manifest_push = check != ExistenceCheck::Head;
         self
     }
 }

@@ -244,6 +244,21 @@ pub enum Error {
         /// The size announced or read so far.
         size: u64,
     },
+    /// The registry announced a blob of another size than its descriptor says (its
+    /// `Content-Length`), before any byte was read.
+    #[error(
+        "blob {digest} of {repository}: the registry serves {actual} bytes, the descriptor says {expected}"
+    )]
+    SizeMismatch {
+        /// The repository.
+        repository: String,
+        /// The blob's digest.
+        digest: Digest,
+        /// The size the descriptor says.
+        expected: u64,
+        /// The size the registry announced.
+        actual: u64,
+    },
     /// A blob's bytes did not match its descriptor.
     #[error("blob {digest} of {repository}: content does not verify")]
     Verify {
@@ -277,21 +292,6 @@ pub enum Error {
         url: String,
         /// What was wrong.
         what: String,
-    },
-    /// The registry claims content it does not serve (HEAD says it exists, GET gives nothing,
-    /// a manifest PUT succeeds but the manifest cannot be read back).
-    #[error(
-        "registry claims {what} {digest} in {repository} exists but does not serve it: {detail}"
-    )]
-    RegistryLies {
-        /// `blob` or `manifest`.
-        what: &'static str,
-        /// The repository.
-        repository: String,
-        /// The content's digest.
-        digest: Digest,
-        /// What was observed.
-        detail: String,
     },
     /// A `docker-credential-*` helper failed.
     #[error("credential helper docker-credential-{helper} for {registry}: {message}")]
@@ -374,6 +374,16 @@ impl Error {
                 std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e)
             }
             other => std::io::Error::other(other),
+        }
+    }
+
+    /// A [`Error::Protocol`] of the answer to `method` on `url` (named without its query, which
+    /// may carry upload state or signatures).
+    pub(crate) fn protocol(method: &str, url: &reqwest::Url, what: impl Into<String>) -> Error {
+        Error::Protocol {
+            method: method.to_owned(),
+            url: crate::client::strip_query(url),
+            what: what.into(),
         }
     }
 

@@ -17,9 +17,18 @@
 //!   ([`Error::DeadlineExceeded`], [`Error::TransferTooSlow`]) instead of hanging.
 //! - [`Repository`]: resolve tags, fetch manifests (size limit, digest verified) and blobs as
 //!   verified streams that resume with `Range` after a dropped connection; push blobs (skip
-//!   existing, a verify mode that does not trust HEAD, cross-repository mounts, monolithic and
-//!   chunked uploads with chunk retry in place), push manifests as exact bytes; list tags,
-//!   delete, referrers with the tag-schema fallback.
+//!   existing, cross-repository mounts, monolithic and chunked uploads with chunk retry in
+//!   place), push manifests as exact bytes; list tags, delete, referrers with the tag-schema
+//!   fallback (the tag [`oci_store::referrers_tag`] names). It is also an `oci-store` store, so
+//!   `oci_store::copy` works between it and memory or disk.
+//!
+//! The client speaks the protocol and reports what the registry said; it has no policy of
+//! its own about trusting those answers. Verification policy lives in `oci-store`: a copy that
+//! does not trust a registry's "exists" (a registry that lost a blob it still claims) reads
+//! the content back and repairs it with [`oci_store::CopyOptions::verify`]
+//! ([`oci_store::VerifyMode`]); a direct user who wants a checked existence answer calls
+//! [`oci_store::checked_exists`]`(&repository, &descriptor)`, which stats and then reads the last
+//! byte to prove the registry serves it.
 //!
 //! ```no_run
 //! use futures_util::StreamExt;
@@ -56,40 +65,14 @@ mod upload_state;
 
 pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;
-pub use config::{ClientConfig, ExistenceCheck, MinRate, ParallelFetch, RetryPolicy};
+pub use config::{ClientConfig, MinRate, ParallelFetch, RetryPolicy};
 pub use error::{Error, RegistryErrorEntry, RegistryErrors};
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_REGISTRY_API_HOST, DEFAULT_TAG, InvalidReferenceReason,
     MAX_NAME_LENGTH, MAX_TAG_LENGTH, Reference,
 };
-pub use repository::{BlobSource, ByteStream, FetchedManifest, PushOutcome, Repository};
+pub use repository::{BlobPush, BlobSource, ByteStream, FetchedManifest, Repository};
 
 /// Re-exports from the lower crates, so users need one dependency.
 pub use oci_digest::{Algorithm, Digest};
 pub use oci_manifest::{Descriptor, Manifest, media_types};
-
-impl Client {
-    /// The registry's repositories (`GET /v2/_catalog`) as an async stream following `Link`
-    /// pagination.
-    ///
-    /// # Errors
-    /// Items are registry or transport errors; the stream ends after the first error.
-    pub fn catalog(
-        &self,
-        registry: &str,
-    ) -> impl futures_core::Stream<Item = Result<String, Error>> + Send + 'static {
-        let first = Reference::parse(&format!("{registry}/catalog"))
-            .and_then(|r| self.base_url(registry, r.api_host()))
-            .and_then(|b| {
-                b.join(&format!("_catalog?n={}", self.config().page_size))
-                    .map_err(|e| Error::InvalidArgument(format!("catalog URL: {e}")))
-            });
-        repository::paginate(
-            self.clone(),
-            registry.to_owned(),
-            first,
-            vec!["registry:catalog:*".to_owned()],
-            "repositories",
-        )
-    }
-}

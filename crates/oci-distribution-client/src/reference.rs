@@ -426,6 +426,13 @@ mod tests {
         assert_eq!(Reference::parse(&r.familiar()).unwrap(), r, "{input}");
     }
 
+    /// [`ok`] for each `(input, registry, repository, tag, has a digest)`.
+    fn oks(cases: &[(&str, &str, &str, Option<&str>, bool)]) {
+        for &(input, registry, repo, tag, digest) in cases {
+            ok(input, registry, repo, tag, digest);
+        }
+    }
+
     fn bad(input: &str, reason: InvalidReferenceReason) {
         match Reference::parse(input) {
             Err(Error::InvalidReference { reason: got, .. }) => {
@@ -436,41 +443,20 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case a line
     fn docker_hub_normalisation() {
-        ok("ubuntu", "docker.io", "library/ubuntu", None, false);
-        ok(
-            "ubuntu:22.04",
-            "docker.io",
-            "library/ubuntu",
-            Some("22.04"),
-            false,
-        );
-        ok("library/ubuntu", "docker.io", "library/ubuntu", None, false);
-        ok(
-            "docker.io/ubuntu",
-            "docker.io",
-            "library/ubuntu",
-            None,
-            false,
-        );
-        ok(
-            "index.docker.io/ubuntu",
-            "docker.io",
-            "library/ubuntu",
-            None,
-            false,
-        );
-        ok(
-            "index.docker.io/team/app:v1",
-            "docker.io",
-            "team/app",
-            Some("v1"),
-            false,
-        );
-        ok("team/app", "docker.io", "team/app", None, false);
-        ok("a/b/c/d", "docker.io", "a/b/c/d", None, false);
-        // Found by the fuzz target: `library/` is only dropped from one-component names.
-        ok("library/h/st", "docker.io", "library/h/st", None, false);
+        oks(&[
+            ("ubuntu", "docker.io", "library/ubuntu", None, false),
+            ("ubuntu:22.04", "docker.io", "library/ubuntu", Some("22.04"), false),
+            ("library/ubuntu", "docker.io", "library/ubuntu", None, false),
+            ("docker.io/ubuntu", "docker.io", "library/ubuntu", None, false),
+            ("index.docker.io/ubuntu", "docker.io", "library/ubuntu", None, false),
+            ("index.docker.io/team/app:v1", "docker.io", "team/app", Some("v1"), false),
+            ("team/app", "docker.io", "team/app", None, false),
+            ("a/b/c/d", "docker.io", "a/b/c/d", None, false),
+            // Found by the fuzz target: `library/` is only dropped from one-component names.
+            ("library/h/st", "docker.io", "library/h/st", None, false),
+        ]);
         assert_eq!(
             Reference::parse("library/h/st").unwrap().familiar(),
             "library/h/st"
@@ -488,32 +474,23 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case a line
     fn first_component_is_registry_only_with_dot_colon_or_localhost() {
-        ok("localhost/app", "localhost", "app", None, false);
-        ok(
-            "localhost:5000/app:v1",
-            "localhost:5000",
-            "app",
-            Some("v1"),
-            false,
-        );
-        ok("example.com/app", "example.com", "app", None, false);
-        ok("registry:5000/app", "registry:5000", "app", None, false);
-        ok("127.0.0.1:5000/a/b", "127.0.0.1:5000", "a/b", None, false);
-        // "registry" without dot or port is a path component on Docker Hub.
-        ok("registry/app", "docker.io", "registry/app", None, false);
-        // "localhost:5000" alone is Docker Hub's library/localhost with tag 5000.
-        ok(
-            "localhost:5000",
-            "docker.io",
-            "library/localhost",
-            Some("5000"),
-            false,
-        );
-        ok("localhost", "docker.io", "library/localhost", None, false);
-        // Uppercase first component is taken as a registry (Docker does the same).
-        ok("Example.COM/app", "Example.COM", "app", None, false);
-        ok("Registry/app", "Registry", "app", None, false);
+        oks(&[
+            ("localhost/app", "localhost", "app", None, false),
+            ("localhost:5000/app:v1", "localhost:5000", "app", Some("v1"), false),
+            ("example.com/app", "example.com", "app", None, false),
+            ("registry:5000/app", "registry:5000", "app", None, false),
+            ("127.0.0.1:5000/a/b", "127.0.0.1:5000", "a/b", None, false),
+            // "registry" without dot or port is a path component on Docker Hub.
+            ("registry/app", "docker.io", "registry/app", None, false),
+            // "localhost:5000" alone is Docker Hub's library/localhost with tag 5000.
+            ("localhost:5000", "docker.io", "library/localhost", Some("5000"), false),
+            ("localhost", "docker.io", "library/localhost", None, false),
+            // Uppercase first component is taken as a registry (Docker does the same).
+            ("Example.COM/app", "Example.COM", "app", None, false),
+            ("Registry/app", "Registry", "app", None, false),
+        ]);
         assert_eq!(
             Reference::parse("example.com/app").unwrap().api_host(),
             "example.com"
@@ -521,23 +498,14 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case a line
     fn ipv6_registries() {
-        ok("[::1]:5000/app", "[::1]:5000", "app", None, false);
-        ok("[::1]/app:t", "[::1]", "app", Some("t"), false);
-        ok(
-            "[2001:db8::1]:443/a/b",
-            "[2001:db8::1]:443",
-            "a/b",
-            None,
-            false,
-        );
-        ok(
-            &format!("[fe80::1]:5000/app:v1@{D}"),
-            "[fe80::1]:5000",
-            "app",
-            Some("v1"),
-            true,
-        );
+        oks(&[
+            ("[::1]:5000/app", "[::1]:5000", "app", None, false),
+            ("[::1]/app:t", "[::1]", "app", Some("t"), false),
+            ("[2001:db8::1]:443/a/b", "[2001:db8::1]:443", "a/b", None, false),
+            (&format!("[fe80::1]:5000/app:v1@{D}"), "[fe80::1]:5000", "app", Some("v1"), true),
+        ]);
         bad("[::1/app", InvalidReferenceReason::InvalidRegistry);
         bad("[]:5000/app", InvalidReferenceReason::InvalidRegistry);
         bad("[::g]:5000/app", InvalidReferenceReason::InvalidRegistry);
@@ -545,29 +513,14 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case a line
     fn tags_and_digests() {
-        ok(&format!("app@{D}"), "docker.io", "library/app", None, true);
-        ok(
-            &format!("app:v1@{D}"),
-            "docker.io",
-            "library/app",
-            Some("v1"),
-            true,
-        );
-        ok(
-            "app:_under",
-            "docker.io",
-            "library/app",
-            Some("_under"),
-            false,
-        );
-        ok(
-            "app:UPPER.case-1",
-            "docker.io",
-            "library/app",
-            Some("UPPER.case-1"),
-            false,
-        );
+        oks(&[
+            (&format!("app@{D}"), "docker.io", "library/app", None, true),
+            (&format!("app:v1@{D}"), "docker.io", "library/app", Some("v1"), true),
+            ("app:_under", "docker.io", "library/app", Some("_under"), false),
+            ("app:UPPER.case-1", "docker.io", "library/app", Some("UPPER.case-1"), false),
+        ]);
         let long = "a".repeat(128);
         ok(
             &format!("app:{long}"),
@@ -601,12 +554,15 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip] // one case a line
     fn path_rules() {
-        ok("a.b/x_y", "a.b", "x_y", None, false);
-        ok("a.b/x__y", "a.b", "x__y", None, false);
-        ok("a.b/x---y", "a.b", "x---y", None, false);
-        ok("a.b/x.y", "a.b", "x.y", None, false);
-        ok("a.b/0", "a.b", "0", None, false);
+        oks(&[
+            ("a.b/x_y", "a.b", "x_y", None, false),
+            ("a.b/x__y", "a.b", "x__y", None, false),
+            ("a.b/x---y", "a.b", "x---y", None, false),
+            ("a.b/x.y", "a.b", "x.y", None, false),
+            ("a.b/0", "a.b", "0", None, false),
+        ]);
         bad("Ubuntu", InvalidReferenceReason::Uppercase);
         bad(
             "docker.io/Library/ubuntu",

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use common::fault::{BearerAuth, FakeRegistry, Faults};
 use futures_util::StreamExt;
 use oci_distribution_client::{
-    Algorithm, BlobSource, Client, ClientConfig, Credential, Descriptor, Error, ExistenceCheck,
-    MinRate, ParallelFetch, PushOutcome, Repository, RetryPolicy, media_types,
+    Algorithm, BlobPush, BlobSource, Client, ClientConfig, Credential, Descriptor, Error, MinRate,
+    ParallelFetch, Repository, RetryPolicy, media_types,
 };
 
 fn config(addr: &str) -> ClientConfig {
@@ -99,7 +99,7 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         app.push_blob(&desc, source(&data, 4096))
             .await
             .expect("push"),
-        PushOutcome::Monolithic
+        BlobPush::Monolithic
     );
     let asked = reg.state().token_requests.clone();
     assert!(
@@ -131,21 +131,13 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         "one token for pull at most: {before} -> {pulls}"
     );
     for _ in 0..3 {
-        assert!(
-            app.blob_exists(&desc, ExistenceCheck::Head)
-                .await
-                .expect("head")
-        );
+        assert!(app.blob_exists(&desc).await.expect("head"));
     }
     assert_eq!(reg.state().token_requests.len(), pulls, "pull token reused");
 
     // Expiry: tokens live 7 s and are renewed 5 s early, so after 2.5 s a new one is fetched.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        app.blob_exists(&desc, ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(app.blob_exists(&desc).await.expect("head"));
     assert_eq!(
         reg.state().token_requests.len(),
         pulls + 1,
@@ -160,7 +152,7 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         .push_blob_with_mount(&desc, source(&data, 4096), "team/app")
         .await
         .expect("mount");
-    assert_eq!(out, PushOutcome::Mounted);
+    assert_eq!(out, BlobPush::Mounted);
     let asked = reg.state().token_requests.clone();
     assert!(
         asked
@@ -183,7 +175,7 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
     let heads = (0..8).map(|_| {
         let r = app2.clone();
         let d = desc.clone();
-        async move { r.blob_exists(&d, ExistenceCheck::Head).await }
+        async move { r.blob_exists(&d).await }
     });
     for r in futures_util::future::join_all(heads).await {
         assert!(r.expect("head"));
@@ -200,7 +192,7 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "wrong")),
         "team/app",
     );
-    match bad.blob_exists(&desc, ExistenceCheck::Head).await {
+    match bad.blob_exists(&desc).await {
         Err(Error::Unauthorized { status, .. }) => assert_eq!(status, 401),
         other => panic!("expected Unauthorized, got {other:?}"),
     }
@@ -289,7 +281,7 @@ async fn chunk_patch_resets_resume_in_place() {
         .await
         .expect("chunked push");
     match out {
-        PushOutcome::Chunked { chunks, resumed } => {
+        BlobPush::Chunked { chunks, resumed } => {
             assert_eq!(chunks, 6);
             assert!(resumed >= 3, "{out:?}");
         }
@@ -305,7 +297,7 @@ async fn chunk_patch_resets_resume_in_place() {
         .await
         .expect("push")
     {
-        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 5),
+        BlobPush::Chunked { chunks, .. } => assert_eq!(chunks, 5),
         other => panic!("{other:?}"),
     }
     let sizes: Vec<usize> = reg.seen()[before..]
@@ -323,7 +315,7 @@ async fn chunk_patch_resets_resume_in_place() {
         .await
         .expect("push")
     {
-        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 3),
+        BlobPush::Chunked { chunks, .. } => assert_eq!(chunks, 3),
         other => panic!("{other:?}"),
     }
     let patches: Vec<usize> = reg
@@ -446,11 +438,7 @@ async fn rate_limit_honours_retry_after() {
     reg.put_blob(&data);
     let app = repo(&reg, config(&reg.addr), "app");
     let start = Instant::now();
-    assert!(
-        app.blob_exists(&blob_desc(&data), ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(app.blob_exists(&blob_desc(&data)).await.expect("head"));
     // Two answers of `Retry-After: 1` were waited out (the backoff alone is ~50 ms).
     assert!(
         start.elapsed() >= Duration::from_millis(1900),
@@ -489,10 +477,7 @@ async fn storms_of_5xx_are_retried_then_reported() {
     let mut cfg = config(&reg.addr);
     cfg.retry = cfg.retry.clone().with_max_retries(3);
     let app = repo(&reg, cfg, "app");
-    match app
-        .blob_exists(&blob_desc(&data), ExistenceCheck::Head)
-        .await
-    {
+    match app.blob_exists(&blob_desc(&data)).await {
         Err(Error::Registry { status, .. }) => assert_eq!(status, 503),
         other => panic!("{other:?}"),
     }
@@ -501,14 +486,7 @@ async fn storms_of_5xx_are_retried_then_reported() {
 
 #[tokio::test]
 async fn registry_that_claims_a_blob_it_does_not_have() {
-    let data = random(50_000);
-    let desc = blob_desc(&data);
-    let phantom = HashMap::from([(desc.digest.to_string(), data.len())]);
-    let reg = FakeRegistry::start(Faults {
-        phantom_blobs: phantom,
-        ..Faults::default()
-    })
-    .await;
+    let (reg, data, desc) = phantom_registry().await;
     // Trusting HEAD: the push "succeeds" without data (the broken result).
     let trusting = repo(&reg, config(&reg.addr), "app");
     assert_eq!(
@@ -516,7 +494,7 @@ async fn registry_that_claims_a_blob_it_does_not_have() {
             .push_blob(&desc, source(&data, 8192))
             .await
             .expect("push"),
-        PushOutcome::Skipped
+        BlobPush::Skipped
     );
     assert!(reg.state().blobs.is_empty());
     // Pulling it is an error after the bounded resume attempts (no byte ever comes), not a
@@ -532,35 +510,144 @@ async fn registry_that_claims_a_blob_it_does_not_have() {
         other => panic!("{:?}", other.map(|v| v.len())),
     }
 
-    for check in [ExistenceCheck::RangedGet, ExistenceCheck::Full] {
-        reg.state().blobs.clear();
-        let verifying = repo(&reg, config(&reg.addr).with_existence_check(check), "app");
-        assert!(!verifying.blob_exists(&desc, check).await.expect("exists"));
-        assert_eq!(
-            verifying
-                .push_blob(&desc, source(&data, 8192))
-                .await
-                .expect("push"),
-            PushOutcome::Monolithic,
-            "{check:?}"
-        );
-        assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
-    }
-    // A mount the registry claims (201) but cannot serve is followed by an upload.
+    // The client reports what the registry says; not trusting it is the copy's policy
+    // (`oci_store::VerifyMode`, the one verification policy).
+    use oci_store::{CopyOptions, VerifyMode};
+    // A direct user asks `checked_exists`: the last byte never comes, so the claim is not
+    // confirmed (this registry's 206 has no `Content-Range`, which the client reports as a
+    // protocol violation: an error, where a 404 or a short body would be `false`).
+    let checked = oci_store::checked_exists(&trusting, &desc).await;
+    assert!(
+        matches!(
+            checked,
+            Ok(false) | Err(oci_store::StoreError::Backend { .. })
+        ),
+        "{checked:?}"
+    );
+    let local = image_with_layer(&desc, &data).await;
+    // Trusted, the claim is taken: the layer is skipped and never stored.
+    let report = oci_store::copy(&local, "v1", &trusting, None, &CopyOptions::default())
+        .await
+        .expect("trusting copy");
+    assert_eq!(report.repaired, 0, "{report}");
+    assert!(!reg.state().blobs.contains_key(desc.digest.as_str()));
+    // Not trusted, read back by its last byte: the lie is found and the blob uploaded again.
+    // (In full: `a_blob_claimed_but_not_served_is_found_by_a_full_read_back`.)
     reg.state().blobs.clear();
-    let verifying = repo(
-        &reg,
-        config(&reg.addr).with_existence_check(ExistenceCheck::RangedGet),
-        "other",
+    claimed_blob_is_repaired(&reg, &local, &trusting, &desc, &data, VerifyMode::Range).await;
+    // A mount the registry claims (201) but does not serve is followed by an upload.
+    {
+        let mut state = reg.state();
+        state.faults.phantom_blobs.clear();
+        state.faults.lying_mounts = true;
+    }
+    let other = repo(&reg, config(&reg.addr), "other");
+    let options = CopyOptions::default().with_verify(VerifyMode::Range);
+    let report = oci_store::copy(&trusting, "v1", &other, None, &options)
+        .await
+        .expect("copy between repositories");
+    assert!(
+        reg.seen()
+            .iter()
+            .any(|s| s.method == "POST" && s.target.contains("mount=")),
+        "a mount was tried"
     );
-    assert_eq!(
-        verifying
-            .push_blob_with_mount(&desc, source(&data, 8192), "app")
+    assert_eq!((report.mounted, report.repaired), (0, 2), "{report}");
+    assert!(
+        reg.state()
+            .links
+            .contains(&("other".to_owned(), desc.digest.to_string()))
+    );
+    assert_eq!(collect(&other, &desc).await.expect("served"), data);
+}
+
+/// A fake registry that claims a blob it does not have (`phantom_blobs`): the blob's bytes
+/// and descriptor.
+async fn phantom_registry() -> (FakeRegistry, Vec<u8>, Descriptor) {
+    let data = random(50_000);
+    let desc = blob_desc(&data);
+    let phantom = HashMap::from([(desc.digest.to_string(), data.len())]);
+    let reg = FakeRegistry::start(Faults {
+        phantom_blobs: phantom,
+        ..Faults::default()
+    })
+    .await;
+    (reg, data, desc)
+}
+
+/// A local image (config, `layer`, manifest) tagged `v1`.
+async fn image_with_layer(layer: &Descriptor, data: &[u8]) -> oci_store::MemoryStore {
+    use oci_store::{TagStore, WriteStore};
+    let config_bytes = b"{}".to_vec();
+    let config_desc = blob_desc(&config_bytes);
+    let manifest = image_manifest(&config_desc, std::slice::from_ref(layer));
+    let manifest_desc = Descriptor::new(
+        media_types::OCI_MANIFEST,
+        Algorithm::Sha256.hash(&manifest),
+        manifest.len() as u64,
+    );
+    let local = oci_store::MemoryStore::new();
+    for (d, b) in [
+        (&config_desc, config_bytes.as_slice()),
+        (layer, data),
+        (&manifest_desc, manifest.as_slice()),
+    ] {
+        local
+            .push_bytes(d, Bytes::copy_from_slice(b))
             .await
-            .expect("push"),
-        PushOutcome::Monolithic
+            .expect("local push");
+    }
+    local.tag(&manifest_desc, "v1").await.expect("local tag");
+    local
+}
+
+/// Copies `local`'s `v1` into `dst` reading back as `mode` says, and checks that the blob
+/// `desc` the registry claims but does not serve was found and uploaded again.
+async fn claimed_blob_is_repaired(
+    reg: &FakeRegistry,
+    local: &oci_store::MemoryStore,
+    dst: &Repository,
+    desc: &Descriptor,
+    data: &[u8],
+    mode: oci_store::VerifyMode,
+) {
+    let options = oci_store::CopyOptions::default().with_verify(mode);
+    let report = oci_store::copy(local, "v1", dst, None, &options)
+        .await
+        .expect("verifying copy");
+    let repaired = |n: &oci_store::NodeReport| n.outcome == oci_store::NodeOutcome::Repaired;
+    let layer = report.nodes.iter().filter(|n| n.desc.digest == desc.digest);
+    assert!(layer.clone().all(repaired), "{mode:?}: {report}");
+    assert_eq!(layer.count(), 1, "{mode:?}: {report}");
+    assert_eq!(report.repaired, 1, "{mode:?}: {report}");
+    assert_eq!(
+        reg.state()
+            .blobs
+            .get(desc.digest.as_str())
+            .map(Vec::as_slice),
+        Some(data),
+        "{mode:?}"
     );
-    assert_eq!(reg.state().blobs.get(desc.digest.as_str()), Some(&data));
+}
+
+/// The claimed blob of `registry_that_claims_a_blob_it_does_not_have`, read back in full
+/// (`VerifyMode::Full`), as the client's former `ExistenceCheck::Full` did: a body that fails
+/// while it is read (the connection reset before any byte, on every resume) is content not
+/// served, and the copy stores it again.
+#[tokio::test]
+async fn a_blob_claimed_but_not_served_is_found_by_a_full_read_back() {
+    let (reg, data, desc) = phantom_registry().await;
+    let app = repo(&reg, config(&reg.addr), "app");
+    let local = image_with_layer(&desc, &data).await;
+    claimed_blob_is_repaired(
+        &reg,
+        &local,
+        &app,
+        &desc,
+        &data,
+        oci_store::VerifyMode::Full,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -634,7 +721,7 @@ async fn referrers_api_and_tag_schema_fallback() {
     .expect("json");
     reg.put_manifest(
         "app",
-        &Repository::referrers_tag(&subject),
+        &oci_store::referrers_tag(&subject),
         media_types::OCI_INDEX,
         &index,
     );
@@ -868,7 +955,7 @@ async fn identity_tokens_are_exchanged_with_oauth2_post() {
         "team/app",
     );
     assert!(matches!(
-        bad.blob_exists(&desc, ExistenceCheck::Head).await,
+        bad.blob_exists(&desc).await,
         Err(Error::Unauthorized { .. })
     ));
 }
@@ -925,7 +1012,7 @@ async fn token_credentials_never_follow_a_redirect_to_another_origin() {
         config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "s3cret")),
         "app",
     );
-    let r = basic.blob_exists(&desc, ExistenceCheck::Head).await;
+    let r = basic.blob_exists(&desc).await;
     assert!(matches!(r, Err(Error::Unauthorized { .. })), "{r:?}");
     let token_gets: Vec<_> = elsewhere
         .seen()
@@ -956,7 +1043,7 @@ async fn token_credentials_never_follow_a_redirect_to_another_origin() {
         config(&reg.addr).with_credential(&reg.addr, Credential::IdentityToken("rt-123".into())),
         "app",
     );
-    let r = oauth.blob_exists(&desc, ExistenceCheck::Head).await;
+    let r = oauth.blob_exists(&desc).await;
     match r {
         Err(Error::Unauthorized { status, .. }) => assert_eq!(status, 307),
         other => panic!("expected the unfollowed redirect as Unauthorized, got {other:?}"),
@@ -1261,7 +1348,7 @@ async fn credentials_are_not_sent_to_a_plain_http_realm_the_user_did_not_name() 
         config(&reg.addr).with_credential(&reg.addr, Credential::basic("alice", "s3cret")),
         "app",
     );
-    match app.blob_exists(&desc, ExistenceCheck::Head).await {
+    match app.blob_exists(&desc).await {
         Err(Error::Protocol { url, what, .. }) => {
             assert!(
                 url.starts_with(&format!("http://{}/token", realm.addr)),
@@ -1277,7 +1364,7 @@ async fn credentials_are_not_sent_to_a_plain_http_realm_the_user_did_not_name() 
         .with_plain_http(&realm.addr)
         .with_credential(&reg.addr, Credential::basic("alice", "s3cret"));
     let app = repo(&reg, cfg, "app");
-    let _ = app.blob_exists(&desc, ExistenceCheck::Head).await;
+    let _ = app.blob_exists(&desc).await;
     let seen = realm.seen();
     assert!(
         seen.iter()
@@ -1371,7 +1458,7 @@ async fn a_copy_does_not_retry_a_transfer_below_the_minimum_rate() {
     )
     .await
     .expect("failed within 60 s");
-    let Err(oci_store::StoreError::CopyFailed { report, source, .. }) = copied else {
+    let Err(oci_store::CopyError::Failed { report, source, .. }) = copied else {
         panic!("expected a failed copy, got {copied:?}")
     };
     let chain = oci_store::error_chain(&*source);
@@ -1551,7 +1638,7 @@ async fn an_absurd_chunk_min_length_is_capped_at_max_chunk_size() {
         .await
         .expect("push")
     {
-        PushOutcome::Chunked { chunks, .. } => assert_eq!(chunks, 4),
+        BlobPush::Chunked { chunks, .. } => assert_eq!(chunks, 4),
         other => panic!("{other:?}"),
     }
 }

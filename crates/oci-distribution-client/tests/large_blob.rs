@@ -10,9 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::registry::TestRegistry;
 use futures_util::StreamExt;
-use oci_distribution_client::{
-    Algorithm, BlobSource, Client, Descriptor, PushOutcome, media_types,
-};
+use oci_distribution_client::{Algorithm, BlobPush, BlobSource, Client, Descriptor, media_types};
 
 const SIZE: u64 = 320 * 1024 * 1024;
 const PIECE: usize = 1024 * 1024;
@@ -71,7 +69,7 @@ async fn several_hundred_mib_blob_streams_with_flat_memory() {
     let out = repo.push_blob(&desc, src).await.expect("push");
     let push_secs = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    assert!(matches!(out, PushOutcome::Chunked { .. }), "{out:?}");
+    assert!(matches!(out, BlobPush::Chunked { .. }), "{out:?}");
 
     let mut s = repo.fetch_blob(&desc).await.expect("open");
     let mut expected = pieces();

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use common::registry::{RegistryOptions, TestRegistry, remove, require_tool, run, temp_dir};
 use futures_util::StreamExt;
 use oci_distribution_client::{
-    Algorithm, BlobSource, Client, ClientConfig, Credential, Descriptor, Digest, Error,
-    ExistenceCheck, PushOutcome, Reference, Repository, media_types,
+    Algorithm, BlobPush, BlobSource, Client, ClientConfig, Credential, Descriptor, Digest, Error,
+    Reference, Repository, media_types,
 };
 
 fn repo_with(reg: &TestRegistry, cfg: ClientConfig, name: &str) -> Repository {
@@ -241,18 +241,18 @@ async fn chunked_and_monolithic_uploads() {
     cfg.chunk_size = 1024 * 1024;
     let app = repo_with(&reg, cfg, "up");
     for (size, expected) in [
-        (0usize, PushOutcome::Monolithic),
-        (500_000, PushOutcome::Monolithic),
+        (0usize, BlobPush::Monolithic),
+        (500_000, BlobPush::Monolithic),
         (
             3 * 1024 * 1024 + 512 * 1024,
-            PushOutcome::Chunked {
+            BlobPush::Chunked {
                 chunks: 4,
                 resumed: 0,
             },
         ),
         (
             2 * 1024 * 1024,
-            PushOutcome::Chunked {
+            BlobPush::Chunked {
                 chunks: 2,
                 resumed: 0,
             },
@@ -273,7 +273,7 @@ async fn chunked_and_monolithic_uploads() {
         // A second push is skipped.
         assert_eq!(
             app.push_blob(&desc, source(&data)).await.expect("push"),
-            PushOutcome::Skipped
+            BlobPush::Skipped
         );
     }
     // A source that lies about its content is refused by us before the registry commits it.
@@ -289,11 +289,7 @@ async fn chunked_and_monolithic_uploads() {
         app.push_blob(&desc, source(&other)).await,
         Err(Error::Verify { .. })
     ));
-    assert!(
-        !app.blob_exists(&desc, ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(!app.blob_exists(&desc).await.expect("head"));
 }
 
 #[tokio::test]
@@ -308,16 +304,12 @@ async fn mount_between_repositories() {
         data.len() as u64,
     );
     a.push_blob(&desc, source(&data)).await.expect("push");
-    assert!(
-        !b.blob_exists(&desc, ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(!b.blob_exists(&desc).await.expect("head"));
     assert_eq!(
         b.push_blob_with_mount(&desc, source(&data), "src/a")
             .await
             .expect("mount"),
-        PushOutcome::Mounted
+        BlobPush::Mounted
     );
     assert_eq!(collect(&b, &desc).await, data);
     // Mount from a repository without the blob: the registry answers 202 and we upload.
@@ -331,21 +323,38 @@ async fn mount_between_repositories() {
         b.push_blob_with_mount(&desc2, source(&data2), "src/a")
             .await
             .expect("fallback"),
-        PushOutcome::Monolithic
+        BlobPush::Monolithic
     );
     assert_eq!(collect(&b, &desc2).await, data2);
-    // Verify mode checks the mounted blob is really served.
-    let c = repo_with(
-        &reg,
-        config(&reg.addr).with_existence_check(ExistenceCheck::RangedGet),
-        "dst/c",
+    // A copy that does not trust the registry (oci-store's verify mode, the one verification
+    // policy) reads every mounted blob back, and a true mount passes: nothing is repaired.
+    let config_bytes = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let config_desc = Descriptor::new(
+        media_types::OCI_CONFIG,
+        Algorithm::Sha256.hash(&config_bytes),
+        config_bytes.len() as u64,
     );
-    assert_eq!(
-        c.push_blob_with_mount(&desc, source(&data), "src/a")
-            .await
-            .expect("mount"),
-        PushOutcome::Mounted
-    );
+    a.push_blob(&config_desc, source(&config_bytes))
+        .await
+        .expect("push config");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [desc],
+    }))
+    .expect("json");
+    a.push_manifest("v1", media_types::OCI_MANIFEST, Bytes::from(manifest))
+        .await
+        .expect("push manifest");
+    let c = repo(&reg, "dst/c");
+    let options = oci_store::CopyOptions::default().with_verify(oci_store::VerifyMode::Range);
+    let report = oci_store::copy(&a, "v1", &c, None, &options)
+        .await
+        .expect("copy");
+    assert_eq!((report.mounted, report.repaired), (2, 0), "{report}");
+    assert!(report.verified >= 3, "{report}");
+    assert_eq!(collect(&c, &desc).await, data);
 }
 
 #[tokio::test]
@@ -394,17 +403,9 @@ async fn tag_listing_across_pages_catalog_and_delete() {
     assert!(app.resolve("t05").await.expect_err("gone").is_not_found());
     // Delete a blob.
     let layer = &img.layers[0].0;
-    assert!(
-        app.blob_exists(layer, ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(app.blob_exists(layer).await.expect("head"));
     app.delete_blob(&layer.digest).await.expect("delete blob");
-    assert!(
-        !app.blob_exists(layer, ExistenceCheck::Head)
-            .await
-            .expect("head")
-    );
+    assert!(!app.blob_exists(layer).await.expect("head"));
     // Deleting again: 404 as a typed error.
     assert!(
         app.delete_blob(&layer.digest)
@@ -656,6 +657,13 @@ async fn referrers_through_the_tag_schema_on_a_registry_without_the_api() {
         all.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(),
         pushed
     );
+    // The index under the fallback tag is the one oci-store builds (the same a copy writes).
+    let fallback = app
+        .fetch_manifest(&oci_store::referrers_tag(&img.digest()))
+        .await
+        .expect("fallback index");
+    let expected = oci_store::referrers_index(&img.digest(), all.clone()).expect("index");
+    assert_eq!(fallback.bytes, *expected.raw());
     let sigs = app
         .referrers(&img.digest(), Some("application/vnd.example.sig"))
         .await

@@ -232,34 +232,9 @@ pub enum StoreError {
         /// The operation.
         operation: &'static str,
     },
-    /// A graph copy ended with content it could not copy. What was copied is complete and
-    /// verified, no manifest refers to missing content, and the tag was not written; a re-run
-    /// continues from there. `source` is the first failure.
-    #[error("copy of {reference} failed: {failed} piece(s) of content not copied, first {digest}")]
-    CopyFailed {
-        /// The reference copied.
-        reference: String,
-        /// The digest of the first content that failed.
-        digest: Digest,
-        /// How many pieces of content failed.
-        failed: usize,
-        /// What the copy did.
-        report: Box<crate::copy::CopyReport>,
-        /// The first failure.
-        #[source]
-        source: Box<StoreError>,
-    },
-    /// A graph copy was cancelled. What was copied is complete and verified, interrupted
-    /// transfers stay resumable, and no tag was written.
-    #[error("copy of {reference} cancelled")]
-    CopyCancelled {
-        /// The reference copied.
-        reference: String,
-        /// What the copy did before it stopped.
-        report: Box<crate::copy::CopyReport>,
-    },
     /// A store (typically a registry whose cache outlived its storage) claims to have content
-    /// it does not serve, and storing the content again did not help.
+    /// it does not serve, and storing the content again did not help (found by a copy that
+    /// does not trust the destination: [`VerifyMode`](crate::VerifyMode)).
     #[error("{store} claims to have {digest} but does not serve it: {detail}")]
     ClaimsUnserved {
         /// The store (a registry repository, or "the destination").
@@ -349,6 +324,65 @@ impl StoreError {
         }
     }
 
+    /// Whether the operation may succeed if tried again: the error is a failure of I/O, of
+    /// reading a content stream, or of a backend (the network, a registry's 5xx) whose chain
+    /// holds no cause a retry cannot cure. Such a cause is the first [`std::io::Error`] in the
+    /// chain ([`source`](std::error::Error::source)s, and errors wrapped inside I/O errors) of
+    /// kind `ConnectionRefused` (nothing listens at the address), `TimedOut` (a deadline or a
+    /// minimum transfer rate already waited its full time: a registry client reports those
+    /// so), `PermissionDenied` (a registry's 401 or 403 included), `ReadOnlyFilesystem` or
+    /// `StorageFull`: errors of backends this crate does not know are classified by the
+    /// standard vocabulary of their causes.
+    ///
+    /// Everything else is not transient: content or tags missing or invalid, sizes, limits,
+    /// unsafe entries, and content that failed verification
+    /// ([`is_verification_failure`](Self::is_verification_failure)): the error alone does not
+    /// say whether the bytes came over a network (where they may have been damaged in flight,
+    /// and a retry may help) or from local storage (which serves the same bytes every time).
+    /// A caller that knows adds that rule itself, as [`copy`](crate::copy) does.
+    ///
+    /// ```
+    /// use std::io::{Error, ErrorKind};
+    /// use oci_store::StoreError;
+    /// let reset = StoreError::io("read", "/x", Error::from(ErrorKind::ConnectionReset));
+    /// assert!(reset.is_transient());
+    /// let refused = StoreError::backend("GET /v2/", Error::from(ErrorKind::ConnectionRefused));
+    /// assert!(!refused.is_transient());
+    /// let missing = StoreError::NotFound { digest: oci_store::Algorithm::Sha256.hash(b"x") };
+    /// assert!(!missing.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        let may = match self {
+            StoreError::Source { source, .. } if VerifyError::from_io(source).is_some() => false,
+            StoreError::Io { .. } | StoreError::Source { .. } | StoreError::Backend { .. } => true,
+            _ => false,
+        };
+        may && !self.has_permanent_cause()
+    }
+
+    /// Whether this error says content did not verify against its descriptor (wrong digest,
+    /// too short, too long): [`StoreError::Verify`], or a content stream that failed so
+    /// ([`StoreError::Source`] carrying a [`VerifyError`]).
+    ///
+    /// ```
+    /// let d = oci_store::Algorithm::Sha256.hash(b"x");
+    /// let e = oci_store::StoreError::SizeMismatch { digest: d, expected: 1, actual: 2 };
+    /// assert!(!e.is_verification_failure());
+    /// ```
+    pub fn is_verification_failure(&self) -> bool {
+        match self {
+            StoreError::Verify(_) => true,
+            StoreError::Source { source, .. } => VerifyError::from_io(source).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether the chain of this error holds a cause a retry cannot cure (see
+    /// [`is_transient`](Self::is_transient)).
+    pub(crate) fn has_permanent_cause(&self) -> bool {
+        permanent_cause(self).is_some()
+    }
+
     /// Whether this error says the content or tag does not exist.
     ///
     /// ```
@@ -364,6 +398,52 @@ impl StoreError {
                 | StoreError::LeaseNotFound { .. }
         )
     }
+}
+
+/// The kind of the first [`std::io::Error`] in `e`'s chain that says a retry cannot help (see
+/// [`StoreError::is_transient`]).
+pub(crate) fn permanent_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    use std::io::ErrorKind as K;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::TimedOut
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem
+                    | K::StorageFull
+            ) {
+                return Some(io.kind());
+            }
+            // `io::Error::source` skips the error it wraps (going to that error's source):
+            // look at the wrapped error itself.
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its chain of sources, joined by `: ` (for reports, logs and messages).
+///
+/// ```
+/// let e = oci_store::StoreError::io("open", "/x", std::io::Error::other("denied"));
+/// assert_eq!(oci_store::error_chain(&e), "open /x: denied");
+/// ```
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Cuts a user-supplied string for an error message.

@@ -29,6 +29,8 @@ pub enum Parent {
     UntaggedEntry(usize),
     /// A lease pins it (the lease id).
     Lease(String),
+    /// A collection keeps it because its options say so ([`GcOptions::keep`]).
+    Kept,
     /// An active or resumable ingest is writing it (the ingest key).
     Ingest(String),
     /// A stored manifest or index lists it among its children.
@@ -41,6 +43,7 @@ impl fmt::Display for Parent {
             Parent::Tag(t) => write!(f, "tag {t:?}"),
             Parent::UntaggedEntry(i) => write!(f, "untagged index.json entry #{i}"),
             Parent::Lease(l) => write!(f, "lease {l}"),
+            Parent::Kept => f.write_str("kept by the collection's options"),
             Parent::Ingest(k) => write!(f, "ingest {k:?}"),
             Parent::Manifest(d) => write!(f, "manifest {d}"),
         }

@@ -72,11 +72,11 @@ mod util;
 mod walk;
 
 pub use crate::copy::{
-    CancelToken, CopyOptions, CopyReport, NodeOutcome, NodeReport, Progress, ProgressEvent,
-    ProgressFn, VerifyMode, copy, copy_leased, error_chain, ingest_key, referrers_index,
-    referrers_tag, resolve_reference,
+    CancelToken, CopyError, CopyOptions, CopyReport, CopySide, NodeOutcome, NodeReport, Progress,
+    ProgressEvent, ProgressFn, VerifyMode, checked_exists, copy, copy_leased, ingest_key,
+    referrers_index, referrers_tag, resolve_reference,
 };
-pub use crate::error::{Result, StoreError};
+pub use crate::error::{Result, StoreError, error_chain};
 pub use crate::gc::{
     Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, Skipped, SweepReason,
     WrongSize,
@@ -88,7 +88,7 @@ pub use crate::traits::{
     BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, PushOutcome,
     ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
 };
-pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_tag};
+pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_ingest_key, validate_tag};
 pub use crate::walk::walk;
 pub use oci_digest::{Algorithm, Digest};
 pub use oci_manifest::DEFAULT_MAX_INDEX_DEPTH;

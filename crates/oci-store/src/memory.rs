@@ -18,7 +18,7 @@ use crate::gc::{
 };
 use crate::lease::{Lease, LeaseInfo, new_id};
 use crate::traits::{
-    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, TagStore,
+    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, Store, TagStore,
     WriteStore,
 };
 use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
@@ -525,6 +525,10 @@ impl ManagedStore for MemoryStore {
         }
     }
 
+    fn with_lease_boxed(&self, lease: &Lease) -> Box<dyn Store + '_> {
+        Box::new(self.with_lease(lease))
+    }
+
     async fn parents(&self, digest: &Digest) -> Result<Vec<Parent>> {
         let st = self.state();
         let metas = st.metas();
@@ -567,7 +571,7 @@ impl ManagedStore for MemoryStore {
             .filter(|r| !matches!(&r.parent, Parent::Ingest(k) if stale_ingests.contains(k)))
             .collect();
         roots.extend(options.keep.iter().map(|d| Root {
-            parent: Parent::Lease("keep".into()),
+            parent: Parent::Kept,
             digest: d.clone(),
             media_type: None,
             size: None,

@@ -502,6 +502,27 @@ pub trait ManagedStore: Store {
     fn with_lease(&self, lease: &Lease) -> Self
     where
         Self: Sized;
+    /// [`with_lease`](ManagedStore::with_lease) as a trait object, for code that holds the
+    /// store as `&dyn ManagedStore` (or any type not known to be sized), such as
+    /// [`copy_leased`](crate::copy_leased). Implementations return
+    /// `Box::new(self.with_lease(lease))`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use oci_store::{ManagedStore, MemoryStore, WriteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let any: &dyn ManagedStore = &store;
+    /// let lease = any.create_lease(Duration::from_secs(60)).await?;
+    /// let leased = any.with_lease_boxed(&lease);
+    /// let index = oci_manifest::build::IndexBuilder::oci().build().unwrap();
+    /// leased.push_bytes(&index.descriptor(), index.raw().clone()).await?;
+    /// assert_eq!(store.refcount(index.digest()).await?, 1); // the lease
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    fn with_lease_boxed(&self, lease: &Lease) -> Box<dyn Store + '_>;
     /// Who refers to `digest`: tags, untagged index entries, leases, active ingests and stored
     /// manifests whose children include it. Computed from storage every time (parsed manifests
     /// are cached by digest; existence is not).
@@ -525,3 +546,31 @@ impl fmt::Display for PushOutcome {
         })
     }
 }
+
+/// Implements [`TagStore`] for a wrapper (a test double) by handing every call to its `inner`
+/// store: `tags_of_inner!([S: Store] Wrapper<S>)`, `tags_of_inner!([] Plain)`.
+#[cfg(any(test, feature = "testing"))]
+macro_rules! tags_of_inner {
+    ([$($generics:tt)*] $t:ty) => {
+        #[async_trait::async_trait]
+        impl<$($generics)*> $crate::traits::TagStore for $t {
+            async fn resolve(&self, tag: &str) -> $crate::error::Result<oci_manifest::Descriptor> {
+                self.inner.resolve(tag).await
+            }
+
+            async fn tag(&self, desc: &oci_manifest::Descriptor, tag: &str) -> $crate::error::Result<()> {
+                self.inner.tag(desc, tag).await
+            }
+
+            async fn untag(&self, tag: &str) -> $crate::error::Result<()> {
+                self.inner.untag(tag).await
+            }
+
+            async fn tags(&self) -> $crate::error::Result<Vec<String>> {
+                self.inner.tags().await
+            }
+        }
+    };
+}
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use tags_of_inner;

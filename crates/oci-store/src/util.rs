@@ -45,8 +45,19 @@ pub fn validate_tag(tag: &str) -> Result<()> {
 }
 
 /// Checks an ingest key: 1 to 1024 bytes without control characters. Keys never become paths
-/// directly (stores hash them).
-pub(crate) fn validate_ingest_key(key: &str) -> Result<()> {
+/// directly (stores hash them). Every [`WriteStore::writer`](crate::WriteStore::writer) checks
+/// its key with this, so a backend refuses the same keys as the others.
+///
+/// ```
+/// assert!(oci_store::validate_ingest_key("copy-sha256:abc").is_ok());
+/// assert!(oci_store::validate_ingest_key("../../etc/passwd").is_ok()); // just a key
+/// assert!(oci_store::validate_ingest_key("").is_err());
+/// assert!(oci_store::validate_ingest_key("a\0b").is_err());
+/// ```
+///
+/// # Errors
+/// [`StoreError::InvalidIngestKey`] with the reason.
+pub fn validate_ingest_key(key: &str) -> Result<()> {
     let bad = |reason| {
         Err(StoreError::InvalidIngestKey {
             key: cut(key),

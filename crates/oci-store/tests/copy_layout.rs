@@ -11,8 +11,8 @@ use bytes::Bytes;
 use oci_manifest::build::{ImageManifestBuilder, IndexBuilder};
 use oci_manifest::{Descriptor, Manifest, Platform, media_types};
 use oci_store::{
-    CancelToken, CopyOptions, FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore,
-    MemoryStore, NodeOutcome, ProgressEvent, ReadStore, StoreError, TagStore, WriteStore, copy,
+    CancelToken, CopyError, CopyOptions, FsckOptions, GcOptions, LayoutOptions, LayoutStore,
+    ManagedStore, MemoryStore, NodeOutcome, ProgressEvent, ReadStore, TagStore, WriteStore, copy,
     copy_leased, walk,
 };
 
@@ -272,7 +272,7 @@ fn cancelled_layout_copy_resumes_partial_blobs_and_skips_complete_ones() {
         let e = copy_leased(&src, "big", &dst, None, &opts)
             .await
             .unwrap_err();
-        let StoreError::CopyCancelled { report: first, .. } = e else {
+        let CopyError::Cancelled { report: first, .. } = e else {
             panic!("unexpected {e:?}")
         };
         assert!(

@@ -75,6 +75,9 @@ pub struct Faults {
     pub drip_blob_gets: Option<Duration>,
     /// Manifest GET bodies are sent one byte every this long.
     pub drip_manifests: Option<Duration>,
+    /// Every mount answers 201 without linking anything: the registry claims mounts it did
+    /// not make (the blob stays unknown in the target repository).
+    pub lying_mounts: bool,
 }
 
 /// One request as seen by the server.
@@ -786,6 +789,13 @@ fn uploads(
     let id = rest.trim_start_matches('/').to_owned();
     match (req.method.as_str(), id.is_empty()) {
         ("POST", true) => {
+            if let Some(m) = req.query("mount")
+                && s.faults.lying_mounts
+            {
+                return Answer::new(201)
+                    .header("Location", format!("/v2/{name}/blobs/{m}"))
+                    .header("Docker-Content-Digest", m);
+            }
             if let (Some(m), Some(from)) = (req.query("mount"), req.query("from"))
                 && ((s.blobs.contains_key(&m) && linked(s, &from, &m))
                     || s.faults.phantom_blobs.contains_key(&m))

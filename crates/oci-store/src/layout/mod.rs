@@ -27,7 +27,7 @@ use crate::gc::{
 };
 use crate::lease::{Lease, LeaseInfo, from_millis, new_id, to_millis, valid_id};
 use crate::traits::{
-    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, TagStore,
+    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, Store, TagStore,
     WriteStore,
 };
 use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
@@ -744,7 +744,7 @@ impl LayoutStore {
         }
         if let Some(opts) = gc {
             roots.extend(opts.keep.iter().map(|d| Root {
-                parent: Parent::Lease("keep".into()),
+                parent: Parent::Kept,
                 digest: d.clone(),
                 media_type: None,
                 size: None,
@@ -1404,6 +1404,10 @@ impl ManagedStore for LayoutStore {
             inner: self.inner.clone(),
             lease: Some(lease.clone()),
         }
+    }
+
+    fn with_lease_boxed(&self, lease: &Lease) -> Box<dyn Store + '_> {
+        Box::new(self.with_lease(lease))
     }
 
     async fn parents(&self, digest: &Digest) -> Result<Vec<Parent>> {

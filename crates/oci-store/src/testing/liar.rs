@@ -12,8 +12,7 @@ use oci_manifest::Descriptor;
 use crate::error::Result;
 use crate::memory::MemoryStore;
 use crate::traits::{
-    BlobStream, BlobWriter, IngestStatus, PushOutcome, ReadStore, Store, TagStore, WriteStore,
-    bytes_stream,
+    BlobStream, BlobWriter, IngestStatus, PushOutcome, ReadStore, Store, WriteStore, bytes_stream,
 };
 
 /// A store that lies about content, wrapped around an honest `inner` store (a [`MemoryStore`]
@@ -248,21 +247,4 @@ impl<S: Store> WriteStore for LyingStore<S> {
     }
 }
 
-#[async_trait]
-impl<S: Store> TagStore for LyingStore<S> {
-    async fn resolve(&self, tag: &str) -> Result<Descriptor> {
-        self.inner.resolve(tag).await
-    }
-
-    async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
-        self.inner.tag(desc, tag).await
-    }
-
-    async fn untag(&self, tag: &str) -> Result<()> {
-        self.inner.untag(tag).await
-    }
-
-    async fn tags(&self) -> Result<Vec<String>> {
-        self.inner.tags().await
-    }
-}
+crate::traits::tags_of_inner!([S: Store] LyingStore<S>);

@@ -1,0 +1,174 @@
+//! What a copy can be asked to do: [`CopyOptions`] and [`VerifyMode`], how far the destination's
+//! answers are trusted.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_manifest::Platform;
+use oci_manifest::convert::Flavor;
+use tokio::sync::Semaphore;
+
+use super::cancel::CancelToken;
+use super::progress::{Progress, ProgressFn};
+use crate::traits::DEFAULT_LEASE_TTL;
+
+/// How far a copy trusts the destination's answer that it already has some content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum VerifyMode {
+    /// Trust the existence answer (`stat`, a registry's `HEAD`): fast, and what every tool does.
+    #[default]
+    Trust,
+    /// Read back: manifests in full (verified), blobs by their last byte, which must arrive (the
+    /// check of [`checked_exists`](crate::checked_exists)). A registry whose cache remembers a
+    /// blob its storage lost answers `HEAD` but cannot send the byte. Content found lying is stored again; the result is read back the same way.
+    Range,
+    /// Read everything back in full and verify it against its digest (slow, certain).
+    Full,
+}
+
+/// Options of [`copy`](crate::copy) and [`copy_leased`](crate::copy_leased).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct CopyOptions {
+    /// Copy only these platforms of an index (the result is a reduced index referencing only
+    /// what was copied); empty copies every platform.
+    pub platforms: Vec<Platform>,
+    /// Also copy the referrers (signatures, SBOMs, attestations) of every manifest copied
+    /// unchanged, found through the source's referrers API or the tag schema fallback.
+    pub include_referrers: bool,
+    /// Convert manifests to Docker or OCI media types (new digests); `None` keeps the bytes.
+    pub format: Option<Flavor>,
+    /// Transfers running at once (at least 1).
+    pub jobs: usize,
+    /// Retries of one piece of content after a transient failure: an I/O or network failure
+    /// that may go away, or content damaged in flight from a registry. What a retry cannot
+    /// cure fails at once, with its reason: content missing or invalid, content that fails
+    /// verification in a local source (memory, layout), a refused connection, a transfer
+    /// below the client's minimum rate or past its deadline, a permission refused (a
+    /// registry's 401 or 403 included), a full or read-only disk.
+    pub retries: u32,
+    /// Delay before the first retry; it doubles on each retry of the same content (capped at
+    /// 10 s).
+    pub retry_backoff: Duration,
+    /// How far the destination's existence answers are trusted; also how the result is read
+    /// back when it is not [`VerifyMode::Trust`].
+    pub verify: VerifyMode,
+    /// A progress callback.
+    pub progress: Option<ProgressFn>,
+    /// A cancellation token.
+    pub cancel: Option<CancelToken>,
+    /// Lifetime of the lease taken by [`copy_leased`](crate::copy_leased) (renewed while the copy runs; on failure
+    /// left to expire, so a re-run within it finds the completed content still pinned).
+    pub lease_ttl: Duration,
+    /// A limit on transfers shared with other copies (many images synced at once under one
+    /// global limit); when set, a transfer holds one of its permits and [`jobs`](Self::jobs)
+    /// is not used. Closing the semaphore stops the copies waiting on it as a cancellation does.
+    pub shared_limit: Option<Arc<Semaphore>>,
+}
+
+impl Default for CopyOptions {
+    /// Every platform, no referrers, bytes kept, 4 jobs, 3 retries from 200 ms, trusting the
+    /// destination, no progress, no cancellation, a lease of [`DEFAULT_LEASE_TTL`].
+    fn default() -> Self {
+        CopyOptions {
+            platforms: Vec::new(),
+            include_referrers: false,
+            format: None,
+            jobs: 4,
+            retries: 3,
+            retry_backoff: Duration::from_millis(200),
+            verify: VerifyMode::Trust,
+            progress: None,
+            cancel: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            shared_limit: None,
+        }
+    }
+}
+
+impl fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("platforms", &self.platforms)
+            .field("include_referrers", &self.include_referrers)
+            .field("format", &self.format)
+            .field("jobs", &self.jobs)
+            .field("retries", &self.retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("verify", &self.verify)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("shared_limit", &self.shared_limit.is_some())
+            .finish()
+    }
+}
+
+impl CopyOptions {
+    /// These options with `platform` added to the platforms copied.
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platforms.push(platform);
+        self
+    }
+    /// These options with referrers included or not.
+    pub fn with_referrers(mut self, include: bool) -> Self {
+        self.include_referrers = include;
+        self
+    }
+    /// These options converting manifests to `format`.
+    pub fn with_format(mut self, format: Option<Flavor>) -> Self {
+        self.format = format;
+        self
+    }
+    /// These options with `jobs` transfers at once (at least 1).
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+    /// These options with `retries` retries per piece of content, the first after `backoff`.
+    pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.retry_backoff = backoff;
+        self
+    }
+    /// These options with the verify mode replaced.
+    pub fn with_verify(mut self, verify: VerifyMode) -> Self {
+        self.verify = verify;
+        self
+    }
+    /// These options with a progress callback.
+    pub fn with_progress(mut self, progress: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+    /// These options with a cancellation token.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+    /// These options with transfers limited by `limit`, shared with other copies.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let global = Arc::new(tokio::sync::Semaphore::new(8));
+    /// let a = oci_store::CopyOptions::default().with_shared_limit(Arc::clone(&global));
+    /// let b = oci_store::CopyOptions::default().with_shared_limit(global);
+    /// # drop((a, b));
+    /// ```
+    pub fn with_shared_limit(mut self, limit: Arc<Semaphore>) -> Self {
+        self.shared_limit = Some(limit);
+        self
+    }
+    /// These options with the lease lifetime of [`copy_leased`](crate::copy_leased) replaced.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Whether the copy's [`cancel`](Self::cancel) token was cancelled.
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+}

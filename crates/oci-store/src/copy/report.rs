@@ -1,0 +1,327 @@
+//! What a copy did: [`CopyReport`], one [`NodeReport`] per piece of content, and how the report
+//! is tallied from the outcomes of a run.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use oci_digest::Digest;
+use oci_manifest::Descriptor;
+
+use super::plan::{Plan, strip};
+
+/// What happened to one piece of content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NodeOutcome {
+    /// Transferred (possibly resuming an interrupted transfer).
+    Copied,
+    /// The destination had it (and, when verifying, served it).
+    Skipped,
+    /// Mounted from another repository of the same registry: no bytes sent.
+    Mounted,
+    /// The destination claimed it but did not serve it; it was stored again.
+    Repaired,
+    /// Could not be copied (see [`NodeReport::error`]).
+    Failed,
+    /// Not attempted: a child failed, or the copy was cancelled.
+    NotCopied,
+}
+
+impl fmt::Display for NodeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            NodeOutcome::Copied => "copied",
+            NodeOutcome::Skipped => "skipped",
+            NodeOutcome::Mounted => "mounted",
+            NodeOutcome::Repaired => "repaired",
+            NodeOutcome::Failed => "failed",
+            NodeOutcome::NotCopied => "not copied",
+        })
+    }
+}
+
+/// One piece of content in a [`CopyReport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeReport {
+    /// The content as stored in the destination (media type, digest, size).
+    pub desc: Descriptor,
+    /// What happened to it.
+    pub outcome: NodeOutcome,
+    /// Bytes sent to the destination by this copy (the part resumed from an earlier copy not
+    /// counted).
+    pub bytes: u64,
+    /// Bytes found in the destination's ingest from an interrupted copy.
+    pub resumed_from: u64,
+    /// Attempts made (retries are attempts after the first).
+    pub attempts: u32,
+    /// The error of the last attempt, for failed content.
+    pub error: Option<String>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CopyReport {
+    /// The reference copied, as given.
+    pub reference: String,
+    /// The source's root descriptor.
+    pub source: Option<Descriptor>,
+    /// The root as stored in the destination (another digest when reduced or converted).
+    pub result: Option<Descriptor>,
+    /// The tag written in the destination, if any.
+    pub tag: Option<String>,
+    /// Index entries left out by the platform filter.
+    pub dropped: Vec<Descriptor>,
+    /// Referrers (signatures, SBOMs, ...) copied along.
+    pub referrers: Vec<Descriptor>,
+    /// Foreign (non-distributable) layers the source does not hold: left out, as registries do
+    /// not serve them either (the manifests still name them, with their URLs).
+    pub foreign: Vec<Descriptor>,
+    /// Every distinct piece of content, in plan order (children before parents).
+    pub nodes: Vec<NodeReport>,
+    /// Content transferred.
+    pub copied: usize,
+    /// Content the destination had.
+    pub skipped: usize,
+    /// Content mounted from another repository.
+    pub mounted: usize,
+    /// Content the destination claimed but did not serve, stored again.
+    pub repaired: usize,
+    /// Attempts retried after a transient failure (over all content).
+    pub retried: usize,
+    /// Content that could not be copied.
+    pub failed: usize,
+    /// Bytes of the whole graph.
+    pub total_bytes: u64,
+    /// Bytes sent to the destination (transferred or repaired) by this copy.
+    pub bytes_copied: u64,
+    /// Bytes of the content skipped.
+    pub bytes_skipped: u64,
+    /// Bytes of the content mounted.
+    pub bytes_mounted: u64,
+    /// Bytes found in ingests of an interrupted copy and not transferred again.
+    pub bytes_resumed: u64,
+    /// Pieces of content read back to verify the result.
+    pub verified: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl CopyReport {
+    /// Whether every piece of content is in the destination.
+    pub fn is_complete(&self) -> bool {
+        self.failed == 0
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.outcome != NodeOutcome::NotCopied)
+    }
+}
+
+impl CopyReport {
+    /// The report of a copy that ended before any transfer: the reference, and the source's
+    /// root when it was resolved.
+    pub(super) fn before_transfer(
+        reference: &str,
+        source: Option<Descriptor>,
+        elapsed: Duration,
+    ) -> CopyReport {
+        CopyReport {
+            reference: reference.to_owned(),
+            source,
+            elapsed,
+            ..CopyReport::default()
+        }
+    }
+
+    /// Tallies the outcomes of a run over `plan` (nodes without an outcome were not copied).
+    pub(super) fn tally(
+        reference: &str,
+        root: &Descriptor,
+        plan: &Plan,
+        mut outcomes: HashMap<Digest, NodeReport>,
+        retried: usize,
+        verified: usize,
+    ) -> CopyReport {
+        let mut r = CopyReport {
+            reference: reference.to_owned(),
+            source: Some(root.clone()),
+            dropped: plan.dropped.clone(),
+            foreign: plan.foreign.clone(),
+            retried,
+            verified,
+            ..CopyReport::default()
+        };
+        for d in &plan.order {
+            let n = &plan.nodes[d];
+            let nr = outcomes.remove(d).unwrap_or_else(|| NodeReport {
+                desc: strip(&n.target),
+                outcome: NodeOutcome::NotCopied,
+                bytes: 0,
+                resumed_from: 0,
+                attempts: 0,
+                error: None,
+            });
+            // The plan's total was checked: these sums of its parts cannot saturate.
+            r.total_bytes = r.total_bytes.saturating_add(nr.desc.size);
+            match nr.outcome {
+                NodeOutcome::Copied | NodeOutcome::Repaired => {
+                    if nr.outcome == NodeOutcome::Copied {
+                        r.copied += 1;
+                    } else {
+                        r.repaired += 1;
+                    }
+                    r.bytes_copied = r.bytes_copied.saturating_add(nr.bytes);
+                    r.bytes_resumed = r.bytes_resumed.saturating_add(nr.resumed_from);
+                }
+                NodeOutcome::Skipped => {
+                    r.skipped += 1;
+                    r.bytes_skipped = r.bytes_skipped.saturating_add(nr.desc.size);
+                }
+                NodeOutcome::Mounted => {
+                    r.mounted += 1;
+                    r.bytes_mounted = r.bytes_mounted.saturating_add(nr.desc.size);
+                }
+                NodeOutcome::Failed => r.failed += 1,
+                NodeOutcome::NotCopied => {}
+            }
+            r.nodes.push(nr);
+        }
+        r
+    }
+}
+
+impl fmt::Display for CopyReport {
+    /// One line of counts (`{}`, as logs show it), or with the alternate flag (`{:#}`) the
+    /// summary a person reads: the digests copied, the counts with bytes and rate, the
+    /// platforms and foreign layers left out, referrers, read-backs and every failed piece of
+    /// content with its error. Text that came from a peer (platforms, errors) has its control
+    /// characters escaped, so each item stays on its own line.
+    ///
+    /// ```
+    /// let r = oci_store::CopyReport::default();
+    /// assert!(r.to_string().contains("0 copied (0 B)"));
+    /// assert!(format!("{r:#}").contains("copied 0, repaired 0: 0 bytes sent"));
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return self.summary(f);
+        }
+        write!(
+            f,
+            "{}: {} copied ({} B), {} skipped ({} B), {} mounted ({} B), {} repaired, {} retried, {} failed; {} B resumed; {:.2?}",
+            self.reference,
+            self.copied,
+            self.bytes_copied,
+            self.skipped,
+            self.bytes_skipped,
+            self.mounted,
+            self.bytes_mounted,
+            self.repaired,
+            self.retried,
+            self.failed,
+            self.bytes_resumed,
+            self.elapsed
+        )
+    }
+}
+
+impl CopyReport {
+    /// The alternate (`{:#}`) form of [`Display`](fmt::Display).
+    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digest = |d: &Option<Descriptor>| {
+            d.as_ref()
+                .map_or_else(|| "-".to_owned(), |d| d.digest.to_string())
+        };
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        write!(
+            f,
+            "{}: {} -> {}\n  copied {}, repaired {}: {} bytes sent ({:.1} MB/s); skipped {} ({} bytes), \
+mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
+            OneLine(&self.reference),
+            digest(&self.source),
+            digest(&self.result),
+            self.copied,
+            self.repaired,
+            self.bytes_copied,
+            self.bytes_copied as f64 / secs / 1e6,
+            self.skipped,
+            self.bytes_skipped,
+            self.mounted,
+            self.bytes_mounted,
+            self.retried,
+            self.failed,
+            self.bytes_resumed,
+            secs
+        )?;
+        let platform = |d: &Descriptor| match &d.platform {
+            Some(p) => OneLine(&p.to_string()).to_string(),
+            None => d.digest.to_string(),
+        };
+        list(f, "platforms left out", &self.dropped, platform)?;
+        let digest = |d: &Descriptor| d.digest.to_string();
+        list(
+            f,
+            "foreign layers left out (not held by the source)",
+            &self.foreign,
+            digest,
+        )?;
+        if !self.referrers.is_empty() {
+            write!(f, "\n  referrers copied: {}", self.referrers.len())?;
+        }
+        if self.verified > 0 {
+            write!(f, "\n  read back to verify: {}", self.verified)?;
+        }
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.outcome == NodeOutcome::Failed)
+        {
+            write!(
+                f,
+                "\n  FAILED {} after {} attempt(s): {}",
+                n.desc.digest,
+                n.attempts,
+                OneLine(n.error.as_deref().unwrap_or(""))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `items` on a line of their own after `label`, comma-separated; nothing when empty.
+fn list(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    items: &[Descriptor],
+    show: impl Fn(&Descriptor) -> String,
+) -> fmt::Result {
+    for (i, d) in items.iter().enumerate() {
+        if i == 0 {
+            write!(f, "\n  {label}: ")?;
+        } else {
+            f.write_str(", ")?;
+        }
+        f.write_str(&show(d))?;
+    }
+    Ok(())
+}
+
+/// Text from a peer written on one line: its control characters (line breaks and escape
+/// sequences included) written as Rust escapes.
+struct OneLine<'a>(&'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
