@@ -10,6 +10,10 @@
 //!   `tokio`): check both size and digest as bytes pass. Too many bytes is an error at once; too
 //!   few or a wrong digest is an error at the end, naming the expected and actual digest.
 //!
+//! With the feature `oci-spec`, a [`Digest`] converts into an `oci_spec::image::Digest`
+//! (`From`), and back (`TryFrom`, failing with [`ParseDigestError`] for what oci-spec accepts
+//! and this crate cannot verify, such as `sha384` or `multihash+base58`).
+//!
 //! ```
 //! use std::io::Read;
 //! use oci_digest::{Algorithm, Digest, VerifyingReader};
@@ -30,6 +34,8 @@ mod algorithm;
 mod digest;
 mod digester;
 mod error;
+#[cfg(feature = "oci-spec")]
+mod interop;
 #[cfg(feature = "stream")]
 mod stream;
 #[cfg(feature = "tokio")]

@@ -180,3 +180,27 @@ proptest! {
         prop_assert_eq!(verified.digest(), &expected);
     }
 }
+
+#[cfg(feature = "oci-spec")]
+proptest! {
+    #[test]
+    fn oci_spec_round_trip(d in digest()) {
+        let theirs = oci_spec::image::Digest::from(&d);
+        prop_assert_eq!(theirs.as_ref(), d.as_str());
+        prop_assert_eq!(theirs.digest(), d.encoded());
+        // What oci-spec parses from our string is the same value.
+        let parsed: oci_spec::image::Digest = d.as_str().parse().unwrap();
+        prop_assert_eq!(&parsed, &theirs);
+        prop_assert_eq!(Digest::try_from(theirs).unwrap(), d);
+    }
+
+    #[test]
+    fn oci_spec_digests_we_refuse_are_errors_not_panics(s in "[a-z0-9+._-]{1,12}:[a-zA-Z0-9=_-]{1,140}") {
+        if let Ok(theirs) = s.parse::<oci_spec::image::Digest>() {
+            match Digest::try_from(&theirs) {
+                Ok(ours) => prop_assert_eq!(ours.as_str(), s.as_str()),
+                Err(e) => prop_assert!(Digest::parse(&s).is_err(), "{}", e),
+            }
+        }
+    }
+}

@@ -51,10 +51,10 @@ fn build_err(what: &'static str, reason: impl Into<String>) -> ManifestError {
 
 /// Subject, `artifactType` and annotations: what image manifests and indexes share.
 #[derive(Clone, Debug, Default)]
-struct Extras {
-    subject: Option<Descriptor>,
-    artifact_type: Option<String>,
-    annotations: BTreeMap<String, String>,
+pub(crate) struct Extras {
+    pub(crate) subject: Option<Descriptor>,
+    pub(crate) artifact_type: Option<String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl Extras {
@@ -116,8 +116,13 @@ macro_rules! extras_setters {
 
         /// Takes the subject, `artifactType` and annotations of `m`, replacing any set before
         /// (for a manifest rewritten from another: reduced, converted).
-        pub fn metadata_from(mut self, m: &Manifest) -> Self {
-            self.extras = Extras::of(m);
+        pub fn metadata_from(self, m: &Manifest) -> Self {
+            self.extras(Extras::of(m))
+        }
+
+        /// Sets the subject, `artifactType` and annotations at once, replacing any set before.
+        pub(crate) fn extras(mut self, extras: Extras) -> Self {
+            self.extras = extras;
             self
         }
     };

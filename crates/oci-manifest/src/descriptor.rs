@@ -105,13 +105,44 @@ impl Descriptor {
 
     /// Whether the descriptor points to a manifest or an index (OCI or Docker), that is, to
     /// content that has children of its own.
+    ///
+    /// ```
+    /// use oci_manifest::{media_types, Descriptor};
+    /// assert!(Descriptor::of(media_types::OCI_INDEX, b"").is_manifest());
+    /// assert!(!Descriptor::of(media_types::OCI_LAYER_GZIP, b"").is_manifest());
+    /// ```
     pub fn is_manifest(&self) -> bool {
         media_types::is_manifest(&self.media_type)
     }
 
     /// Whether the descriptor points to an OCI index or a Docker manifest list.
+    ///
+    /// ```
+    /// use oci_manifest::{media_types, Descriptor};
+    /// assert!(Descriptor::of(media_types::DOCKER_MANIFEST_LIST, b"").is_index());
+    /// assert!(!Descriptor::of(media_types::OCI_MANIFEST, b"").is_index());
+    /// ```
     pub fn is_index(&self) -> bool {
         media_types::is_index(&self.media_type)
+    }
+
+    /// Whether the descriptor points to a non-distributable layer (the OCI spec's term;
+    /// Docker calls them foreign layers): content that registries do not serve and that may
+    /// live at the descriptor's [`urls`](Descriptor::urls) instead, such as Windows base
+    /// layers. Copying tools skip those blobs unless told otherwise, and a store that lacks
+    /// one is not missing content. See [`media_types::is_non_distributable`] for the media
+    /// types.
+    ///
+    /// ```
+    /// use oci_manifest::{media_types, Descriptor};
+    /// let foreign = Descriptor::of(media_types::DOCKER_LAYER_FOREIGN_GZIP, b"base layer");
+    /// assert!(foreign.is_non_distributable());
+    /// let nondist = Descriptor::of(media_types::OCI_LAYER_NONDIST_ZSTD, b"base layer");
+    /// assert!(nondist.is_non_distributable());
+    /// assert!(!Descriptor::of(media_types::OCI_LAYER_GZIP, b"layer").is_non_distributable());
+    /// ```
+    pub fn is_non_distributable(&self) -> bool {
+        media_types::is_non_distributable(&self.media_type)
     }
 
     /// The value of annotation `key`, if any.
@@ -152,4 +183,42 @@ pub mod annotations {
     pub const DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
     /// BuildKit: the digest of the image an attestation manifest describes.
     pub const DOCKER_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_distributable_is_the_media_type_rule() {
+        let d = |mt: &str| Descriptor::of(mt, b"x");
+        for mt in [
+            media_types::DOCKER_LAYER_FOREIGN_GZIP,
+            media_types::DOCKER_LAYER_FOREIGN_TAR,
+            media_types::OCI_LAYER_NONDIST_TAR,
+            media_types::OCI_LAYER_NONDIST_GZIP,
+            media_types::OCI_LAYER_NONDIST_ZSTD,
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip; foo=bar",
+        ] {
+            assert!(d(mt).is_non_distributable(), "{mt}");
+            assert!(!d(mt).is_manifest() && !d(mt).is_index(), "{mt}");
+        }
+        for mt in [
+            media_types::OCI_LAYER_GZIP,
+            media_types::OCI_LAYER_TAR,
+            media_types::OCI_LAYER_ZSTD,
+            media_types::DOCKER_LAYER_GZIP,
+            media_types::DOCKER_LAYER_TAR,
+            media_types::OCI_CONFIG,
+            media_types::OCI_MANIFEST,
+            media_types::OCI_INDEX,
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.zstd",
+        ] {
+            assert!(!d(mt).is_non_distributable(), "{mt}");
+        }
+        // URLs do not make a layer non-distributable; the media type does.
+        let mut with_urls = d(media_types::OCI_LAYER_GZIP);
+        with_urls.urls = Some(vec!["https://example.invalid/layer".to_owned()]);
+        assert!(!with_urls.is_non_distributable());
+    }
 }

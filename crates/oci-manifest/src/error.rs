@@ -139,6 +139,27 @@ pub enum ManifestError {
         /// The limit in force.
         limit: usize,
     },
+    /// An index nested in the one being walked was not among the manifests given (see
+    /// [`platform::select_nested`](crate::platform::select_nested)).
+    #[error("index {index} lists {missing} ({media_type}), which was not given")]
+    MissingManifest {
+        /// The index that lists it.
+        index: Digest,
+        /// The digest of the manifest not found.
+        missing: Digest,
+        /// Its media type, as the index states it.
+        media_type: String,
+    },
+    /// A digest in a value of another crate's types (an `oci_spec` descriptor) is not one this
+    /// crate can verify: an algorithm other than sha256 and sha512, or a malformed encoding.
+    #[error("{field}: {source}")]
+    InvalidDigest {
+        /// Where the digest is (`digest`, `config.digest`, `layers[1].digest`, ...).
+        field: String,
+        /// Why it is refused, with the digest.
+        #[source]
+        source: oci_digest::ParseDigestError,
+    },
     /// A platform string could not be parsed.
     #[error("invalid platform {input:?}: {reason}")]
     InvalidPlatform {
@@ -187,6 +208,7 @@ impl ManifestError {
         match self {
             ManifestError::TooLarge { .. }
             | ManifestError::InvalidPlatform { .. }
+            | ManifestError::InvalidDigest { .. }
             | ManifestError::Build { .. } => None,
             ManifestError::Json { digest, .. }
             | ManifestError::DuplicateKey { digest, .. }
@@ -201,7 +223,8 @@ impl ManifestError {
             | ManifestError::IndexTooDeep { digest, .. }
             | ManifestError::Convert { digest, .. } => Some(digest),
             ManifestError::DigestMismatch { actual, .. } => Some(actual),
-            ManifestError::NoMatchingPlatform { index, .. } => Some(index),
+            ManifestError::NoMatchingPlatform { index, .. }
+            | ManifestError::MissingManifest { index, .. } => Some(index),
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   and [`platform::select`] of the best entry of an index.
 //! - [`build`]: deterministic builders; [`reduce`]: an index cut down to some platforms, with
 //!   what it still references; [`convert`]: Docker schema 2 <-> OCI.
+//! - With the feature `oci-spec`, `interop`: conversions both ways between these types and the
+//!   `oci_spec::image` ones (digests, descriptors, platforms, image manifests and indexes).
 //!
 //! ```
 //! use oci_manifest::{Manifest, media_types};
@@ -24,6 +26,7 @@
 //! assert_eq!(index.manifests()[0].platform.as_ref().unwrap().architecture, "amd64");
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -34,6 +37,9 @@ pub mod build;
 pub mod convert;
 mod descriptor;
 mod error;
+#[cfg(feature = "oci-spec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oci-spec")))]
+pub mod interop;
 mod manifest;
 pub mod media_types;
 pub mod platform;

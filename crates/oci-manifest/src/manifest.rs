@@ -261,28 +261,54 @@ impl Manifest {
         opts: &ParseOptions,
     ) -> Result<Manifest, ManifestError> {
         let raw = raw.into();
-        let size = raw.len() as u64;
-        if size != expected.size {
-            return Err(ManifestError::SizeMismatch {
-                digest: expected.digest.clone(),
-                expected: expected.size,
-                actual: size,
-            });
-        }
+        check_descriptor_size(&raw, expected)?;
         let m = Manifest::parse_digest_inner(
             raw,
             content_type.or(Some(&expected.media_type)),
             &expected.digest,
             opts,
         )?;
-        if essence(&expected.media_type) != m.media_type {
+        m.check_descriptor_media_type(expected)?;
+        Ok(m)
+    }
+
+    /// Checks that this manifest is the one `expected` names, with the checks of
+    /// [`Manifest::parse_verified`]: the size, the digest (hashing again when `expected` uses
+    /// another algorithm than [`Manifest::digest`]) and the media type. For a manifest already
+    /// parsed, taken from a cache or a lookup by digest.
+    ///
+    /// ```
+    /// use oci_manifest::{build::IndexBuilder, Descriptor, ManifestError};
+    /// let index = IndexBuilder::oci().build()?;
+    /// index.verify(&index.descriptor())?;
+    /// let sha512 = Descriptor::new(
+    ///     index.media_type(),
+    ///     oci_digest::Algorithm::Sha512.hash(index.raw()),
+    ///     index.size(),
+    /// );
+    /// index.verify(&sha512)?;
+    /// let other = IndexBuilder::oci().annotation("a", "b").build()?;
+    /// let err = other.verify(&index.descriptor()).unwrap_err();
+    /// assert!(matches!(err, ManifestError::SizeMismatch { .. }), "{err}");
+    /// # Ok::<(), ManifestError>(())
+    /// ```
+    pub fn verify(&self, expected: &Descriptor) -> Result<(), ManifestError> {
+        check_descriptor_size(&self.raw, expected)?;
+        if self.digest != expected.digest {
+            check_digest(&self.raw, &expected.digest)?;
+        }
+        self.check_descriptor_media_type(expected)
+    }
+
+    fn check_descriptor_media_type(&self, expected: &Descriptor) -> Result<(), ManifestError> {
+        if essence(&expected.media_type) != self.media_type {
             return Err(ManifestError::DescriptorMediaType {
-                digest: m.digest,
+                digest: self.digest.clone(),
                 expected: expected.media_type.clone(),
-                actual: m.media_type,
+                actual: self.media_type.clone(),
             });
         }
-        Ok(m)
+        Ok(())
     }
 
     /// Parses `raw` and checks that it hashes to `expected` (hashing with `expected`'s
@@ -303,14 +329,7 @@ impl Manifest {
         opts: &ParseOptions,
     ) -> Result<Manifest, ManifestError> {
         check_size(&raw, opts)?;
-        let actual = expected.algorithm().hash(&raw);
-        if &actual != expected {
-            return Err(ManifestError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-                size: raw.len() as u64,
-            });
-        }
+        let actual = check_digest(&raw, expected)?;
         // Keep the digest the caller named the content by (sha512 stays sha512).
         Manifest::parse_inner(raw, actual, content_type)
     }
@@ -639,6 +658,32 @@ impl Manifest {
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
     }
+}
+
+/// Fails unless `raw` has the size `expected` states.
+fn check_descriptor_size(raw: &Bytes, expected: &Descriptor) -> Result<(), ManifestError> {
+    let size = raw.len() as u64;
+    if size != expected.size {
+        return Err(ManifestError::SizeMismatch {
+            digest: expected.digest.clone(),
+            expected: expected.size,
+            actual: size,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes `raw` with `expected`'s algorithm; fails unless that gives `expected`.
+fn check_digest(raw: &Bytes, expected: &Digest) -> Result<Digest, ManifestError> {
+    let actual = expected.algorithm().hash(raw);
+    if &actual != expected {
+        return Err(ManifestError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+            size: raw.len() as u64,
+        });
+    }
+    Ok(actual)
 }
 
 fn check_size(raw: &Bytes, opts: &ParseOptions) -> Result<(), ManifestError> {

@@ -97,7 +97,15 @@ pub fn is_schema1(media_type: &str) -> bool {
 }
 
 /// Whether `media_type` is a layer type that registries do not serve (foreign or
-/// non-distributable): copying tools skip those blobs unless told otherwise.
+/// non-distributable): copying tools skip those blobs unless told otherwise. On a descriptor,
+/// [`Descriptor::is_non_distributable`](crate::Descriptor::is_non_distributable).
+///
+/// ```
+/// use oci_manifest::media_types::{self, is_non_distributable};
+/// assert!(is_non_distributable(media_types::DOCKER_LAYER_FOREIGN_TAR));
+/// assert!(is_non_distributable(media_types::OCI_LAYER_NONDIST_GZIP));
+/// assert!(!is_non_distributable(media_types::OCI_LAYER_GZIP));
+/// ```
 pub fn is_non_distributable(media_type: &str) -> bool {
     matches!(
         essence(media_type),

@@ -4,7 +4,7 @@ use crate::build::IndexBuilder;
 use crate::descriptor::{Descriptor, annotations};
 use crate::error::ManifestError;
 use crate::manifest::Manifest;
-use crate::platform::{self, Matcher, Platform};
+use crate::platform::{self, Platform};
 
 /// The result of [`reduce`].
 #[derive(Clone, Debug)]
@@ -21,9 +21,10 @@ pub struct Reduced {
 
 /// A new index holding only the entries of `index` whose platform is one of `platforms`.
 ///
-/// An entry is kept when its platform equals one of `platforms` after normalisation
-/// ([`Matcher::strict`]: `linux/arm64` keeps `linux/aarch64` and `linux/arm64/v8` entries,
-/// not `linux/arm/v7`; a Windows platform with an `os.version` keeps the compatible builds).
+/// An entry is kept when one of `platforms` [`matches`](Platform::matches) its platform
+/// (equal after normalisation: `linux/arm64` keeps `linux/aarch64` and `linux/arm64/v8`
+/// entries, not `linux/arm/v7`; a Windows platform with an `os.version` keeps the compatible
+/// builds).
 /// Build attestations attached to a kept entry (BuildKit's `unknown/unknown` manifests whose
 /// `vnd.docker.reference.digest` names it) are kept too; other attestations, and entries
 /// without a platform, are dropped. Entries keep their order and their descriptors unchanged
@@ -52,12 +53,11 @@ pub fn reduce(index: &Manifest, platforms: &[Platform]) -> Result<Reduced, Manif
             reason: format!("{} is a {}, not an index", index.digest(), index.kind()),
         });
     }
-    let matchers: Vec<Matcher> = platforms.iter().map(Matcher::strict).collect();
     let keep_image = |d: &Descriptor| {
         !platform::is_attestation(d)
             && d.platform
                 .as_ref()
-                .is_some_and(|p| matchers.iter().any(|m| m.matches(p)))
+                .is_some_and(|p| platforms.iter().any(|w| w.matches(p)))
     };
     let kept_images: Vec<&Descriptor> =
         index.manifests().iter().filter(|d| keep_image(d)).collect();

@@ -422,3 +422,144 @@ fn absurd_variant_levels_stay_cheap() {
         assert!(!m.matches(&p("linux/riscv64")), "{wanted}");
     }
 }
+
+/// A platform struct as found in an index, not normalised: `os[(version[+feature])]/arch[/variant]`.
+fn raw(s: &str) -> Platform {
+    let (os_part, rest) = s.split_once('/').unwrap();
+    let (os, version, features) = match os_part.split_once('(') {
+        Some((os, v)) => {
+            let mut parts = v.trim_end_matches(')').split('+');
+            let version = parts.next().filter(|v| !v.is_empty()).map(str::to_owned);
+            let feats: Vec<String> = parts.map(str::to_owned).collect();
+            (os, version, (!feats.is_empty()).then_some(feats))
+        }
+        None => (os_part, None, None),
+    };
+    let mut parts = rest.split('/');
+    let mut p = Platform::new(os, parts.next().unwrap());
+    p.variant = parts.next().map(str::to_owned);
+    p.os_version = version;
+    p.os_features = features;
+    p
+}
+
+#[test]
+fn platform_matches_table() {
+    // (wanted, candidate, matches), both as raw structs: `matches` normalises.
+    let table: &[(&str, &str, bool)] = &[
+        // Aliases and default variants.
+        ("linux/arm64", "linux/arm64", true),
+        ("linux/arm64", "linux/aarch64", true),
+        ("linux/arm64", "linux/arm64/v8", true),
+        ("linux/arm64", "linux/aarch64/8", true),
+        ("linux/arm64/v8", "linux/arm64", true),
+        ("linux/arm64", "linux/arm64/v8.2", false),
+        ("linux/arm64", "linux/arm/v7", false),
+        ("linux/arm64", "linux/arm/v8", false),
+        ("linux/arm", "linux/arm/v7", true),
+        ("linux/arm/v7", "linux/arm", true),
+        ("linux/arm/v7", "linux/armhf", true),
+        ("linux/arm/v6", "linux/armel", true),
+        ("linux/arm/v7", "linux/arm/v6", false),
+        ("linux/amd64", "linux/x86_64", true),
+        ("linux/amd64", "linux/x86-64", true),
+        ("linux/amd64", "linux/amd64/v1", true),
+        ("linux/amd64", "linux/amd64/v2", false),
+        ("linux/amd64/v2", "linux/amd64", false),
+        ("linux/amd64", "linux/386", false),
+        ("linux/386", "linux/i386", true),
+        ("linux/386", "linux/i686", true),
+        ("Linux/AMD64", "linux/amd64", true),
+        ("darwin/arm64", "macos/arm64", true),
+        ("linux/amd64", "windows/amd64", false),
+        ("linux/riscv64", "linux/riscv64", true),
+        // os.version: only for a Windows wanted platform that has one.
+        (
+            "windows(10.0.20348.2227)/amd64",
+            "windows(10.0.20348.1)/amd64",
+            true,
+        ),
+        ("windows(10.0.20348.2227)/amd64", "windows/amd64", true),
+        (
+            "windows(10.0.20348.2227)/amd64",
+            "windows(10.0.17763.1)/amd64",
+            false,
+        ),
+        (
+            "windows(10.0.20348.2227)/amd64",
+            "windows(10.0.26100.1)/amd64",
+            false,
+        ),
+        (
+            "windows(10.0.17763.5458)/amd64",
+            "windows(10.0.17763.1)/amd64",
+            true,
+        ),
+        (
+            "windows(10.0.17763.5458)/amd64",
+            "windows(10.0.20348.1)/amd64",
+            false,
+        ),
+        ("windows/amd64", "windows(10.0.17763.1)/amd64", true),
+        ("linux(5.15)/amd64", "linux(6.1)/amd64", true),
+        // os.features: the candidate's must all be the wanted platform's.
+        ("windows/amd64", "windows(+win32k)/amd64", false),
+        ("windows(+win32k)/amd64", "windows(+win32k)/amd64", true),
+        ("windows(+win32k)/amd64", "windows/amd64", true),
+        // Attestations' placeholder matches nothing.
+        ("unknown/unknown", "unknown/unknown", false),
+        ("linux/amd64", "unknown/unknown", false),
+    ];
+    for (wanted, cand, want) in table {
+        let (w, c) = (raw(wanted), raw(cand));
+        assert_eq!(w.matches(&c), *want, "{wanted} matches {cand}?");
+        // The same comparison as the strict matcher, and what matches strictly is also what
+        // the wanted platform can run.
+        assert_eq!(Matcher::strict(&w).matches(&c), *want, "{wanted} {cand}");
+        if *want {
+            assert!(Matcher::new(&w).matches(&c), "{wanted} runs {cand}");
+        }
+    }
+    // CPU features (reserved) are ignored.
+    let mut with_features = raw("linux/amd64");
+    with_features.features = Some(vec!["sse4".to_owned()]);
+    assert!(raw("linux/amd64").matches(&with_features));
+}
+
+#[test]
+fn reduce_keeps_what_matches() {
+    use oci_manifest::reduce;
+    let cands = [
+        "linux/amd64",
+        "linux/x86_64",
+        "linux/amd64/v2",
+        "linux/arm64/v8",
+        "linux/arm/v7",
+        "windows(10.0.20348.1)/amd64",
+        "windows(10.0.17763.1)/amd64",
+    ];
+    let entries: Vec<Descriptor> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Descriptor::of(mt::OCI_MANIFEST, &[i as u8]).with_platform(raw(c)))
+        .collect();
+    let index = IndexBuilder::oci()
+        .manifests(entries.clone())
+        .build()
+        .unwrap();
+    for wanted in [
+        "linux/amd64",
+        "linux/aarch64",
+        "linux/arm",
+        "windows(10.0.20348.9)/amd64",
+    ] {
+        let w = raw(wanted);
+        let kept = reduce(&index, std::slice::from_ref(&w)).unwrap();
+        let model: Vec<Descriptor> = entries
+            .iter()
+            .filter(|d| w.matches(d.platform.as_ref().unwrap()))
+            .cloned()
+            .collect();
+        assert_eq!(kept.index.manifests(), model.as_slice(), "{wanted}");
+    }
+}

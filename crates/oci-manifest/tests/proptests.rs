@@ -227,6 +227,43 @@ proptest! {
     }
 
     #[test]
+    fn nesting_in_indexes_without_platform_changes_no_choice(
+        entries in proptest::collection::vec(entry(), 1..12),
+        groups in proptest::collection::vec((1usize..4, any::<bool>()), 1..12),
+        wanted in platform(),
+    ) {
+        // The images of a flat index, then the same images with runs of them moved into
+        // nested indexes (without a platform) at their place: the same image is chosen.
+        let entries: Vec<Descriptor> = entries.into_iter().map(|mut e| {
+            e.media_type = mt::OCI_MANIFEST.to_owned();
+            e
+        }).collect();
+        let flat = IndexBuilder::oci().manifests(entries.clone()).build().unwrap();
+        let mut known = std::collections::HashMap::new();
+        let mut root_entries = Vec::new();
+        let mut rest = entries.as_slice();
+        for (len, wrap) in groups.iter().cycle() {
+            if rest.is_empty() { break; }
+            let (run, tail) = rest.split_at((*len).min(rest.len()));
+            rest = tail;
+            if *wrap {
+                let inner = IndexBuilder::oci().manifests(run.to_vec()).build().unwrap();
+                root_entries.push(inner.descriptor());
+                known.insert(inner.digest().clone(), inner);
+            } else {
+                root_entries.extend_from_slice(run);
+            }
+        }
+        let root = IndexBuilder::oci().manifests(root_entries).build().unwrap();
+        let nested = platform::select_nested(&root, &wanted, |d| known.get(&d.digest), &Default::default());
+        match (platform::select(&flat, &wanted), nested) {
+            (Ok(f), Ok(n)) => prop_assert_eq!(f, &n.descriptor),
+            (Err(_), Err(ManifestError::NoMatchingPlatform { .. })) => {}
+            (f, n) => prop_assert!(false, "flat {:?}, nested {:?}", f, n),
+        }
+    }
+
+    #[test]
     fn platform_parse_never_panics_and_display_round_trips(s in "[a-zA-Z0-9_./()+*-]{0,24}") {
         if let Ok(p) = parse(&s) {
             let again = parse(&p.to_string()).unwrap();
@@ -265,4 +302,95 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures")
         .join(name);
     std::fs::read(path).unwrap()
+}
+
+/// Round trips with oci-spec (feature `oci-spec`).
+#[cfg(feature = "oci-spec")]
+mod oci_spec_round_trips {
+    use super::*;
+    use oci_spec::image as spec;
+
+    /// oci-spec 0.10 (de)serialises a platform's `os.version` and `os.features` as
+    /// `os_version` and `os_features` (youki-dev/oci-spec-rs#163), so standard JSON read by it
+    /// has neither: the value a tool would get from our bytes.
+    fn as_oci_spec_reads_it(mut i: spec::ImageIndex) -> spec::ImageIndex {
+        let mut entries = i.manifests().clone();
+        for d in &mut entries {
+            if let Some(mut p) = d.platform().clone() {
+                p.set_os_version(None).set_os_features(None);
+                d.set_platform(Some(p));
+            }
+        }
+        i.set_manifests(entries);
+        i
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn image_manifest(
+            config in config(),
+            layers in proptest::collection::vec(descriptor(media_type()), 0..6),
+            subject in proptest::option::of(descriptor(Just(mt::OCI_MANIFEST.to_owned()))),
+            artifact_type in proptest::option::of(Just("application/vnd.example.thing+json".to_owned())),
+            ann in annotations(),
+        ) {
+            let mut b = ImageManifestBuilder::oci(config).layers(layers);
+            if let Some(s) = subject { b = b.subject(s); }
+            if let Some(a) = artifact_type { b = b.artifact_type(a); }
+            if let Some(a) = ann { b = b.annotations(a); }
+            let ours = b.build().unwrap();
+            // ours -> oci-spec -> ours: every modelled field, and since our bytes were
+            // canonical, the same bytes and digest.
+            let theirs = spec::ImageManifest::try_from(&ours).unwrap();
+            let back = Manifest::try_from(&theirs).unwrap();
+            prop_assert_eq!(back.children(), ours.children());
+            prop_assert_eq!(back.subject(), ours.subject());
+            prop_assert_eq!(back.artifact_type(), ours.artifact_type());
+            prop_assert_eq!(back.annotations(), ours.annotations());
+            prop_assert_eq!(back.raw(), ours.raw());
+            // oci-spec -> ours -> bytes: oci-spec reads them back to the value it started from.
+            let reparsed: spec::ImageManifest = serde_json::from_slice(back.raw()).unwrap();
+            prop_assert_eq!(reparsed, theirs);
+        }
+
+        #[test]
+        fn index(entries in proptest::collection::vec(entry(), 0..12), ann in annotations(), docker in any::<bool>()) {
+            let b = if docker {
+                // A Docker list: Docker entries, each with a platform.
+                let entries = entries.into_iter().map(|mut e| {
+                    e.media_type = mt::DOCKER_MANIFEST.to_owned();
+                    e.platform.get_or_insert_with(|| Platform::new("linux", "amd64"));
+                    e
+                });
+                IndexBuilder::docker().manifests(entries)
+            } else {
+                let mut b = IndexBuilder::oci().manifests(entries);
+                if let Some(a) = ann { b = b.annotations(a); }
+                b
+            };
+            let ours = b.build().unwrap();
+            let theirs = spec::ImageIndex::try_from(&ours).unwrap();
+            prop_assert_eq!(theirs.manifests().len(), ours.manifests().len());
+            let back = Manifest::try_from(&theirs).unwrap();
+            prop_assert_eq!(back.kind(), ours.kind());
+            prop_assert_eq!(back.manifests(), ours.manifests());
+            prop_assert_eq!(back.annotations(), ours.annotations());
+            prop_assert_eq!(back.raw(), ours.raw());
+            let reparsed: spec::ImageIndex = serde_json::from_slice(back.raw()).unwrap();
+            prop_assert_eq!(reparsed, as_oci_spec_reads_it(theirs));
+        }
+
+        #[test]
+        fn descriptor_and_platform(d in entry()) {
+            let theirs = spec::Descriptor::from(&d);
+            prop_assert_eq!(theirs.size(), d.size);
+            prop_assert_eq!(theirs.digest().to_string(), d.digest.to_string());
+            prop_assert_eq!(Descriptor::try_from(theirs).unwrap(), d.clone());
+            if let Some(p) = &d.platform {
+                prop_assert_eq!(Platform::from(spec::Platform::from(p)), p.clone());
+            }
+        }
+    }
 }
