@@ -73,10 +73,7 @@ impl<S> VerifyingStream<S> {
 
     /// `Some` once the stream ended and the content verified.
     pub fn verified(&self) -> Option<&Verified> {
-        match &self.outcome {
-            Outcome::Verified(v) => Some(v),
-            _ => None,
-        }
+        self.outcome.verified()
     }
 
     /// Gives back the inner stream, dropping the verification state.

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::VerifyingReader;
 use crate::verify::Outcome;
-use crate::{Digest, Verified, Verifier};
 
 /// The async twin of [`VerifyingReader`](crate::VerifyingReader), over a tokio [`AsyncRead`].
 ///
@@ -28,48 +28,12 @@ use crate::{Digest, Verified, Verifier};
 /// # Ok::<(), std::io::Error>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
-pub struct VerifyingAsyncReader<R> {
-    inner: R,
-    verifier: Verifier,
-    outcome: Outcome,
-}
+///
+/// It is the same type as [`VerifyingReader`](crate::VerifyingReader) (constructors, `verifier`,
+/// `verified`, `into_inner`), which reads through [`AsyncRead`] when the inner reader does.
+pub type VerifyingAsyncReader<R> = crate::VerifyingReader<R>;
 
-impl<R> VerifyingAsyncReader<R> {
-    /// Wraps `inner`, expecting `expected_size` bytes that hash to `expected`.
-    pub fn new(inner: R, expected: Digest, expected_size: u64) -> Self {
-        Self::with_verifier(inner, Verifier::new(expected, expected_size))
-    }
-
-    /// Wraps `inner` with a verifier that may already have hashed a prefix.
-    pub fn with_verifier(inner: R, verifier: Verifier) -> Self {
-        VerifyingAsyncReader {
-            inner,
-            verifier,
-            outcome: Outcome::Open,
-        }
-    }
-
-    /// The verifier (bytes received so far, hash state to save).
-    pub fn verifier(&self) -> &Verifier {
-        &self.verifier
-    }
-
-    /// `Some` once the end was reached and the content verified.
-    pub fn verified(&self) -> Option<&Verified> {
-        match &self.outcome {
-            Outcome::Verified(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// Gives back the inner reader, dropping the verification state.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for VerifyingAsyncReader<R> {
+impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -193,6 +193,14 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// What verified, once the end was reached and the content matched.
+    pub(crate) fn verified(&self) -> Option<&Verified> {
+        match self {
+            Outcome::Verified(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// The error to report again after a failure, or `None` while open or after success.
     pub(crate) fn failed(&self) -> Option<io::Error> {
         match self {
@@ -231,12 +239,12 @@ impl Outcome {
 /// ```
 #[derive(Debug)]
 pub struct VerifyingReader<R> {
-    inner: R,
-    verifier: Verifier,
-    outcome: Outcome,
+    pub(crate) inner: R,
+    pub(crate) verifier: Verifier,
+    pub(crate) outcome: Outcome,
 }
 
-impl<R: Read> VerifyingReader<R> {
+impl<R> VerifyingReader<R> {
     /// Wraps `inner`, expecting `expected_size` bytes that hash to `expected`.
     pub fn new(inner: R, expected: Digest, expected_size: u64) -> Self {
         Self::with_verifier(inner, Verifier::new(expected, expected_size))
@@ -259,10 +267,7 @@ impl<R: Read> VerifyingReader<R> {
 
     /// `Some` once the end was reached and the content verified.
     pub fn verified(&self) -> Option<&Verified> {
-        match &self.outcome {
-            Outcome::Verified(v) => Some(v),
-            _ => None,
-        }
+        self.outcome.verified()
     }
 
     /// The inner reader.
@@ -274,7 +279,9 @@ impl<R: Read> VerifyingReader<R> {
     pub fn into_inner(self) -> R {
         self.inner
     }
+}
 
+impl<R: Read> VerifyingReader<R> {
     /// Reads whatever is left (the caller gets none of it), then checks size and digest.
     ///
     /// # Errors

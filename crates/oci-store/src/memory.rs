@@ -188,6 +188,15 @@ impl State {
 }
 
 impl MemoryStore {
+    /// The bytes of the blob `digest` (a cheap clone), or `NotFound`.
+    fn blob_bytes(&self, digest: &Digest) -> Result<Bytes> {
+        self.state()
+            .blobs
+            .get(digest)
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| not_found(digest))
+    }
+
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
@@ -216,12 +225,7 @@ impl ReadStore for MemoryStore {
     }
 
     async fn fetch(&self, desc: &Descriptor) -> Result<BlobStream> {
-        let data = self
-            .state()
-            .blobs
-            .get(&desc.digest)
-            .map(|(b, _)| b.clone())
-            .ok_or_else(|| not_found(&desc.digest))?;
+        let data = self.blob_bytes(&desc.digest)?;
         check_size(desc, data.len() as u64)?;
         let chunks = futures_util::stream::iter(
             chunk_bytes(data, 1 << 20)
@@ -236,12 +240,7 @@ impl ReadStore for MemoryStore {
     }
 
     async fn fetch_range(&self, desc: &Descriptor, range: Range<u64>) -> Result<BlobStream> {
-        let data = self
-            .state()
-            .blobs
-            .get(&desc.digest)
-            .map(|(b, _)| b.clone())
-            .ok_or_else(|| not_found(&desc.digest))?;
+        let data = self.blob_bytes(&desc.digest)?;
         let r = clamp(range, data.len() as u64);
         // Both ends are at most data.len(), which is a usize.
         let part = data.slice(r.start as usize..r.end as usize);
@@ -378,17 +377,7 @@ impl MemoryWriter {
 
 #[async_trait]
 impl BlobWriter for MemoryWriter {
-    fn key(&self) -> &str {
-        &self.key
-    }
-
-    fn expected(&self) -> &Descriptor {
-        &self.expected
-    }
-
-    fn offset(&self) -> u64 {
-        self.offset
-    }
+    crate::traits::writer_accessors!();
 
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.offset = self.with_ingest(|i| {

@@ -547,6 +547,25 @@ impl fmt::Display for PushOutcome {
     }
 }
 
+/// The accessors of a [`BlobWriter`] whose struct has the fields `key: String`,
+/// `expected: Descriptor` and `offset: u64` (the stores' own writers), inside its `impl`.
+macro_rules! writer_accessors {
+    () => {
+        fn key(&self) -> &str {
+            &self.key
+        }
+
+        fn expected(&self) -> &oci_manifest::Descriptor {
+            &self.expected
+        }
+
+        fn offset(&self) -> u64 {
+            self.offset
+        }
+    };
+}
+pub(crate) use writer_accessors;
+
 /// Implements [`TagStore`] for a wrapper (a test double) by handing every call to its `inner`
 /// store: `tags_of_inner!([S: Store] Wrapper<S>)`, `tags_of_inner!([] Plain)`.
 #[cfg(any(test, feature = "testing"))]

@@ -22,7 +22,7 @@ use oci_store::{
 use reqwest::{Method, StatusCode};
 
 use crate::client::{Req, status_error};
-use crate::repository::{BlobPush, BlobSource};
+use crate::repository::{BlobPush, BlobSource, FetchedManifest};
 use crate::{Error, Repository};
 
 /// A client error as a store backend error. A refusal to authorize (401, 403) keeps its
@@ -68,6 +68,26 @@ impl Repository {
             },
             other => backend_error(format!("{what} {digest} in {}", self.store_name()), other),
         }
+    }
+
+    /// The manifest `desc` names, fetched by digest (verified) and of the size `desc` says.
+    async fn manifest_of(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+    ) -> Result<FetchedManifest, StoreError> {
+        let m = self
+            .fetch_manifest(desc.digest.as_str())
+            .await
+            .map_err(|e| self.store_err(e, what, &desc.digest))?;
+        if m.bytes.len() as u64 != desc.size {
+            return Err(StoreError::SizeMismatch {
+                digest: desc.digest.clone(),
+                expected: desc.size,
+                actual: m.bytes.len() as u64,
+            });
+        }
+        Ok(m)
     }
 
     async fn manifest_stat(&self, digest: &Digest) -> Result<Option<u64>, Error> {
@@ -152,17 +172,7 @@ impl ReadStore for Repository {
 
     async fn fetch(&self, desc: &Descriptor) -> oci_store::Result<BlobStream> {
         if is_manifest(desc) {
-            let m = self
-                .fetch_manifest(desc.digest.as_str())
-                .await
-                .map_err(|e| self.store_err(e, "fetch manifest", &desc.digest))?;
-            if m.bytes.len() as u64 != desc.size {
-                return Err(StoreError::SizeMismatch {
-                    digest: desc.digest.clone(),
-                    expected: desc.size,
-                    actual: m.bytes.len() as u64,
-                });
-            }
+            let m = self.manifest_of(desc, "fetch manifest").await?;
             return Ok(oci_store::bytes_stream(m.bytes));
         }
         let s = self
@@ -315,17 +325,7 @@ impl TagStore for Repository {
                 reason: "not a valid tag",
             });
         }
-        let m = self
-            .fetch_manifest(desc.digest.as_str())
-            .await
-            .map_err(|e| self.store_err(e, "tag", &desc.digest))?;
-        if m.bytes.len() as u64 != desc.size {
-            return Err(StoreError::SizeMismatch {
-                digest: desc.digest.clone(),
-                expected: desc.size,
-                actual: m.bytes.len() as u64,
-            });
-        }
+        let m = self.manifest_of(desc, "tag").await?;
         self.push_manifest(tag, &desc.media_type, m.bytes)
             .await
             .map(drop)

@@ -28,6 +28,16 @@ pub(super) struct RootsFound {
 }
 
 impl LayoutStore {
+    /// The reference graph over `blobs`, reading manifests from this layout through its
+    /// parsed-manifest cache.
+    fn graph<'a>(&'a self, blobs: &'a HashMap<Digest, BlobMeta>) -> Graph<'a> {
+        Graph {
+            blobs,
+            content: &*self.inner,
+            cache: &self.inner.cache,
+        }
+    }
+
     pub(super) fn blob_dirs(&self) -> Vec<(Algorithm, PathBuf)> {
         Algorithm::ALL
             .iter()
@@ -174,14 +184,7 @@ impl LayoutStore {
             }
         }
         let (blobs, _) = self.list_blobs()?;
-        let files = Files {
-            root: &self.inner.root,
-        };
-        let graph = Graph {
-            blobs: &blobs,
-            content: &files,
-            cache: &self.inner.cache,
-        };
+        let graph = self.graph(&blobs);
         let (reverse, referrers) = graph.edges()?;
         let listing = Arc::new(Listing {
             stamps,
@@ -217,14 +220,7 @@ impl LayoutStore {
         let now = SystemTime::now();
         let found = self.roots(Some(options))?;
         let (blobs, mut skipped) = self.list_blobs()?;
-        let files = Files {
-            root: &self.inner.root,
-        };
-        let graph = Graph {
-            blobs: &blobs,
-            content: &files,
-            cache: &self.inner.cache,
-        };
+        let graph = self.graph(&blobs);
         let mut report = graph.plan(&found.roots, options, now)?;
         report.expired_leases = found.expired;
         report.stale_ingests = found.stale.iter().map(|(_, k)| k.clone()).collect();
@@ -340,26 +336,15 @@ impl LayoutStore {
             .into_iter()
             .filter(|(d, _)| !corrupt.contains(d))
             .collect();
-        let files = Files {
-            root: &self.inner.root,
-        };
-        let graph = Graph {
-            blobs: &blobs,
-            content: &files,
-            cache: &self.inner.cache,
-        };
+        let graph = self.graph(&blobs);
         graph.check(&roots, &mut report)?;
         Ok(report)
     }
 }
 
 /// Reads blobs for the graph.
-pub(super) struct Files<'a> {
-    pub(super) root: &'a Path,
-}
-
-impl Content for Files<'_> {
+impl Content for Inner {
     fn read_small(&self, digest: &Digest, _size_hint: u64) -> Result<Option<Bytes>> {
-        Ok(read_limited(&blob_path(self.root, digest), MANIFEST_LIMIT)?.map(Bytes::from))
+        Ok(read_limited(&blob_path(&self.root, digest), MANIFEST_LIMIT)?.map(Bytes::from))
     }
 }

@@ -461,17 +461,7 @@ fn write_batch(
 
 #[async_trait]
 impl BlobWriter for LayoutWriter {
-    fn key(&self) -> &str {
-        &self.key
-    }
-
-    fn expected(&self) -> &Descriptor {
-        &self.expected
-    }
-
-    fn offset(&self) -> u64 {
-        self.offset
-    }
+    crate::traits::writer_accessors!();
 
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         let end = self.offset + chunk.len() as u64;
