@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 use oci_examples::transport::{self, Endpoint, NoDefaultTag};
 use oci_examples::{Escaped, escape, fail, outln};
-use oci_manifest::{Descriptor, ParseOptions, annotations, media_types};
+use oci_manifest::{Descriptor, ParseOptions, annotations};
 use oci_store::{LayoutOptions, LayoutStore, ReadStore, StoreError, TagStore, resolve_reference};
 use serde::Serialize;
 
@@ -228,7 +228,7 @@ fn problem(d: &Descriptor, e: &StoreError) -> String {
 }
 
 fn missing(d: &Descriptor) -> String {
-    if media_types::is_non_distributable(&d.media_type) {
+    if d.is_non_distributable() {
         "not present (non-distributable layer)".to_owned()
     } else {
         "missing".to_owned()
