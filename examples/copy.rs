@@ -21,7 +21,10 @@
 //! --referrers                   also copy signatures, SBOMs and other referrers
 //! --format oci|docker           convert manifests to OCI or Docker media types
 //! --jobs N                      transfers at once (default 4, at least 1)
-//! --retries N                   retries of one blob after a transient failure (default 3)
+//! --retries N                   the copy's retry budget: retries in all after transient
+//!                               failures, shared by every blob, manifest and the tag
+//!                               (default 3); a request that keeps failing is sent at most
+//!                               1 + N times, and the summary says how many were used
 //! --state-dir DIR               where pushes to registries record their upload sessions,
 //!                               so a killed push resumes from what the registry has
 //!                               (default $XDG_STATE_HOME/oci-rs/uploads, else
@@ -66,6 +69,8 @@ const USAGE: &str = "usage: copy [--platform OS/ARCH[/VARIANT]]... [--all] [--pl
     oci:PATH ends at the first ':' (as with skopeo); TAG follows the OCI ref.name grammar
     a source oci:PATH without TAG: the layout's only tag (with several, \"latest\"), as inspect
   --jobs N: transfers at once (default 4, at least 1)
+  --retries N: the copy's retry budget, retries in all, shared by every blob, manifest and
+    the tag (default 3): a request that keeps failing is sent at most 1 + N times
   --state-dir DIR: upload sessions of pushes, resumed by the next run (default
     $XDG_STATE_HOME/oci-rs/uploads or ~/.local/state/oci-rs/uploads)
   with no arguments: copies the shipped sample into ./oci-store:sample";

@@ -11,8 +11,13 @@
 //!           naming both lines): which one wins would depend on which finishes last.
 //! --jobs N          transfers at once over all images (default 8, at least 1)
 //! --images N        images copied at once (default 4, at least 1)
-//! --retry-budget N  whole-image retries allowed over the file after a failure (default 3)
-//! --retries N       retries of one blob after a transient failure (default 3)
+//! --retries N       each line's retry budget: retries in all after transient failures,
+//!                   shared by every blob, manifest and tag of the line and by its re-runs
+//!                   (default 3)
+//! --retry-budget N  re-runs of a whole image after a transient failure, over the file
+//!                   (default 3); a re-run continues with what its line has left of
+//!                   --retries, so a request that keeps failing is sent at most
+//!                   1 + (--retries) + (re-runs of its line) times
 //! --state-dir DIR   where pushes record upload sessions, resumed by the next run (default
 //!                   $XDG_STATE_HOME/oci-rs/uploads, else ~/.local/state/oci-rs/uploads)
 //! --platform, --plain-http, --creds, --verify-existing, --referrers, --format: as for copy
@@ -38,7 +43,7 @@ use std::time::{Duration, Instant};
 use oci_distribution_client::Reference;
 use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
 use oci_examples::{errln, escape, outln};
-use oci_store::{CopyOptions, CopyReport, Digest};
+use oci_store::{CopyOptions, CopyReport, Digest, RetryBudget};
 use tokio::sync::Semaphore;
 
 const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
@@ -46,7 +51,11 @@ const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--r
 [--referrers] [--format oci|docker] [--state-dir DIR] FILE
   FILE: one `SRC DST` a line (SRC, DST as for copy); two lines writing the same destination
     tag are refused
-  --jobs N, --images N: at least 1";
+  --jobs N, --images N: at least 1
+  --retries N: each line's retry budget, retries in all, shared by its blobs, manifests,
+    tag and re-runs (default 3)
+  --retry-budget N: re-runs of whole images over the file (default 3); a request that
+    keeps failing is sent at most 1 + (--retries) + (its line's re-runs) times";
 
 struct Job {
     line: usize,
@@ -338,6 +347,9 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
             options.clone(),
             ctx.clone(),
         );
+        // One retry budget for the line, shared by its re-runs: retries add up, they do not
+        // multiply.
+        let options = options.with_retry_budget(RetryBudget::new(args.options.retries));
         let task = tokio::spawn(async move {
             let _slot = images.acquire_owned().await;
             let started = Instant::now();

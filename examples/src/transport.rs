@@ -296,8 +296,9 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 /// Applies one of the command-line options the `copy` and `sync` examples share: `--platform
 /// OS/ARCH[/VARIANT]`, `--all`, `--plain-http`, `--creds USER:PASS`, `--verify-existing`,
-/// `--referrers`, `--format oci|docker`, `--retries N`, `--state-dir DIR`. `value` gives the option's value for
-/// those that take one. Returns `Ok(false)` when `flag` is none of them.
+/// `--referrers`, `--format oci|docker`, `--retries N` (the copy's retry budget: retries in
+/// all, shared by all its content, [`CopyOptions::retries`]), `--state-dir DIR`. `value` gives
+/// the option's value for those that take one. Returns `Ok(false)` when `flag` is none of them.
 ///
 /// ```
 /// use oci_examples::transport::{shared_option, RegistrySettings};
@@ -308,6 +309,8 @@ pub fn default_state_dir() -> Option<PathBuf> {
 /// assert!(shared_option("--format", &mut || Ok("zip".into()), &mut o, &mut s).is_err());
 /// assert!(shared_option("--state-dir", &mut || Ok("/tmp/up".into()), &mut o, &mut s).unwrap());
 /// assert_eq!(s.state_dir.as_deref(), Some(std::path::Path::new("/tmp/up")));
+/// assert!(shared_option("--retries", &mut || Ok("7".into()), &mut o, &mut s).unwrap());
+/// assert_eq!(o.retries, 7);
 /// ```
 ///
 /// # Errors
@@ -352,7 +355,7 @@ pub fn shared_option(
             let v = value()?;
             options.retries = v
                 .parse()
-                .map_err(|_| format!("--retries {v:?}: not a number"))?;
+                .map_err(|_| format!("--retries \"{}\": not a number", escape(&v)))?;
         }
         _ => return Ok(false),
     }
@@ -670,9 +673,11 @@ pub async fn copy(
     if matches!(dst, Endpoint::Layout { .. }) {
         // Check the tag and resolve the source before the destination layout is created.
         // Errors that a retry cannot mend end here; others (I/O, network, content damaged in
-        // flight) are left to the copy, which retries them.
+        // flight) are left to the copy, which retries them within its budget: so this look
+        // runs under an empty budget of its own, and the client does not retry it either.
         oci_store::validate_tag(&dst_tag).map_err(|e| CopyError::store(dst, e))?;
-        match oci_store::resolve_reference(from, &src_ref).await {
+        let look = oci_store::resolve_reference(from, &src_ref);
+        match oci_store::RetryBudget::new(0).scope(look).await {
             Err(e) if !e.is_transient() && !e.is_verification_failure() => {
                 return Err(CopyError::store(src, e));
             }

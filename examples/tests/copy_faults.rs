@@ -1,8 +1,10 @@
 //! Copy through the client crate's fault-injecting registry (in-process HTTP): with the
 //! client's own retries turned off, dropped connections and 503 storms reach `copy()`, which
 //! retries the piece of content that failed without restarting the graph; phantom blobs (the
-//! stale-cache lie) are found by the verify mode and uploaded again.
+//! stale-cache lie) are found by the verify mode and uploaded again; the copy example's retry
+//! budget against a registry refusing a manifest PUT with a 500.
 
+mod common;
 #[path = "../../crates/oci-distribution-client/tests/common/fault.rs"]
 mod fault;
 
@@ -56,9 +58,10 @@ async fn transient_faults_are_retried_per_piece_of_content() {
         st.faults.storm_503 = 3;
     }
     let dst = MemoryStore::new();
+    // The budget is the whole copy's: enough for the 6 faults (3 resets, 3 503s).
     let opts = CopyOptions::default()
         .with_jobs(2)
-        .with_retries(5, Duration::from_millis(10));
+        .with_retries(8, Duration::from_millis(10));
     let r = copy(&repo, "v1", &dst, None, &opts).await.unwrap();
     assert!(r.retried >= 3, "{r}");
     assert_eq!(r.copied, 11, "{r}");
@@ -156,4 +159,70 @@ async fn corrupted_blobs_never_become_visible_at_the_destination() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 18, item 3, as a user sees it: the copy example's `--retries N` is the budget of the
+/// whole copy, said so in `--help` (of sync too); against a registry that refuses the manifest
+/// PUT with a 500 (as distribution 2.8 refuses layer `urls` its configuration does not allow),
+/// the manifest PUTs are sent once each plus N in all (one per retry of the budget, shared by
+/// the manifests pushed at once), the summary says the budget was spent, and the error quotes
+/// the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_example_spends_one_budget_and_quotes_the_registry() {
+    for name in ["copy", "sync"] {
+        let out = std::process::Command::new(common::example(name))
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(help.contains("retry budget"), "{name}: {help}");
+        assert!(help.contains("at most 1 + "), "{name}: {help}");
+    }
+
+    const REFUSAL: &str = "manifest invalid: urls not allowed";
+    let reg = FakeRegistry::start(Faults::refuse_manifest_puts(
+        500,
+        "MANIFEST_INVALID",
+        REFUSAL,
+    ))
+    .await;
+    let home = common::TempDir::new("budget-home");
+    let src = format!("oci:{}:sample", sample::committed_path().display());
+    let dst = format!("docker://{}/team/app:v1", reg.addr);
+    let bin = common::example("copy");
+    let home_dir = home.0.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["--plain-http", "--quiet", "--retries", "2", &src, &dst])
+            .env("HOME", &home_dir)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let puts: Vec<String> = reg
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && s.target.contains("/manifests/"))
+        .map(|s| s.target)
+        .collect();
+    let distinct: std::collections::HashSet<&String> = puts.iter().collect();
+    // The sample's three platform manifests are pushed at once: each is sent once, and the
+    // budget of 2 retries is shared by them (not 2 each).
+    assert_eq!(distinct.len(), 3, "{puts:?}");
+    assert_eq!(puts.len(), 3 + 2, "{puts:?}\n{stderr}");
+    assert!(
+        stderr.contains("retried 2 of a budget of 2 (spent)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retry budget of 2 spent"), "{stderr}");
+    assert!(stderr.contains("500 Internal Server Error"), "{stderr}");
+    assert!(stderr.contains("MANIFEST_INVALID"), "{stderr}");
+    assert!(stderr.contains(REFUSAL), "{stderr}");
 }

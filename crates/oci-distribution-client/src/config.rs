@@ -6,6 +6,10 @@ use crate::auth::Credential;
 
 /// Retry policy for transient failures: connection errors, 408, 429 and 5xx answers.
 ///
+/// It applies to requests made directly through the client. Inside an operation that retries
+/// on its own within an [`oci_store::RetryBudget`] (a copy through the store traits), only 429
+/// answers are retried here; the rest is left to the operation (see the crate documentation).
+///
 /// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with full jitter
 /// (a random delay between half and all of the step). A `Retry-After` header (seconds or an
 /// HTTP date) replaces the computed delay, capped at `max_retry_after`.
@@ -210,7 +214,8 @@ pub struct ClientConfig {
     /// lets a transfer take any time as long as the read timeout does not fire. Default
     /// [`MinRate::default`] (1 KiB/s over a minute).
     pub min_rate: Option<MinRate>,
-    /// Retries of transient failures.
+    /// Retries of transient failures by the client itself, for direct users; inside an
+    /// operation with its own [`oci_store::RetryBudget`] (a copy) only 429s are retried here.
     pub retry: RetryPolicy,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: u64,

@@ -70,6 +70,53 @@ impl fmt::Display for RegistryErrors {
     }
 }
 
+/// Characters of an error body quoted in [`Error::Registry`] when it is not the registry error
+/// JSON.
+pub(crate) const BODY_EXCERPT_CHARS: usize = 200;
+
+/// An excerpt of an error body that has no registry error entries: its first
+/// [`BODY_EXCERPT_CHARS`] characters (lossy UTF-8, surrounding white space trimmed), control
+/// characters and quotes escaped as in Rust strings, `...` when cut; `None` when empty.
+pub(crate) fn body_excerpt(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut out: String = text
+        .chars()
+        .take(BODY_EXCERPT_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(BODY_EXCERPT_CHARS).is_some() {
+        out.push_str("...");
+    }
+    Some(out)
+}
+
+/// `500 Internal Server Error`: the code and its standard reason, when it has one.
+fn status_line(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+/// The registry's error entries, else the excerpt of the body.
+struct Details<'a>(&'a RegistryErrors, Option<&'a str>);
+
+impl fmt::Display for Details<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.0.is_empty(), self.1) {
+            (true, Some(body)) => write!(f, "no registry error in the body: \"{body}\""),
+            _ => self.0.fmt(f),
+        }
+    }
+}
+
 /// `n` bytes in `d` as a rate for people (`3 B/s`, `1.5 KiB/s`).
 fn rate_text(n: u64, d: std::time::Duration) -> String {
     let secs = d.as_secs_f64();
@@ -194,8 +241,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The registry answered with an error status.
-    #[error("{method} {url}: registry answered {status}: {errors}")]
+    /// The registry answered with an error status. The message quotes what it said: its error
+    /// codes and messages, or, for a body that is not the registry error JSON (a proxy's HTML
+    /// page, plain text), the status line and a short excerpt of the body with its control
+    /// characters escaped.
+    #[error("{method} {url}: registry answered {}: {}", status_line(*.status), Details(.errors, .body.as_deref()))]
     Registry {
         /// HTTP method.
         method: String,
@@ -205,9 +255,12 @@ pub enum Error {
         status: u16,
         /// The parsed error body.
         errors: RegistryErrors,
+        /// When the body held no registry error entries: its first 200 characters, control
+        /// characters and quotes escaped, `...` when cut (`None` for an empty body).
+        body: Option<String>,
     },
     /// Authentication failed (401/403 after a fresh challenge, or a token request refused).
-    #[error("{method} {url}: not authorized ({status}): {errors}")]
+    #[error("{method} {url}: not authorized ({status}): {}", Details(.errors, .body.as_deref()))]
     Unauthorized {
         /// HTTP method.
         method: String,
@@ -217,6 +270,8 @@ pub enum Error {
         status: u16,
         /// The parsed error body.
         errors: RegistryErrors,
+        /// As for [`Error::Registry`]: an excerpt of a body without error entries.
+        body: Option<String>,
     },
     /// A manifest's bytes did not hash to the digest it was pinned to or announced with.
     #[error(

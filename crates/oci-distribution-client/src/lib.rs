@@ -10,7 +10,8 @@
 //!   one re-challenge on 401), credentials from code or Docker's `config.json` and its
 //!   `docker-credential-*` helpers. Redirects are followed by hand and `Authorization` never
 //!   crosses to another origin. Transient failures (connection errors, 408, 429, 5xx) are
-//!   retried with exponential backoff and jitter, honouring `Retry-After`; a refused
+//!   retried with exponential backoff and jitter, honouring `Retry-After` (inside a copy,
+//!   only 429s: see **Retries** below); a refused
 //!   connection is tried once more only ([`Error::ConnectionRefused`]). Every wait is bounded:
 //!   requests have a deadline ([`ClientConfig::request_timeout`]) and blob bodies a minimum
 //!   rate ([`ClientConfig::min_rate`]), so a registry that drips bytes fails
@@ -21,6 +22,23 @@
 //!   place), push manifests as exact bytes; list tags, delete, referrers with the tag-schema
 //!   fallback (the tag [`oci_store::referrers_tag`] names). It is also an `oci-store` store, so
 //!   `oci_store::copy` works between it and memory or disk.
+//!
+//! **Retries.** A direct user of the client gets [`ClientConfig::retry`]: each request that
+//! fails transiently is sent again within that policy. An operation that retries on its own
+//! does not want that too, or its retries multiply (a manifest PUT that distribution refuses
+//! with a 500 was sent 24 times by a copy with 3 retries over a client with 5). So while an
+//! [`oci_store::RetryBudget`] is [current](oci_store::RetryBudget::current), as it is during
+//! `oci_store::copy` (through the store traits, which pass nothing new), the client sends each
+//! request once and returns connection errors, 408 and 5xx answers at once: the operation
+//! retries them, reads and writes alike (manifest PUTs, upload POST/PATCH/PUT, mounts), each
+//! retry taking one from its one budget. What the client still does inside an operation, as
+//! these are not retries of it: wait as a 429's `Retry-After` asks (within
+//! [`RetryPolicy::max_retry_after`] and [`RetryPolicy::max_retries`]: the registry pacing us),
+//! resume a blob body or an upload chunk whose connection dropped, at the offset already
+//! received (up to [`ClientConfig::resume_attempts`] times), and try a refused
+//! connection once more (the operation treats a refusal as final). A failure the registry
+//! explained is reported with its words: [`Error::Registry`] carries its error codes and
+//! messages, or the status line and an escaped excerpt of a body that is not the error JSON.
 //!
 //! The client speaks the protocol and reports what the registry said; it has no policy of
 //! its own about trusting those answers. Verification policy lives in `oci-store`: a copy that

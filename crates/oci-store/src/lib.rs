@@ -73,8 +73,8 @@ mod walk;
 
 pub use crate::copy::{
     CancelToken, CopyError, CopyOptions, CopyReport, CopySide, NodeOutcome, NodeReport, Progress,
-    ProgressEvent, ProgressFn, VerifyMode, checked_exists, copy, copy_leased, ingest_key,
-    referrers_index, referrers_tag, resolve_reference,
+    ProgressEvent, ProgressFn, RetryBudget, VerifyMode, checked_exists, copy, copy_leased,
+    ingest_key, referrers_index, referrers_tag, resolve_reference,
 };
 pub use crate::error::{Result, StoreError, error_chain};
 pub use crate::gc::{

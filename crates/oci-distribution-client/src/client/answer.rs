@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::transport::{BodyDeadline, strip_query};
 use crate::Error;
-use crate::error::RegistryErrors;
+use crate::error::{RegistryErrors, body_excerpt};
 
 /// Largest error body read from a failed answer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -18,8 +18,9 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const ERROR_BODY_WAIT: Duration = Duration::from_secs(10);
 
 /// Reads an error body (bounded in size, and in time by the request's deadline and
-/// [`ERROR_BODY_WAIT`]) into registry error entries.
-pub(super) async fn read_errors(mut resp: Response) -> RegistryErrors {
+/// [`ERROR_BODY_WAIT`]) into registry error entries, with an escaped excerpt of the body when
+/// it holds none (see [`Error::Registry`]).
+pub(super) async fn read_errors(mut resp: Response) -> (RegistryErrors, Option<String>) {
     let wait = tokio::time::Instant::now() + ERROR_BODY_WAIT;
     let due = match resp.extensions().get::<BodyDeadline>() {
         Some(d) => d.at.min(wait),
@@ -41,7 +42,13 @@ pub(super) async fn read_errors(mut resp: Response) -> RegistryErrors {
             "error body not complete in time; using what arrived"
         );
     }
-    RegistryErrors::parse(&buf)
+    let errors = RegistryErrors::parse(&buf);
+    let excerpt = if errors.0.is_empty() {
+        body_excerpt(&buf)
+    } else {
+        None
+    };
+    (errors, excerpt)
 }
 
 /// Returns the answer when its status is one of `ok`, else the registry error.
@@ -85,13 +92,14 @@ async fn unexpected_status(resp: Response, method: &Method, ok: &[StatusCode]) -
             what,
         };
     }
-    let errors = read_errors(resp).await;
+    let (errors, body) = read_errors(resp).await;
     if status == 401 || status == 403 {
         Error::Unauthorized {
             method: method.to_string(),
             url,
             status,
             errors,
+            body,
         }
     } else {
         Error::Registry {
@@ -99,6 +107,7 @@ async fn unexpected_status(resp: Response, method: &Method, ok: &[StatusCode]) -
             url,
             status,
             errors,
+            body,
         }
     }
 }

@@ -60,12 +60,13 @@ impl Client {
             if rechallenged || !can_answer {
                 let url = resp.url().to_string();
                 let status = resp.status().as_u16();
-                let errors = read_errors(resp).await;
+                let (errors, body) = read_errors(resp).await;
                 return Err(Error::Unauthorized {
                     method: req.method.to_string(),
                     url,
                     status,
                     errors,
+                    body,
                 });
             }
             rechallenged = true;
@@ -242,12 +243,13 @@ impl Client {
         let status = resp.status();
         if !status.is_success() {
             let url = resp.url().to_string();
-            let errors = read_errors(resp).await;
+            let (errors, body) = read_errors(resp).await;
             return Err(Error::Unauthorized {
                 method: method.to_string(),
                 url,
                 status: status.as_u16(),
                 errors,
+                body,
             });
         }
         let bytes = read_limited(resp, &method, 1024 * 1024).await?;

@@ -2,6 +2,13 @@
 //! deadline, following redirects by hand so that `Authorization` never reaches another origin;
 //! retries of transient failures (connection errors, 408, 429, 5xx) with backoff and
 //! `Retry-After`; a refused connection tried once more only.
+//!
+//! Inside an operation that retries on its own (an [`oci_store::RetryBudget`] is
+//! [current](oci_store::RetryBudget::current), as during a copy), connection errors, 408 and
+//! 5xx answers are not retried here but returned at once: the operation retries them within
+//! its one budget, and retries do not multiply. What stays: waiting as a 429 asks
+//! (`Retry-After`, within the policy), which is the registry pacing us rather than a failure,
+//! and the one more try of a refused connection (which the operation does not retry).
 
 use std::time::{Duration, SystemTime};
 
@@ -123,7 +130,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 impl Client {
-    /// Sends with retries of transient failures; no auth logic beyond the given header.
+    /// Sends with retries of transient failures; no auth logic beyond the given header. When
+    /// the caller retries on its own ([`oci_store::RetryBudget::current`]), only 429s are
+    /// retried (see the module's documentation).
     ///
     /// Each attempt has the request's deadline ([`Wait`]); one past it fails with
     /// [`Error::DeadlineExceeded`], not retried. A refused connection is tried
@@ -136,6 +145,9 @@ impl Client {
         let config = &self.inner.config;
         let policy = &config.retry;
         let max = if req.retry { policy.max_retries } else { 0 };
+        // The caller retries failures within its own budget (a copy): only 429s are waited
+        // out here.
+        let caller_retries = oci_store::RetryBudget::current().is_some();
         let limit = match req.wait {
             Wait::Whole | Wait::Stream => config.request_timeout,
             Wait::Within(d) => d,
@@ -170,7 +182,11 @@ impl Client {
                 }
             };
             let delay = match &result {
-                Ok(resp) if retryable_status(resp.status()) && attempt <= max => {
+                Ok(resp)
+                    if retryable_status(resp.status())
+                        && attempt <= max
+                        && (!caller_retries || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
                     let asked = retry_after(resp.headers());
                     match asked {
                         Some(d) if d > policy.max_retry_after => None,
@@ -179,7 +195,15 @@ impl Client {
                     }
                 }
                 Err(_) if refused_by.is_some() && attempt >= REFUSED_ATTEMPTS => None,
-                Err(e) if attempt <= max && !e.is_builder() => Some(policy.backoff(attempt)),
+                // A refused connection gets its one more try even when the caller retries:
+                // the caller treats it as final.
+                Err(e)
+                    if attempt <= max
+                        && (!caller_retries || refused_by.is_some())
+                        && !e.is_builder() =>
+                {
+                    Some(policy.backoff(attempt))
+                }
                 _ => None,
             };
             match (result, delay) {

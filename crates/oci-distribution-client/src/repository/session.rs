@@ -74,10 +74,17 @@ impl Repository {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    if !(status.is_server_error()
-                        || status == StatusCode::RANGE_NOT_SATISFIABLE
-                        || status == StatusCode::TOO_MANY_REQUESTS
-                        || status == StatusCode::REQUEST_TIMEOUT)
+                    // Inside an operation that retries within its own budget (a copy), an
+                    // error answer is the operation's to retry (the upload session stays, so
+                    // its retry resumes from what the registry has); only a connection cut
+                    // short is resumed here.
+                    let caller_retries = oci_store::RetryBudget::current().is_some()
+                        && (status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT);
+                    if caller_retries
+                        || !(status.is_server_error()
+                            || status == StatusCode::RANGE_NOT_SATISFIABLE
+                            || status == StatusCode::TOO_MANY_REQUESTS
+                            || status == StatusCode::REQUEST_TIMEOUT)
                     {
                         return Err(status_error(resp, &Method::PATCH).await);
                     }

@@ -3,6 +3,11 @@
 //! decides between the manifest and blob endpoints. The store's existence answers are the
 //! registry's (`HEAD`); checking them is the copy's policy ([`oci_store::VerifyMode`]). Upload
 //! sessions as resumable ingests are in `ingest.rs`.
+//!
+//! Retries: called by a copy, these methods run with the copy's [`oci_store::RetryBudget`]
+//! current, and the client then sends each request once (429s and resumption at an offset
+//! aside), leaving retries to the copy's one budget; called from anywhere else they keep the
+//! client's [`ClientConfig::retry`](crate::ClientConfig::retry).
 
 mod ingest;
 

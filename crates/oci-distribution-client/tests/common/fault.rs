@@ -2,7 +2,9 @@
 //! inject the faults real registries and networks produce: bearer challenges with scopes and
 //! expiry, redirects to another origin, connection resets mid-body (GET and PATCH), corrupted
 //! bytes, wrong `Docker-Content-Digest`, 429 with `Retry-After`, 5xx storms, HEAD answers
-//! for blobs it does not have, and bodies drip-fed a byte at a time.
+//! for blobs it does not have, bodies drip-fed a byte at a time, manifest PUTs refused with a
+//! 500 (as distribution 2.8 refuses a manifest its configuration does not allow) and blobs
+//! whose GET always fails with a 500.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -78,6 +80,28 @@ pub struct Faults {
     /// Every mount answers 201 without linking anything: the registry claims mounts it did
     /// not make (the blob stays unknown in the target repository).
     pub lying_mounts: bool,
+    /// Every manifest PUT gets this answer (status, `Content-Type`, body) and stores nothing:
+    /// distribution 2.8 answers 500 with a JSON error to a manifest it refuses on validation
+    /// (layer `urls` its configuration does not allow). See [`Faults::refuse_manifest_puts`].
+    pub manifest_put_answer: Option<(u16, String, Vec<u8>)>,
+    /// Blobs (by digest) whose GET always answers 500 with a JSON error.
+    pub failing_blob_gets: std::collections::HashSet<String>,
+}
+
+impl Faults {
+    /// Manifest PUTs answered `status` with the registry error JSON `{"errors":[{"code",
+    /// "message"}]}` (see [`Faults::manifest_put_answer`]).
+    pub fn refuse_manifest_puts(status: u16, code: &str, message: &str) -> Faults {
+        let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
+        Faults {
+            manifest_put_answer: Some((
+                status,
+                "application/json".to_owned(),
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )),
+            ..Faults::default()
+        }
+    }
 }
 
 /// One request as seen by the server.
@@ -420,6 +444,7 @@ async fn write_answer(sock: &mut TcpStream, a: &Answer, head: bool) -> std::io::
         404 => "Not Found",
         416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Status",
     };
@@ -680,6 +705,9 @@ fn linked(s: &State, name: &str, digest: &str) -> bool {
 }
 
 fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
+    if req.method == "GET" && s.faults.failing_blob_gets.contains(digest) {
+        return Answer::error(500, "UNKNOWN", "storage driver failed to read the blob");
+    }
     let Some(data) = s
         .blobs
         .get(digest)
@@ -892,6 +920,10 @@ fn uploads(
 fn manifests(s: &mut State, req: &Request, name: &str, reference: &str, body: Vec<u8>) -> Answer {
     let key = (name.to_owned(), reference.to_owned());
     match req.method.as_str() {
+        "PUT" if s.faults.manifest_put_answer.is_some() => {
+            let (status, ct, body) = s.faults.manifest_put_answer.clone().unwrap_or_default();
+            Answer::new(status).header("Content-Type", ct).body(body)
+        }
         "PUT" => {
             let ct = req.header("content-type").unwrap_or("").to_owned();
             let d = Algorithm::Sha256.hash(&body);

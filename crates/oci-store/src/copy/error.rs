@@ -55,7 +55,7 @@ pub enum CopyError {
     /// does not parse or verify, no platform matching, sizes past `u64::MAX`, ...), some content
     /// after its retries, writing the tag or the referrers index, reading the result back, or
     /// the destination's lease. `source` is the first failure.
-    #[error("{}", failed_message(.reference, *.side, .digest.as_ref(), *.failed))]
+    #[error("{}", failed_message(.reference, *.side, .digest.as_ref(), *.failed, *.transient, .report))]
     Failed {
         /// The reference copied, as given.
         reference: String,
@@ -94,13 +94,22 @@ fn failed_message(
     side: CopySide,
     digest: Option<&Digest>,
     failed: usize,
+    transient: bool,
+    report: &CopyReport,
 ) -> String {
-    match digest {
+    let mut m = match digest {
         Some(d) => format!(
             "copy of {reference} failed at the {side}: {failed} piece(s) of content not copied, first {d}"
         ),
         None => format!("copy of {reference} failed at the {side}"),
+    };
+    if transient && report.retry_budget_spent {
+        m.push_str(&format!(
+            " (retry budget of {} spent: {} retried by this copy)",
+            report.retry_budget, report.retried
+        ));
     }
+    m
 }
 
 impl CopyError {

@@ -14,7 +14,11 @@
 //!   but read back, and content it claims but does not serve is stored again
 //!   ([`WriteStore::push_forced`]). Between two repositories of one registry blobs are mounted
 //!   ([`WriteStore::mount`]). Blobs go through resumable writers keyed by digest, so an
-//!   interrupted copy continues where it stopped. Transient failures retry per node.
+//!   interrupted copy continues where it stopped. Transient failures retry the step that
+//!   failed (one piece of content, not the graph), within one [`RetryBudget`] for the whole
+//!   copy ([`CopyOptions::retries`]): retries cannot multiply, however many layers fail, and
+//!   while the copy runs the budget is [current](RetryBudget::current), so a registry client
+//!   below leaves those retries to the copy instead of retrying each request itself.
 //! - **Finish**: the tag is written only when the whole graph is there; [`CopyReport`] says what
 //!   was copied, skipped, mounted, repaired, retried and failed, with bytes and time; a copy that
 //!   does not complete returns a [`CopyError`] carrying that report and the side that failed.
@@ -24,8 +28,8 @@
 //!
 //! Each job has its file: `options`, `cancel`, `progress`, `report`, `error`, `plan`, `run`
 //! (scheduling and transfer), `verify` (every check of what the destination claims, every
-//! repair, and [`checked_exists`]), `referrers`, `retry` (the one retry loop); this file only
-//! puts them in order.
+//! repair, and [`checked_exists`]), `referrers`, `retry` (the one retry loop), `budget` (the
+//! copy's [`RetryBudget`]); this file only puts them in order.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -57,6 +61,7 @@
 //! # }).unwrap();
 //! ```
 
+mod budget;
 mod cancel;
 mod error;
 mod options;
@@ -75,6 +80,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::Either;
 use tracing::{debug, info, warn};
 
+pub use self::budget::RetryBudget;
 pub use self::cancel::CancelToken;
 pub use self::error::{CopyError, CopySide};
 pub use self::options::{CopyOptions, VerifyMode};
@@ -86,6 +92,7 @@ pub use self::run::ingest_key;
 pub use self::verify::checked_exists;
 
 use self::CopySide::{Destination, Source};
+use self::budget::Draw;
 use self::error::{At, Fault};
 use self::plan::{Planned, Planner, resolve_inner};
 use self::retry::Retry;
@@ -108,7 +115,9 @@ use crate::traits::{ManagedStore, ReadStore, Store, TagStore};
 /// matching, [`StoreError::SizeOverflow`] when the sizes the descriptors declare add up past
 /// `u64::MAX`); content that could not be copied after its retries;
 /// [`StoreError::ClaimsUnserved`] when the destination claims content it does not serve and
-/// storing it again did not help. [`CopyError::Cancelled`].
+/// storing it again did not help. [`CopyError::Cancelled`]. A failure that could have been
+/// retried but found the [retry budget](CopyOptions::retries) spent is reported as it is (the
+/// registry's own words included); the report says the budget was used up.
 pub async fn copy<S, D>(
     src: &S,
     src_ref: &str,
@@ -120,11 +129,32 @@ where
     S: ReadStore + TagStore + ?Sized,
     D: Store + ?Sized,
 {
+    let draw = Draw::new(options.budget());
+    draw.budget
+        .clone()
+        .scope(copy_drawing(src, src_ref, dst, dst_tag, options, &draw))
+        .await
+}
+
+/// [`copy`], its retries drawn from `draw`.
+async fn copy_drawing<S, D>(
+    src: &S,
+    src_ref: &str,
+    dst: &D,
+    dst_tag: Option<&str>,
+    options: &CopyOptions,
+    draw: &Draw,
+) -> Result<CopyReport, CopyError>
+where
+    S: ReadStore + TagStore + ?Sized,
+    D: Store + ?Sized,
+{
     let started = Instant::now();
     let remote = remote(src, dst);
     // An error before the first transfer: a report of nothing done.
     let early = |fault: Fault, root: Option<&crate::Descriptor>| {
-        let report = CopyReport::before_transfer(src_ref, root.cloned(), started.elapsed());
+        let mut report = CopyReport::before_transfer(src_ref, root.cloned(), started.elapsed());
+        report.count_retries(draw);
         fault.into_copy_error(src_ref, None, 1, &remote, report)
     };
     let tag = match dst_tag {
@@ -139,7 +169,7 @@ where
     };
 
     // Plan.
-    let (root, prefetched) = Retry::new(options, remote(Source))
+    let (root, prefetched) = Retry::new(options, draw, remote(Source))
         .run(
             || async { resolve_inner(src, src_ref).await.at(Source) },
             |attempt, fault| {
@@ -153,7 +183,7 @@ where
         plan,
         result,
         referrers,
-    } = Planner::new(src, options, &root, prefetched)
+    } = Planner::new(src, options, draw, &root, prefetched)
         .make(&root)
         .await
         .map_err(|f| early(f, Some(&root)))?;
@@ -161,7 +191,7 @@ where
     info!(reference = src_ref, root = %root.digest, nodes = plan.order.len(), total, "copy planned");
 
     // Transfer: the root, then each referrer (their subjects are settled by then).
-    let run = Run::new(src, dst, &plan, options, total);
+    let run = Run::new(src, dst, &plan, options, draw, total);
     run.meter.emit(ProgressEvent::Planned {
         nodes: plan.order.len(),
     });
@@ -186,6 +216,7 @@ where
     report.result = Some(result.clone());
     report.referrers = copied_referrers.into_iter().map(|(_, r)| r).collect();
     report.elapsed = started.elapsed();
+    report.count_retries(draw);
     let finish_fault = match finished {
         Some(Ok(())) if report.is_complete() => {
             report.tag = tag;

@@ -9,6 +9,7 @@ use oci_manifest::Platform;
 use oci_manifest::convert::Flavor;
 use tokio::sync::Semaphore;
 
+use super::budget::RetryBudget;
 use super::cancel::CancelToken;
 use super::progress::{Progress, ProgressFn};
 use crate::traits::DEFAULT_LEASE_TTL;
@@ -42,15 +43,35 @@ pub struct CopyOptions {
     pub format: Option<Flavor>,
     /// Transfers running at once (at least 1).
     pub jobs: usize,
-    /// Retries of one piece of content after a transient failure: an I/O or network failure
-    /// that may go away, or content damaged in flight from a registry. What a retry cannot
-    /// cure fails at once, with its reason: content missing or invalid, content that fails
-    /// verification in a local source (memory, layout), a refused connection, a transfer
-    /// below the client's minimum rate or past its deadline, a permission refused (a
-    /// registry's 401 or 403 included), a full or read-only disk.
+    /// The copy's retry budget: retries in all, over every piece of content and every step
+    /// (resolving, planning, finishing), shared by the transfers running at once. Each retry of
+    /// anything takes one; once they are spent, the next failure is final. A step that fails
+    /// for good is therefore attempted at most `1 + retries` times, and the whole copy makes
+    /// at most `retries` retries, however many layers fail.
+    ///
+    /// Only a failure that may go away is retried: an I/O or network failure, a registry's
+    /// 5xx, or content damaged in flight from a registry. What a retry cannot cure fails at
+    /// once, with its reason: content missing or invalid, content that fails verification in
+    /// a local source (memory, layout), a refused connection, a transfer below the client's
+    /// minimum rate or past its deadline, a permission refused (a registry's 401 or 403
+    /// included), a full or read-only disk.
+    ///
+    /// The budget is the only retry loop of the copy: while it runs, its budget is
+    /// [current](RetryBudget::current), and a registry's store adapter then does not retry
+    /// requests on its own for what the copy retries (network errors, 5xx answers; see
+    /// `oci-distribution-client`). A registry's 429 with `Retry-After`, waited out by the
+    /// client, and a body resumed at its offset after a dropped connection are not retries of
+    /// the copy and take nothing from the budget.
+    ///
+    /// [`CopyReport::retried`](crate::CopyReport::retried) says how many were used.
+    /// Ignored when [`retry_budget`](Self::retry_budget) is set.
     pub retries: u32,
-    /// Delay before the first retry; it doubles on each retry of the same content (capped at
-    /// 10 s).
+    /// A budget shared with other copies (many images synced under one budget, or re-runs
+    /// of the same copy continuing with what is left): the copy takes its retries from it
+    /// instead of making one of [`retries`](Self::retries).
+    pub retry_budget: Option<RetryBudget>,
+    /// Delay before the first retry of a step; it doubles on each retry of the same step
+    /// (capped at 10 s).
     pub retry_backoff: Duration,
     /// How far the destination's existence answers are trusted; also how the result is read
     /// back when it is not [`VerifyMode::Trust`].
@@ -69,7 +90,8 @@ pub struct CopyOptions {
 }
 
 impl Default for CopyOptions {
-    /// Every platform, no referrers, bytes kept, 4 jobs, 3 retries from 200 ms, trusting the
+    /// Every platform, no referrers, bytes kept, 4 jobs, a budget of 3 retries (backoff from
+    /// 200 ms), trusting the
     /// destination, no progress, no cancellation, a lease of [`DEFAULT_LEASE_TTL`].
     fn default() -> Self {
         CopyOptions {
@@ -78,6 +100,7 @@ impl Default for CopyOptions {
             format: None,
             jobs: 4,
             retries: 3,
+            retry_budget: None,
             retry_backoff: Duration::from_millis(200),
             verify: VerifyMode::Trust,
             progress: None,
@@ -96,6 +119,7 @@ impl fmt::Debug for CopyOptions {
             .field("format", &self.format)
             .field("jobs", &self.jobs)
             .field("retries", &self.retries)
+            .field("retry_budget", &self.retry_budget)
             .field("retry_backoff", &self.retry_backoff)
             .field("verify", &self.verify)
             .field("progress", &self.progress.is_some())
@@ -127,10 +151,30 @@ impl CopyOptions {
         self.jobs = jobs.max(1);
         self
     }
-    /// These options with `retries` retries per piece of content, the first after `backoff`.
+    /// These options with a budget of `retries` retries for the whole copy, the first retry of
+    /// a step after `backoff`.
+    ///
+    /// ```
+    /// let o = oci_store::CopyOptions::default().with_retries(5, std::time::Duration::ZERO);
+    /// assert_eq!(o.retries, 5);
+    /// ```
     pub fn with_retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.retries = retries;
         self.retry_backoff = backoff;
+        self
+    }
+    /// These options taking the copy's retries from `budget`, shared with whoever else holds
+    /// it (see [`retry_budget`](Self::retry_budget)).
+    ///
+    /// ```
+    /// let budget = oci_store::RetryBudget::new(10);
+    /// let a = oci_store::CopyOptions::default().with_retry_budget(budget.clone());
+    /// let b = oci_store::CopyOptions::default().with_retry_budget(budget.clone());
+    /// // copies with `a` and `b` make at most 10 retries between them.
+    /// # drop((a, b));
+    /// ```
+    pub fn with_retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.retry_budget = Some(budget);
         self
     }
     /// These options with the verify mode replaced.
@@ -165,6 +209,14 @@ impl CopyOptions {
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
         self
+    }
+
+    /// The budget a copy with these options draws from: the shared one, else a new one of
+    /// [`retries`](Self::retries).
+    pub(super) fn budget(&self) -> RetryBudget {
+        self.retry_budget
+            .clone()
+            .unwrap_or_else(|| RetryBudget::new(self.retries))
     }
 
     /// Whether the copy's [`cancel`](Self::cancel) token was cancelled.

@@ -12,6 +12,7 @@ use oci_manifest::{Descriptor, Manifest, media_types};
 use tracing::warn;
 
 use super::CopySide::Source;
+use super::budget::Draw;
 use super::error::{At, Fault};
 use super::options::CopyOptions;
 use super::referrers::list_referrers;
@@ -118,6 +119,8 @@ impl Plan {
 pub(super) struct Planner<'a, S: ?Sized> {
     src: &'a S,
     options: &'a CopyOptions,
+    /// The copy's retry budget.
+    budget: &'a Draw,
     /// The root manifest when resolving it already fetched it.
     prefetched: Option<Manifest>,
     nodes: HashMap<Digest, Node>,
@@ -134,12 +137,14 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
     pub(super) fn new(
         src: &'a S,
         options: &'a CopyOptions,
+        budget: &'a Draw,
         root: &Descriptor,
         prefetched: Option<Manifest>,
     ) -> Self {
         Planner {
             src,
             options,
+            budget,
             prefetched,
             nodes: HashMap::new(),
             order: Vec::new(),
@@ -184,7 +189,7 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
                 return Ok(merge(desc, &n.target));
             }
             if !desc.is_manifest()
-                && media_types::is_non_distributable(&desc.media_type)
+                && desc.is_non_distributable()
                 && desc.urls.as_ref().is_some_and(|u| !u.is_empty())
                 && self.src.stat(&desc.digest).await.at(Source)?.is_none()
             {
@@ -318,7 +323,7 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
     /// The manifest `desc` from the source, verified, fetched with retries.
     async fn fetch_manifest(&self, desc: &Descriptor) -> std::result::Result<Manifest, Fault> {
         let src = self.src;
-        Retry::new(self.options, src.location().is_some())
+        Retry::new(self.options, self.budget, src.location().is_some())
             .run(
                 || async move { src.fetch_manifest(desc).await.at(Source) },
                 |attempt, fault| {

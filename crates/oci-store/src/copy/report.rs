@@ -8,6 +8,7 @@ use std::time::Duration;
 use oci_digest::Digest;
 use oci_manifest::Descriptor;
 
+use super::budget::Draw;
 use super::plan::{Plan, strip};
 
 /// What happened to one piece of content.
@@ -89,8 +90,16 @@ pub struct CopyReport {
     pub mounted: usize,
     /// Content the destination claimed but did not serve, stored again.
     pub repaired: usize,
-    /// Attempts retried after a transient failure (over all content).
+    /// Retries made by this copy after transient failures (over all content and steps): what
+    /// it used of its retry budget.
     pub retried: usize,
+    /// The retry budget the copy drew from: retries allowed in all
+    /// ([`CopyOptions::retries`](crate::CopyOptions::retries), or the total of a shared
+    /// [`RetryBudget`](crate::RetryBudget)).
+    pub retry_budget: u32,
+    /// Whether the budget was spent when the copy ended: a failure that could have been
+    /// retried was final.
+    pub retry_budget_spent: bool,
     /// Content that could not be copied.
     pub failed: usize,
     /// Bytes of the whole graph.
@@ -136,13 +145,19 @@ impl CopyReport {
         }
     }
 
+    /// Records the retries this copy took from `draw` and the budget's state.
+    pub(super) fn count_retries(&mut self, draw: &Draw) {
+        self.retried = draw.taken() as usize;
+        self.retry_budget = draw.budget.total();
+        self.retry_budget_spent = draw.budget.is_spent();
+    }
+
     /// Tallies the outcomes of a run over `plan` (nodes without an outcome were not copied).
     pub(super) fn tally(
         reference: &str,
         root: &Descriptor,
         plan: &Plan,
         mut outcomes: HashMap<Digest, NodeReport>,
-        retried: usize,
         verified: usize,
     ) -> CopyReport {
         let mut r = CopyReport {
@@ -150,7 +165,6 @@ impl CopyReport {
             source: Some(root.clone()),
             dropped: plan.dropped.clone(),
             foreign: plan.foreign.clone(),
-            retried,
             verified,
             ..CopyReport::default()
         };
@@ -204,6 +218,7 @@ impl fmt::Display for CopyReport {
     /// let r = oci_store::CopyReport::default();
     /// assert!(r.to_string().contains("0 copied (0 B)"));
     /// assert!(format!("{r:#}").contains("copied 0, repaired 0: 0 bytes sent"));
+    /// assert!(r.to_string().contains("0 retried (budget 0)"));
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.alternate() {
@@ -211,7 +226,7 @@ impl fmt::Display for CopyReport {
         }
         write!(
             f,
-            "{}: {} copied ({} B), {} skipped ({} B), {} mounted ({} B), {} repaired, {} retried, {} failed; {} B resumed; {:.2?}",
+            "{}: {} copied ({} B), {} skipped ({} B), {} mounted ({} B), {} repaired, {} retried (budget {}{}), {} failed; {} B resumed; {:.2?}",
             self.reference,
             self.copied,
             self.bytes_copied,
@@ -221,6 +236,12 @@ impl fmt::Display for CopyReport {
             self.bytes_mounted,
             self.repaired,
             self.retried,
+            self.retry_budget,
+            if self.retry_budget_spent {
+                ", spent"
+            } else {
+                ""
+            },
             self.failed,
             self.bytes_resumed,
             self.elapsed
@@ -239,7 +260,7 @@ impl CopyReport {
         write!(
             f,
             "{}: {} -> {}\n  copied {}, repaired {}: {} bytes sent ({:.1} MB/s); skipped {} ({} bytes), \
-mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
+mounted {} ({} bytes), retried {} of a budget of {}{}, failed {}; resumed {} bytes; {:.2} s",
             OneLine(&self.reference),
             digest(&self.source),
             digest(&self.result),
@@ -252,6 +273,12 @@ mounted {} ({} bytes), retried {}, failed {}; resumed {} bytes; {:.2} s",
             self.mounted,
             self.bytes_mounted,
             self.retried,
+            self.retry_budget,
+            if self.retry_budget_spent {
+                " (spent)"
+            } else {
+                ""
+            },
             self.failed,
             self.bytes_resumed,
             secs

@@ -1,10 +1,14 @@
 //! The one retry loop of a copy, used by every step that may be tried again (resolving the
 //! reference, fetching a manifest for the plan, transferring a piece of content, finishing),
-//! and the copy's rule for what is worth another try.
+//! and the copy's rule for what is worth another try. Every retry of every step takes one from
+//! the copy's [`RetryBudget`](super::RetryBudget).
 
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::warn;
+
+use super::budget::Draw;
 use super::cancel::CancelToken;
 use super::error::Fault;
 use super::options::CopyOptions;
@@ -25,10 +29,10 @@ pub(super) fn backoff(initial: Duration, attempt: u32) -> Duration {
     initial.saturating_mul(factor).min(Duration::from_secs(10))
 }
 
-/// How a step is retried: [`CopyOptions::retries`] times after the first attempt, waiting
-/// [`backoff`] between attempts, only for faults [worth retrying](worth_retrying).
+/// How a step is retried: while the copy's budget has retries left (each retry takes one),
+/// waiting [`backoff`] between attempts, only for faults [worth retrying](worth_retrying).
 pub(super) struct Retry<'a> {
-    retries: u32,
+    budget: &'a Draw,
     backoff: Duration,
     /// The content involved comes over the network.
     remote: bool,
@@ -43,11 +47,11 @@ pub(super) struct Tried<T> {
 }
 
 impl<'a> Retry<'a> {
-    /// The retries of `options`; `remote` says whether the content involved comes over the
-    /// network.
-    pub(super) fn new(options: &CopyOptions, remote: bool) -> Retry<'a> {
+    /// Retries taken from `budget`, with the backoff of `options`; `remote` says whether the
+    /// content involved comes over the network.
+    pub(super) fn new(options: &CopyOptions, budget: &'a Draw, remote: bool) -> Retry<'a> {
         Retry {
-            retries: options.retries,
+            budget,
             backoff: options.retry_backoff,
             remote,
             cancel: None,
@@ -57,10 +61,14 @@ impl<'a> Retry<'a> {
     /// [`new`](Retry::new), stopping at the cancellation of `options`' token: no attempt
     /// starts after it (the step ends with [`Fault::Cancelled`], counting only the attempts
     /// made) and no failure is retried.
-    pub(super) fn cancellable(options: &'a CopyOptions, remote: bool) -> Retry<'a> {
+    pub(super) fn cancellable(
+        options: &'a CopyOptions,
+        budget: &'a Draw,
+        remote: bool,
+    ) -> Retry<'a> {
         Retry {
             cancel: options.cancel.as_ref(),
-            ..Retry::new(options, remote)
+            ..Retry::new(options, budget, remote)
         }
     }
 
@@ -68,8 +76,8 @@ impl<'a> Retry<'a> {
         self.cancel.is_some_and(CancelToken::is_cancelled)
     }
 
-    /// Runs `op` until it succeeds, fails with a fault not worth retrying, has used its
-    /// retries, or (when cancellable) the copy is cancelled. `on_retry(attempt, fault)` is
+    /// Runs `op` until it succeeds, fails with a fault not worth retrying, finds the budget
+    /// spent, or (when cancellable) the copy is cancelled. `on_retry(attempt, fault)` is
     /// called for each failed attempt that will be retried, before the wait.
     pub(super) async fn run<T, Fut>(
         &self,
@@ -89,11 +97,15 @@ impl<'a> Retry<'a> {
             }
             attempts += 1;
             match op().await {
-                Err(f)
-                    if f.is_worth_retrying(self.remote)
-                        && attempts <= self.retries
-                        && !self.cancelled() =>
-                {
+                Err(f) if f.is_worth_retrying(self.remote) && !self.cancelled() => {
+                    if !self.budget.try_take() {
+                        let total = self.budget.budget.total();
+                        warn!(attempts, budget = total, error = %f, "retry budget spent; the failure is final");
+                        return Tried {
+                            result: Err(f),
+                            attempts,
+                        };
+                    }
                     on_retry(attempts, &f);
                     tokio::time::sleep(backoff(self.backoff, attempts)).await;
                 }

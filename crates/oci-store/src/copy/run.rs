@@ -16,6 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tracing::{debug, warn};
 
 use super::CopySide::{self, Destination, Source};
+use super::budget::Draw;
 use super::error::{At, Fault};
 use super::options::CopyOptions;
 use super::plan::{Node, Plan, strip};
@@ -61,7 +62,6 @@ pub(super) struct Stats {
     outcomes: HashMap<Digest, NodeReport>,
     /// Content that failed (not content left out by a cancellation), in order of failure.
     failures: Vec<(Digest, CopySide, Box<StoreError>)>,
-    retried: usize,
     pub(super) verified: usize,
 }
 
@@ -121,6 +121,8 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     pub(super) dst: &'a D,
     pub(super) plan: &'a Plan,
     pub(super) options: &'a CopyOptions,
+    /// The copy's retry budget.
+    budget: &'a Draw,
     pub(super) meter: Meter,
     /// The destination as named in messages.
     pub(super) dst_name: String,
@@ -144,6 +146,7 @@ where
         dst: &'a D,
         plan: &'a Plan,
         options: &'a CopyOptions,
+        budget: &'a Draw,
         total: u64,
     ) -> Self {
         let mount_from = match (src.location(), dst.location()) {
@@ -155,6 +158,7 @@ where
             dst,
             plan,
             options,
+            budget,
             meter: Meter::new(options.progress.clone(), total),
             dst_name: dst
                 .location()
@@ -229,12 +233,11 @@ where
 
     /// Stores one node, retrying transient failures.
     async fn settle(&self, node: &Node) -> Settled {
-        let tried = Retry::cancellable(self.options, self.remote_source)
+        let tried = Retry::cancellable(self.options, self.budget, self.remote_source)
             .run(
                 || self.attempt_when_free(node),
                 |attempt, fault| {
                     warn!(digest = %node.target.digest, attempt, error = %fault, "copy attempt failed; retrying");
-                    self.stats_lock().retried += 1;
                     self.meter.emit(ProgressEvent::Retrying {
                         desc: strip(&node.target),
                         attempt,
@@ -452,12 +455,11 @@ where
         referrers: &[(Descriptor, Descriptor)],
     ) -> Result<(), Fault> {
         let remote = self.dst.location().is_some();
-        Retry::new(self.options, remote)
+        Retry::new(self.options, self.budget, remote)
             .run(
                 || self.finish_once(result, tag, referrers),
                 |attempt, fault| {
                     warn!(attempt, error = %fault, "finishing the copy failed; retrying");
-                    self.stats_lock().retried += 1;
                 },
             )
             .await
@@ -495,7 +497,6 @@ where
             root,
             self.plan,
             std::mem::take(&mut st.outcomes),
-            st.retried,
             st.verified,
         );
         (report, std::mem::take(&mut st.failures))

@@ -11,12 +11,15 @@ fn transient_failures_retry_per_node_and_resume_the_partial_blob() {
         };
         multi(&src.inner, false).await;
         let dst = MemoryStore::new();
-        let opts = CopyOptions::default().with_retries(2, Duration::from_millis(1));
+        // The budget is the copy's: one retry for each of the 7 blobs.
+        let opts = CopyOptions::default().with_retries(7, Duration::from_millis(1));
         let r = copy(&src, "multi", &dst, None, &opts).await.unwrap();
         complete(&dst, "multi").await;
         // Every blob failed once (7 blobs) and was retried; the retry resumed after the
         // half already written, so no byte was sent twice.
         assert_eq!(r.retried, 7);
+        assert_eq!(r.retry_budget, 7);
+        assert!(r.retry_budget_spent);
         let total: u64 = r.total_bytes;
         assert_eq!(src.served.load(Ordering::SeqCst), total);
         assert!(r.bytes_resumed > 0);
@@ -26,6 +29,39 @@ fn transient_failures_retry_per_node_and_resume_the_partial_blob() {
                 .filter(|n| !n.desc.is_manifest())
                 .all(|n| n.attempts == 2)
         );
+    });
+}
+
+/// Seven blobs each failing once under a budget of 3: three of them are retried (and copied),
+/// the other four fail for good; never more than 3 retries in all, whatever the concurrency.
+#[test]
+fn the_retry_budget_is_shared_by_all_the_content() {
+    rt().block_on(async {
+        let src = Src {
+            fail_first: 1,
+            ..Src::default()
+        };
+        multi(&src.inner, false).await;
+        for jobs in [1, 4] {
+            let dst = MemoryStore::new();
+            let opts = CopyOptions::default()
+                .with_jobs(jobs)
+                .with_retries(3, Duration::from_millis(1));
+            src.fetches.lock().unwrap().clear();
+            let e = copy(&src, "multi", &dst, None, &opts).await.unwrap_err();
+            let r = e.report();
+            assert_eq!((r.retried, r.retry_budget), (3, 3), "{r}");
+            assert!(r.retry_budget_spent && e.is_transient());
+            let blobs: Vec<_> = r.nodes.iter().filter(|n| !n.desc.is_manifest()).collect();
+            let attempts: u32 = blobs.iter().map(|n| n.attempts).sum();
+            assert_eq!(attempts, 7 + 3, "{r:#}");
+            let failed = blobs
+                .iter()
+                .filter(|n| n.outcome == NodeOutcome::Failed)
+                .count();
+            assert_eq!(failed, 4, "{r:#}");
+            assert!(e.to_string().contains("retry budget of 3 spent"), "{e}");
+        }
     });
 }
 
