@@ -10,6 +10,9 @@
 #   fdatasync, buffered and O_DIRECT), curl of the small image's 50 blobs; CPU of tool and registry
 # Needs: docker-registry skopeo jq curl openssl bc time (Debian packages), cargo.
 # Usage: scripts/bench-e2e.sh [RUNS]
+# BASELINE=/path/to/an/earlier/build/of/examples/copy adds that binary as a row of its own to
+# every transfer, measured in the same alternating runs (to show a change kept the speed: build
+# the earlier commit's copy example in a second worktree with its own CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -140,6 +143,11 @@ for i in $(seq "$runs"); do
     measure "pull+sync-skopeo-$img" sh -c '"$@" && sync' _ skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$reg/$img:latest" "oci:$work/out:latest"
     rm -rf "$work/out"; measure "pull+sync-occ-$img" sh -c '"$@" && sync' _ "$occ" "$reg/$img:latest" "$work/out"
     measure "push-ours-$img" "$ours" --plain-http "oci:$work/$img:latest" "docker://$reg/ours-$img-$i:latest"
+    if [ -n "${BASELINE:-}" ]; then
+      rm -rf "$work/out"; measure "pull-base-$img" "$BASELINE" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
+      rm -rf "$work/out"; measure "pull+sync-base-$img" sh -c '"$@" && sync' _ "$BASELINE" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
+      measure "push-base-$img" "$BASELINE" --plain-http "oci:$work/$img:latest" "docker://$reg/base-$img-$i:latest"
+    fi
     clear_skopeo_cache
     measure "push-skopeo-$img" skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/$img:latest" "docker://$reg/skopeo-$img-$i:latest"
   done
@@ -167,10 +175,11 @@ for dir in pull pull+sync push; do
     bytes=$big_bytes; [ "$img" = small50 ] && bytes=$small_bytes
     read -r om omin omax orss ocpu oreg <<<"$(stats "$work/$dir-ours-$img")"
     tools="skopeo"; [ "$dir" != push ] && tools="skopeo occ"
+    [ -n "${BASELINE:-}" ] && tools="base $tools"
     echo "| $dir $img | oci-rs copy | $om ($omin-$omax) | $(mbps "$bytes" "$om") | $((orss / 1024)) | $ocpu | $oreg | $(floor "$ocpu" "$oreg") | 1 |"
     for t in $tools; do
       read -r m mn mx rss cpu reg <<<"$(stats "$work/$dir-$t-$img")"
-      name=$t; [ "$t" = occ ] && name="oci-client 0.18"
+      name=$t; [ "$t" = occ ] && name="oci-client 0.18"; [ "$t" = base ] && name="oci-rs baseline"
       echo "| $dir $img | $name | $m ($mn-$mx) | $(mbps "$bytes" "$m") | $((rss / 1024)) | $cpu | $reg | $(floor "$cpu" "$reg") | $(echo "scale=2; $m / $om" | bc -l) |"
     done
   done

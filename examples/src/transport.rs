@@ -2,7 +2,7 @@
 //! and the copy between two of them, shared by the `copy` and `sync` examples.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_digest::Digest;
 use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
@@ -684,10 +684,35 @@ pub async fn copy(
             _ => {}
         }
     }
+    // A layout this run creates is removed again when the copy fails before storing anything
+    // in it (a platform that does not match, say); one that held anything is kept (a re-run
+    // resumes from it), and one that existed before is never touched.
+    let created = match dst {
+        Endpoint::Layout { path, .. } if std::fs::symlink_metadata(path).is_err() => {
+            Some(path.clone())
+        }
+        _ => None,
+    };
     let target = open(dst, true, ctx).await?;
     let result = match target.managed() {
         Some(d) => oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await,
         None => oci_store::copy(from, &src_ref, target.store(), Some(&dst_tag), options).await,
     };
+    if result.is_err()
+        && let Some(path) = created
+        && holds_no_blob(&path)
+    {
+        drop(target);
+        let _ = std::fs::remove_dir_all(&path);
+    }
     result.map_err(|e| CopyError::copy(src, dst, e))
+}
+
+/// Whether the layout at `path` has no blob file at all (every `blobs/<alg>` empty or missing).
+fn holds_no_blob(path: &Path) -> bool {
+    let Ok(algs) = std::fs::read_dir(path.join("blobs")) else {
+        return true;
+    };
+    algs.flatten()
+        .all(|alg| std::fs::read_dir(alg.path()).is_ok_and(|mut d| d.next().is_none()))
 }

@@ -809,6 +809,20 @@ fn a_failed_copy_leaves_no_destination_behind() {
     let out = run("sync", &[dir.0.join("list").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.0.join("new").exists(), "no layout created by sync");
+    // A failure found after the destination was opened (no platform matches) removes the
+    // layout the run created, since nothing was stored in it.
+    let out = run(
+        "copy",
+        &[
+            "--platform",
+            "windows/amd64",
+            &oci(&sample::committed_path(), ":sample"),
+            &oci(&dir.0.join("new"), ":x"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no image for platform windows/amd64"));
+    assert!(!dir.0.join("new").exists(), "an empty layout left behind");
     // A destination that exists stays as it was.
     let old = dir.0.join("old");
     sample_at(&old);
