@@ -85,15 +85,6 @@ fn main() -> ExitCode {
         for d in &report.removed {
             outln!("removed corrupt {d}");
         }
-        for (d, p) in &report.missing {
-            outln!("missing {d}, referred to by {}", Escaped(p));
-        }
-        for (d, p) in &report.foreign {
-            outln!(
-                "foreign layer {d} not stored, as expected (non-distributable: it lives at its URLs), referred to by {}",
-                Escaped(p)
-            );
-        }
         for w in &report.wrong_size {
             outln!(
                 "wrong size {}: {} says {} bytes, {} stored",
@@ -106,13 +97,7 @@ fn main() -> ExitCode {
         for d in &report.dangling {
             outln!("dangling {d}");
         }
-        for s in &report.skipped {
-            outln!(
-                "skipped {}: {} (not followed, read or removed)",
-                Escaped(s.path.display()),
-                s.found
-            );
-        }
+        oci_examples::print_graph_findings(&report.missing, &report.foreign, &report.skipped);
         outln!(
             "{} blobs ({} bytes) checked: {} corrupt, {} missing, {} wrong size, {} dangling",
             report.checked,

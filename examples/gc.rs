@@ -92,15 +92,6 @@ fn main() -> ExitCode {
         for d in &report.young {
             outln!("kept {d}: unreferenced but younger than the minimum age");
         }
-        for (d, p) in &report.missing {
-            outln!("missing {d}, referred to by {}", Escaped(p));
-        }
-        for (d, p) in &report.foreign {
-            outln!(
-                "foreign layer {d} not stored, as expected (non-distributable: it lives at its URLs), referred to by {}",
-                Escaped(p)
-            );
-        }
         for l in &report.expired_leases {
             outln!("{verb} expired lease {}", escape(l));
         }
@@ -110,13 +101,7 @@ fn main() -> ExitCode {
         for t in &report.temporary_files {
             outln!("{verb} temporary file {}", Escaped(t.display()));
         }
-        for s in &report.skipped {
-            outln!(
-                "skipped {}: {} (not followed, read or removed)",
-                Escaped(s.path.display()),
-                s.found
-            );
-        }
+        oci_examples::print_graph_findings(&report.missing, &report.foreign, &report.skipped);
         outln!(
             "{} blobs, {} live, {verb} {} ({} bytes)",
             report.blobs,

@@ -15,6 +15,39 @@ pub use text::{Escaped, chain, escape, escape_json};
 
 use std::process::ExitCode;
 
+use oci_store::{Digest, Parent, Skipped};
+
+/// Prints what `gc` and `fsck` both report about a store's graph, one line each, peer text
+/// escaped: content referred to but missing, foreign layers absent as expected, and entries
+/// skipped because they are not regular files.
+///
+/// ```
+/// let d = oci_digest::Algorithm::Sha256.hash(b"x");
+/// oci_examples::print_graph_findings(&[(d, oci_store::Parent::Tag("v1".into()))], &[], &[]);
+/// ```
+pub fn print_graph_findings(
+    missing: &[(Digest, Parent)],
+    foreign: &[(Digest, Parent)],
+    skipped: &[Skipped],
+) {
+    for (d, p) in missing {
+        outln!("missing {d}, referred to by {}", Escaped(p));
+    }
+    for (d, p) in foreign {
+        outln!(
+            "foreign layer {d} not stored, as expected (non-distributable: it lives at its URLs), referred to by {}",
+            Escaped(p)
+        );
+    }
+    for s in skipped {
+        outln!(
+            "skipped {}: {} (not followed, read or removed)",
+            Escaped(s.path.display()),
+            s.found
+        );
+    }
+}
+
 /// Prints `message` to standard error prefixed by the program name and returns `code`.
 /// Text from peers or files inside `message` must already be escaped ([`escape`], [`chain`]).
 ///

@@ -428,39 +428,62 @@ fn copy_example_pushes_and_pulls_with_a_registry() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A layout at `dir` holding the sample and one referrer of its index: an artifact manifest of
+/// `artifact_type` whose one layer (`layer_type`, `payload`) is stored too. Returns the store,
+/// the referrer and its layer.
+async fn sample_with_referrer(
+    dir: &Path,
+    artifact_type: &str,
+    layer_type: &str,
+    payload: &'static [u8],
+) -> (LayoutStore, Manifest, Descriptor) {
+    use oci_manifest::build::ImageManifestBuilder;
+    use oci_store::WriteStore;
+    let local = LayoutStore::open_with(dir, &LayoutOptions::create())
+        .await
+        .unwrap();
+    copy_leased(
+        &sample_layout().await,
+        "sample",
+        &local,
+        None,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let layer = Descriptor::of(layer_type, payload);
+    local
+        .push_bytes(&layer, bytes::Bytes::from_static(payload))
+        .await
+        .unwrap();
+    let sig = ImageManifestBuilder::artifact(artifact_type)
+        .layer(layer.clone())
+        .subject(sample_index().descriptor())
+        .build()
+        .unwrap();
+    local
+        .push_bytes(&sig.descriptor(), sig.raw().clone())
+        .await
+        .unwrap();
+    (local, sig, layer)
+}
+
 #[test]
 fn referrers_travel_with_the_image_through_the_tag_schema() {
-    use oci_manifest::build::{ImageManifestBuilder, IndexBuilder};
+    use oci_manifest::build::IndexBuilder;
     use oci_store::{WriteStore, referrers_tag};
     let reg = TestRegistry::start();
     let index = sample_index();
     rt().block_on(async {
         // A layout with the sample and a signature of it, listed by the fallback tag.
         let dir = temp_dir("referrers");
-        let local = LayoutStore::open_with(dir.join("a"), &LayoutOptions::create())
-            .await
-            .unwrap();
-        copy_leased(
-            &sample_layout().await,
-            "sample",
-            &local,
-            None,
-            &CopyOptions::default(),
+        let (local, sig, layer) = sample_with_referrer(
+            &dir.join("a"),
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            br#"{"critical":{"image":"sample"}}"#,
         )
-        .await
-        .unwrap();
-        let payload = bytes::Bytes::from_static(br#"{"critical":{"image":"sample"}}"#);
-        let layer = Descriptor::of("application/vnd.dev.cosign.simplesigning.v1+json", &payload);
-        local.push_bytes(&layer, payload).await.unwrap();
-        let sig = ImageManifestBuilder::artifact("application/vnd.dev.cosign.artifact.sig.v1+json")
-            .layer(layer.clone())
-            .subject(index.descriptor())
-            .build()
-            .unwrap();
-        local
-            .push_bytes(&sig.descriptor(), sig.raw().clone())
-            .await
-            .unwrap();
+        .await;
         let fallback = IndexBuilder::oci()
             .manifest(sig.referrer_descriptor())
             .build()
@@ -521,39 +544,16 @@ fn referrers_travel_with_the_image_through_the_tag_schema() {
 
 #[test]
 fn referrers_kept_as_untagged_index_entries_as_oras_writes_them_reach_the_registry() {
-    use oci_manifest::build::ImageManifestBuilder;
-    use oci_store::WriteStore;
     let reg = TestRegistry::start();
     let index = sample_index();
     let dir = temp_dir("oras-referrers");
     let layout = dir.join("a");
-    let sig = rt().block_on(async {
-        let local = LayoutStore::open_with(&layout, &LayoutOptions::create())
-            .await
-            .unwrap();
-        copy_leased(
-            &sample_layout().await,
-            "sample",
-            &local,
-            None,
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
-        let payload = bytes::Bytes::from_static(br#"{"sbom":"sample"}"#);
-        let layer = Descriptor::of("application/spdx+json", &payload);
-        local.push_bytes(&layer, payload).await.unwrap();
-        let sig = ImageManifestBuilder::artifact("application/vnd.example.sbom")
-            .layer(layer)
-            .subject(index.descriptor())
-            .build()
-            .unwrap();
-        local
-            .push_bytes(&sig.descriptor(), sig.raw().clone())
-            .await
-            .unwrap();
-        sig
-    });
+    let (_, sig, _) = rt().block_on(sample_with_referrer(
+        &layout,
+        "application/vnd.example.sbom",
+        "application/spdx+json",
+        br#"{"sbom":"sample"}"#,
+    ));
     // As oras-go's OCI store keeps it: an untagged index.json entry, no fallback tag.
     let path = layout.join("index.json");
     let mut json: serde_json::Value =
