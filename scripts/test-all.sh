@@ -29,3 +29,5 @@ echo "== fmt"; cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== doc"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== test"; cargo test --workspace --all-features
+# Every library crate packages and builds from its packaged sources alone (what crates.io would get).
+echo "== package"; cargo package --quiet --allow-dirty -p oci-digest -p oci-manifest -p oci-store -p oci-distribution-client

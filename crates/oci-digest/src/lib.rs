@@ -51,3 +51,8 @@ pub use crate::stream::VerifyingStream;
 #[cfg(feature = "tokio")]
 pub use crate::tokio_io::VerifyingAsyncReader;
 pub use crate::verify::{Verified, Verifier, VerifyingReader, VerifyingWriter};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -23,6 +23,9 @@
 //!   fallback (the tag [`oci_store::referrers_tag`] names). It is also an `oci-store` store, so
 //!   `oci_store::copy` works between it and memory or disk.
 //!
+//! - [`cookbook`]: complete programs for the common jobs (pull one platform into a layout, push
+//!   a layout, copy with referrers, check a registry that may lie, GC and fsck, oci-spec values).
+//!
 //! **Retries.** A direct user of the client gets [`ClientConfig::retry`]: each request that
 //! fails transiently is sent again within that policy. An operation that retries on its own
 //! does not want that too, or its retries multiply (a manifest PUT that distribution refuses
@@ -74,6 +77,7 @@
 mod auth;
 mod client;
 mod config;
+pub mod cookbook;
 mod error;
 mod rate;
 mod reference;
@@ -94,3 +98,8 @@ pub use repository::{BlobPush, BlobSource, ByteStream, FetchedManifest, Reposito
 /// Re-exports from the lower crates, so users need one dependency.
 pub use oci_digest::{Algorithm, Digest};
 pub use oci_manifest::{Descriptor, Manifest, media_types};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

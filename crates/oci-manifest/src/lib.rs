@@ -54,3 +54,8 @@ pub use crate::manifest::{
 pub use crate::platform::Platform;
 pub use crate::reduce::{Reduced, reduce};
 pub use oci_digest::{Algorithm, Digest};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -57,6 +57,7 @@
 //! # }).unwrap();
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod copy;
@@ -66,6 +67,7 @@ mod layout;
 mod lease;
 mod memory;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod traits;
 mod util;
@@ -93,3 +95,8 @@ pub use crate::walk::walk;
 pub use oci_digest::{Algorithm, Digest};
 pub use oci_manifest::DEFAULT_MAX_INDEX_DEPTH;
 pub use oci_manifest::{Descriptor, Manifest};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
