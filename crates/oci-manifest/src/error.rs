@@ -55,6 +55,16 @@ pub enum ManifestError {
         /// Whether it carries JWS signatures.
         signed: bool,
     },
+    /// A Docker schema 1 manifest that cannot be read or converted (see
+    /// [`schema1`](crate::schema1)): the reason names the field; text taken from the document is
+    /// quoted with its control characters escaped.
+    #[error("Docker schema 1 manifest {digest} cannot be converted: {reason}")]
+    Schema1Invalid {
+        /// Digest of its payload (of the bytes, when even the payload could not be found).
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
     /// The media type is not one of the manifest types this crate handles.
     #[error("manifest {digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType {
@@ -214,6 +224,7 @@ impl ManifestError {
             | ManifestError::DuplicateKey { digest, .. }
             | ManifestError::SchemaVersion { digest, .. }
             | ManifestError::Schema1 { digest, .. }
+            | ManifestError::Schema1Invalid { digest, .. }
             | ManifestError::UnsupportedMediaType { digest, .. }
             | ManifestError::MediaTypeConflict { digest, .. }
             | ManifestError::Shape { digest, .. }

@@ -11,7 +11,8 @@
 //! - [`platform`]: parsing, normalisation, the host platform, containerd-style ranked matching,
 //!   and [`platform::select`] of the best entry of an index.
 //! - [`build`]: deterministic builders; [`reduce`]: an index cut down to some platforms, with
-//!   what it still references; [`convert`]: Docker schema 2 <-> OCI.
+//!   what it still references; [`convert`]: Docker schema 2 <-> OCI; [`schema1`]: Docker
+//!   schema 1 read and converted to schema 2 or OCI as skopeo converts it.
 //! - With the feature `oci-spec`, `interop`: conversions both ways between these types and the
 //!   `oci_spec::image` ones (digests, descriptors, platforms, image manifests and indexes).
 //!
@@ -44,6 +45,7 @@ mod manifest;
 pub mod media_types;
 pub mod platform;
 mod reduce;
+pub mod schema1;
 mod strict;
 
 pub use crate::descriptor::{Descriptor, annotations};

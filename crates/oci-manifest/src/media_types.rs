@@ -49,9 +49,11 @@ pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
 pub const DOCKER_LAYER_FOREIGN_TAR: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
 /// Docker zstd-compressed tar layer (as written by some Docker/BuildKit versions).
 pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-/// Docker schema 1 manifest, unsigned (obsolete; recognised only to be rejected clearly).
+/// Docker schema 1 manifest, unsigned (obsolete; refused by [`Manifest::parse`](crate::Manifest::parse), read
+/// and converted by [`schema1`](crate::schema1)).
 pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// Docker schema 1 manifest, signed with JWS (obsolete; recognised only to be rejected clearly).
+/// Docker schema 1 manifest, signed with JWS (obsolete; refused by
+/// [`Manifest::parse`](crate::Manifest::parse), read and converted by [`schema1`](crate::schema1)).
 pub const DOCKER_MANIFEST_V1_SIGNED: &str =
     "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
