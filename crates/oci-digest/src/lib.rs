@@ -9,6 +9,10 @@
 //!   `VerifyingStream` (feature `stream`, on by default) and `VerifyingAsyncReader` (feature
 //!   `tokio`): check both size and digest as bytes pass. Too many bytes is an error at once; too
 //!   few or a wrong digest is an error at the end, naming the expected and actual digest.
+//! - [`PieceMap`]: the SHA-256 of each fixed-size piece of a blob ([`PieceLayout`]), built only
+//!   from content that verified ([`PieceMapBuilder`]), with a versioned JSON form
+//!   ([`PIECE_MAP_MEDIA_TYPE`]) whose parser refuses maps that cannot describe their blob; used
+//!   to check pieces of a blob fetched from several sources long before its whole digest can.
 //!
 //! With the feature `oci-spec`, a [`Digest`] converts into an `oci_spec::image::Digest`
 //! (`From`), and back (`TryFrom`, failing with [`ParseDigestError`] for what oci-spec accepts
@@ -36,6 +40,7 @@ mod digester;
 mod error;
 #[cfg(feature = "oci-spec")]
 mod interop;
+mod piece;
 #[cfg(feature = "stream")]
 mod stream;
 #[cfg(feature = "tokio")]
@@ -46,6 +51,9 @@ pub use crate::algorithm::Algorithm;
 pub use crate::digest::Digest;
 pub use crate::digester::{Digester, STATE_VERSION};
 pub use crate::error::{MAX_ERROR_INPUT, ParseDigestError, StateError, VerifyError};
+pub use crate::piece::{
+    PIECE_MAP_MEDIA_TYPE, PieceLayout, PieceMap, PieceMapBuilder, PieceMapError,
+};
 #[cfg(feature = "stream")]
 pub use crate::stream::VerifyingStream;
 #[cfg(feature = "tokio")]
