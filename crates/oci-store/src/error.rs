@@ -288,6 +288,32 @@ pub enum StoreError {
         /// The total being computed ("the copy's total", ...).
         what: &'static str,
     },
+    /// An archive (`docker-archive`, `oci-archive`) is not what its format requires, or is
+    /// hostile: truncated, a member whose header lies about its size, a name with `..` or an
+    /// absolute path, a link pointing outside the archive, a duplicate member, a
+    /// `manifest.json` naming missing files or files whose digest is not the one their name or
+    /// the configuration states, sizes past a limit. Nothing was extracted; `member` and
+    /// `reason` quote the archive with control characters escaped.
+    #[error("invalid archive {}: {member}: {reason}", path.display())]
+    InvalidArchive {
+        /// The archive file.
+        path: PathBuf,
+        /// The member concerned (`-` for the archive as a whole), escaped.
+        member: String,
+        /// What is wrong, escaped.
+        reason: String,
+    },
+    /// A layer's uncompressed bytes do not hash to the diff ID its image configuration lists
+    /// (`rootfs.diff_ids`), found while writing or reading an archive or computing diff IDs.
+    #[error("layer {layer} has diff ID {actual}, but its image configuration lists {expected}")]
+    DiffIdMismatch {
+        /// The layer (as stored or sent).
+        layer: Digest,
+        /// The diff ID the configuration lists.
+        expected: Digest,
+        /// The digest of the layer's uncompressed bytes.
+        actual: Digest,
+    },
     /// A failure of a store backend this crate does not know (a registry client, say).
     #[error("store backend error: {context}")]
     Backend {
@@ -354,6 +380,13 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         let may = match self {
             StoreError::Source { source, .. } if VerifyError::from_io(source).is_some() => false,
+            // A piece writer refusing a piece (out of range, wrong length, already held) is a
+            // caller's error: sending the same piece again cannot change the answer.
+            StoreError::Backend { source, .. }
+                if source.downcast_ref::<crate::traits::PieceRefused>().is_some() =>
+            {
+                false
+            }
             StoreError::Io { .. } | StoreError::Source { .. } | StoreError::Backend { .. } => true,
             _ => false,
         };

@@ -12,6 +12,15 @@
 //!   where the file system takes it ([`LayoutOptions::buffered_writes`] turns that off), and a
 //!   layout can be opened [read-only](LayoutOptions::read_only()) (nothing in it is created or
 //!   changed).
+//! - `BucketStore` (feature `object-store`): the same layout as keys of an S3-compatible
+//!   bucket, shared by many machines: content made visible only verified and create-only, tags
+//!   changed by compare-and-swap, leases as objects, garbage collection online beside writers
+//!   on other machines, every age judged in storage time. Opened from
+//!   `Backend::s3_from_env` or `BucketStore::open_url("s3://BUCKET/PREFIX", ..)`.
+//! - Pieces: [`fetch_blob`] fetches one blob from many [`RangeSource`]s at once into a
+//!   [`PieceWriter`] ([`WriteStore::piece_writer`]: pieces in any order, resumable), checking
+//!   every piece against a [`PieceMap`] when there is one and locating bad pieces by asking
+//!   other sources when there is not; the whole digest is always the final check.
 //!
 //! Invariants: content becomes visible only verified; existence is only ever asked of storage;
 //! content lives while a tag, an untagged `index.json` entry, a lease or an active ingest
@@ -60,12 +69,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod archive;
 mod copy;
 mod error;
+mod fetch;
 mod gc;
 mod layout;
 mod lease;
 mod memory;
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+mod object;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -73,12 +87,21 @@ mod traits;
 mod util;
 mod walk;
 
+pub use crate::archive::{
+    ArchiveImage, ArchiveKind, ArchiveOptions, ArchiveReader, ArchiveRef, ArchiveSummary,
+    ArchiveWriter,
+};
 pub use crate::copy::{
-    CancelToken, CopyError, CopyOptions, CopyReport, CopySide, NodeOutcome, NodeReport, Progress,
-    ProgressEvent, ProgressFn, RetryBudget, VerifyMode, checked_exists, copy, copy_leased,
-    ingest_key, referrers_index, referrers_tag, resolve_reference,
+    CancelToken, CopyError, CopyOptions, CopyReport, CopySide, ManifestConversion, NodeOutcome,
+    NodeReport, Progress, ProgressEvent, ProgressFn, RetryBudget, VerifyMode, checked_exists, copy,
+    copy_leased, ingest_key, referrers_index, referrers_tag, resolve_reference,
 };
 pub use crate::error::{Result, StoreError, error_chain};
+pub use crate::fetch::{
+    BadPiece, ContestedPiece, FetchError, FetchEvent, FetchEventFn, FetchOptions, FetchReport,
+    MAX_SOURCES, MapTrust, MapUse, RangeAnswer, RangeSource, SourceReport, StoreSource,
+    UnservablePiece, fetch_blob,
+};
 pub use crate::gc::{
     Corrupt, FsckOptions, FsckReport, GcOptions, GcReport, Parent, Removal, Skipped, SweepReason,
     WrongSize,
@@ -86,13 +109,21 @@ pub use crate::gc::{
 pub use crate::layout::{LayoutOptions, LayoutStore, STATE_DIR};
 pub use crate::lease::{Lease, LeaseInfo};
 pub use crate::memory::MemoryStore;
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use crate::object::{Backend, BucketOptions, BucketStore};
 pub use crate::traits::{
-    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, PushOutcome,
-    ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
+    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, PieceRefused,
+    PieceWriter, PushOutcome, ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
 };
 pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_ingest_key, validate_tag};
 pub use crate::walk::walk;
-pub use oci_digest::{Algorithm, Digest};
+/// The `object_store` crate (feature `object-store`), for [`Backend::s3`]'s
+/// `object_store::aws::AmazonS3Builder` and [`Backend::custom`]'s backends.
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use object_store;
+pub use oci_digest::{Algorithm, Digest, PieceLayout, PieceMap};
 pub use oci_manifest::DEFAULT_MAX_INDEX_DEPTH;
 pub use oci_manifest::{Descriptor, Manifest};
 

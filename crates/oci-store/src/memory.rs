@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use oci_digest::{Digest, Verifier, VerifyingStream};
+use oci_digest::{Digest, PieceLayout, Verifier, VerifyingStream};
 use oci_manifest::Descriptor;
 
 use crate::error::{Result, StoreError};
@@ -18,10 +18,12 @@ use crate::gc::{
 };
 use crate::lease::{Lease, LeaseInfo, new_id};
 use crate::traits::{
-    BlobStream, BlobWriter, IngestStatus, ManagedStore, PushOutcome, ReadStore, Store, TagStore,
-    WriteStore,
+    BlobStream, BlobWriter, IngestStatus, ManagedStore, PieceWriter, PushOutcome, ReadStore, Store,
+    TagStore, WriteStore,
 };
 use crate::util::{check_size, clamp, not_found, validate_ingest_key, validate_tag};
+
+mod pieces;
 
 /// A store in memory: blobs, tags, leases and ingests in a map behind a mutex.
 ///
@@ -66,8 +68,11 @@ struct State {
 #[derive(Debug)]
 struct Ingest {
     expected: Descriptor,
+    /// Written in order: the bytes so far (empty while written in pieces).
     data: BytesMut,
     verifier: Verifier,
+    /// Written in pieces (by a piece writer).
+    pieces: Option<pieces::MemPieces>,
     busy: bool,
     started_at: SystemTime,
     updated_at: SystemTime,
@@ -78,7 +83,10 @@ impl Ingest {
         IngestStatus {
             key: key.to_owned(),
             expected: self.expected.clone(),
-            offset: self.verifier.received(),
+            offset: match &self.pieces {
+                Some(p) => p.held.prefix_bytes(&p.layout),
+                None => self.verifier.received(),
+            },
             started_at: self.started_at,
             updated_at: self.updated_at,
         }
@@ -165,6 +173,15 @@ impl State {
         {
             pins.push(digest.clone());
         }
+    }
+
+    /// Removes the ingest `key` (to commit it).
+    fn take_ingest(&mut self, key: &str) -> Result<Ingest> {
+        self.ingests
+            .remove(key)
+            .ok_or_else(|| StoreError::IngestNotFound {
+                key: key.to_owned(),
+            })
     }
 
     /// Makes verified `data` visible (or reports it was there), pinned by `lease`.
@@ -288,26 +305,8 @@ impl WriteStore for MemoryStore {
         validate_ingest_key(key)?;
         let mut st = self.state();
         let now = SystemTime::now();
-        let ing = st.ingests.entry(key.to_owned()).or_insert_with(|| Ingest {
-            expected: desc.clone(),
-            data: BytesMut::new(),
-            verifier: Verifier::new(desc.digest.clone(), desc.size),
-            busy: false,
-            started_at: now,
-            updated_at: now,
-        });
-        if ing.expected.digest != desc.digest || ing.expected.size != desc.size {
-            return Err(StoreError::IngestMismatch {
-                key: key.to_owned(),
-                existing: ing.expected.digest.clone(),
-                requested: desc.digest.clone(),
-            });
-        }
-        if ing.busy {
-            return Err(StoreError::IngestBusy {
-                key: key.to_owned(),
-            });
-        }
+        let ing = open_ingest(&mut st, key, desc, now)?;
+        ing.make_sequential();
         ing.busy = true;
         let offset = ing.verifier.received();
         Ok(Box::new(MemoryWriter {
@@ -317,6 +316,15 @@ impl WriteStore for MemoryStore {
             offset,
             done: false,
         }))
+    }
+
+    async fn piece_writer(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        layout: PieceLayout,
+    ) -> Result<Box<dyn PieceWriter>> {
+        pieces::open(self, key, desc, layout)
     }
 
     async fn ingest_status(&self, key: &str) -> Result<Option<IngestStatus>> {
@@ -352,6 +360,38 @@ impl WriteStore for MemoryStore {
             None => Err(not_found(digest)),
         }
     }
+}
+
+/// The ingest `key` for `desc` (created when missing), checked to be for the same content and
+/// free.
+fn open_ingest<'a>(
+    st: &'a mut State,
+    key: &str,
+    desc: &Descriptor,
+    now: SystemTime,
+) -> Result<&'a mut Ingest> {
+    let ing = st.ingests.entry(key.to_owned()).or_insert_with(|| Ingest {
+        expected: desc.clone(),
+        data: BytesMut::new(),
+        verifier: Verifier::new(desc.digest.clone(), desc.size),
+        pieces: None,
+        busy: false,
+        started_at: now,
+        updated_at: now,
+    });
+    if ing.expected.digest != desc.digest || ing.expected.size != desc.size {
+        return Err(StoreError::IngestMismatch {
+            key: key.to_owned(),
+            existing: ing.expected.digest.clone(),
+            requested: desc.digest.clone(),
+        });
+    }
+    if ing.busy {
+        return Err(StoreError::IngestBusy {
+            key: key.to_owned(),
+        });
+    }
+    Ok(ing)
 }
 
 /// Writer of [`MemoryStore`]: bytes go to the ingest entry as they arrive.
@@ -392,12 +432,7 @@ impl BlobWriter for MemoryWriter {
     async fn commit(mut self: Box<Self>) -> Result<PushOutcome> {
         self.done = true;
         let mut st = self.store.state();
-        let ing = st
-            .ingests
-            .remove(&self.key)
-            .ok_or_else(|| StoreError::IngestNotFound {
-                key: self.key.clone(),
-            })?;
+        let ing = st.take_ingest(&self.key)?;
         ing.verifier.finish()?;
         st.insert(
             self.store.lease.as_ref(),

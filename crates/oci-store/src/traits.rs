@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use oci_digest::Digest;
+use oci_digest::{Digest, PieceLayout, Verified};
 use oci_manifest::{Descriptor, Manifest};
 
 use crate::error::{Result, StoreError};
@@ -304,6 +304,141 @@ pub trait BlobWriter: Send {
     async fn abort(self: Box<Self>) -> Result<()>;
 }
 
+/// A [`PieceWriter`] call that breaks the writer's rules (a write into a held piece, at another
+/// offset than the piece's next, past the piece's end; completing a piece not written to its
+/// end; a layout for another size), carried as the source of a [`StoreError::Backend`].
+///
+/// ```
+/// let e = oci_store::PieceRefused::new("key", 3, "the piece is held");
+/// assert_eq!(e.to_string(), "piece 3 of ingest \"key\": the piece is held");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("piece {index} of ingest {key:?}: {reason}")]
+#[non_exhaustive]
+pub struct PieceRefused {
+    /// The ingest key (cut to 100 bytes).
+    pub key: String,
+    /// The piece.
+    pub index: u64,
+    /// What was refused.
+    pub reason: &'static str,
+}
+
+impl PieceRefused {
+    /// The refusal of a call about piece `index` of ingest `key`.
+    pub fn new(key: &str, index: u64, reason: &'static str) -> PieceRefused {
+        PieceRefused {
+            key: crate::error::cut(key),
+            index,
+            reason,
+        }
+    }
+
+    /// As a [`StoreError::Backend`].
+    pub(crate) fn into_error(self) -> StoreError {
+        StoreError::backend("piece writer", self)
+    }
+}
+
+/// A resumable write that takes the pieces of the content in any order, obtained from
+/// [`WriteStore::piece_writer`]; what a fetch from several sources at once writes into.
+///
+/// The content is cut into pieces by the writer's [`PieceLayout`]. Each piece is written from
+/// its start, chunk after chunk ([`write_piece`](PieceWriter::write_piece); a write at offset 0
+/// starts the piece again), then recorded as held
+/// ([`complete_piece`](PieceWriter::complete_piece)): held pieces are in the ingest record, so
+/// a writer opened again for the same key (in this or another process, after a crash)
+/// [holds](PieceWriter::held) them and only the missing pieces need fetching. A held piece is never written again unless it is first
+/// [discarded](PieceWriter::discard_piece).
+///
+/// Nothing becomes visible before [`commit`](PieceWriter::commit), which hashes the whole
+/// content in order (the store hashes the contiguous prefix of held pieces as they complete, so
+/// little is left at the end, and never holds the content in memory) and makes it visible only
+/// when it matches the expected digest and size. [`verify`](PieceWriter::verify) does the same
+/// check without committing, so a caller that finds a mismatch can replace pieces and check
+/// again.
+///
+/// All methods take `&self`: pieces are written concurrently. Writing one piece from two places
+/// at once is the caller's mistake (the writer refuses writes that are not at the piece's next
+/// offset, which catches most of it; the whole digest catches the rest).
+///
+/// ```
+/// use bytes::Bytes;
+/// use oci_digest::PieceLayout;
+/// use oci_manifest::Descriptor;
+/// use oci_store::{MemoryStore, PushOutcome, ReadStore, WriteStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let data = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+/// let desc = Descriptor::of("application/octet-stream", &data);
+/// let layout = PieceLayout::new(10_000, 4096)?;
+///
+/// let w = store.piece_writer("pieces-1", &desc, layout).await?;
+/// w.write_piece(2, 0, data.slice(8192..)).await?;   // the last piece first
+/// w.complete_piece(2).await?;
+/// drop(w);                                          // interrupted
+///
+/// let w = store.piece_writer("pieces-1", &desc, layout).await?;
+/// assert_eq!(w.held(), vec![2]);                    // only pieces 0 and 1 are missing
+/// for i in 0..2 {
+///     let r = layout.range(i).unwrap();
+///     w.write_piece(i, 0, data.slice(r.start as usize..r.end as usize)).await?;
+///     w.complete_piece(i).await?;
+/// }
+/// assert_eq!(w.commit().await?, PushOutcome::Written);
+/// assert!(store.exists(&desc.digest).await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait PieceWriter: Send + Sync {
+    /// The ingest key.
+    fn key(&self) -> &str;
+    /// What the content must verify against.
+    fn expected(&self) -> &Descriptor;
+    /// How the content is cut into pieces.
+    fn layout(&self) -> PieceLayout;
+    /// The pieces held (written whole and recorded), in order.
+    fn held(&self) -> Vec<u64>;
+    /// Writes `chunk` into piece `index` at `offset` bytes from the piece's start. `offset` must
+    /// be 0 (starting the piece, again if need be) or where the previous write to the piece
+    /// ended.
+    ///
+    /// # Errors
+    /// A [`PieceRefused`] (as [`StoreError::Backend`]) when the piece is held, the offset is not
+    /// the piece's next one, or the chunk goes past the piece's end.
+    async fn write_piece(&self, index: u64, offset: u64, chunk: Bytes) -> Result<()>;
+    /// Records piece `index` as held, durably (its bytes reach storage first).
+    ///
+    /// # Errors
+    /// A [`PieceRefused`] (as [`StoreError::Backend`]) when the piece was not written to its end.
+    async fn complete_piece(&self, index: u64) -> Result<()>;
+    /// Forgets piece `index` (it is missing again and may be written), for a caller that found
+    /// it wrong.
+    async fn discard_piece(&self, index: u64) -> Result<()>;
+    /// The SHA-256 of held piece `index` as stored (read back).
+    ///
+    /// # Errors
+    /// A [`PieceRefused`] (as [`StoreError::Backend`]) when the piece is not held.
+    async fn piece_digest(&self, index: u64) -> Result<Digest>;
+    /// Checks the whole content (every piece must be held) against the expected digest and
+    /// size, without making it visible.
+    ///
+    /// # Errors
+    /// [`StoreError::Verify`] ([`oci_digest::VerifyError::TooShort`] while pieces are missing,
+    /// [`oci_digest::VerifyError::DigestMismatch`]); the ingest stays.
+    async fn verify(&self) -> Result<Verified>;
+    /// Verifies the content and makes it visible.
+    ///
+    /// # Errors
+    /// As [`verify`](PieceWriter::verify): on a mismatch nothing becomes visible and the ingest
+    /// stays (with its pieces) for a caller to repair.
+    async fn commit(self: Box<Self>) -> Result<PushOutcome>;
+    /// Discards the ingest.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
 /// Write side of a store.
 ///
 /// Writes are **verified or invisible**: content becomes visible only after its bytes hashed to
@@ -401,6 +536,27 @@ pub trait WriteStore: ReadStore {
             Err(e) => return Err(e),
         }
         self.push(desc, data).await
+    }
+
+    /// Opens (or resumes) the ingest `key` for content `desc` as a writer that takes pieces of
+    /// `layout` in any order ([`PieceWriter`]). An ingest written sequentially before (by
+    /// [`writer`](WriteStore::writer)) is taken over with the pieces it holds whole, and the
+    /// other way round. The default says the store cannot (a registry repository: its uploads
+    /// are sequential).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] (the default); otherwise as [`writer`](WriteStore::writer),
+    /// and a [`PieceRefused`] (as [`StoreError::Backend`]) when `layout` is not for `desc.size`.
+    async fn piece_writer(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        layout: PieceLayout,
+    ) -> Result<Box<dyn PieceWriter>> {
+        let _ = (key, desc, layout);
+        Err(StoreError::Unsupported {
+            operation: "writing pieces out of order",
+        })
     }
 }
 

@@ -87,7 +87,7 @@ pub use self::options::{CopyOptions, VerifyMode};
 pub use self::plan::resolve_reference;
 pub use self::progress::{Progress, ProgressEvent, ProgressFn};
 pub use self::referrers::{referrers_index, referrers_tag};
-pub use self::report::{CopyReport, NodeOutcome, NodeReport};
+pub use self::report::{CopyReport, ManifestConversion, NodeOutcome, NodeReport};
 pub use self::run::ingest_key;
 pub use self::verify::checked_exists;
 

@@ -41,6 +41,15 @@ pub struct CopyOptions {
     pub include_referrers: bool,
     /// Convert manifests to Docker or OCI media types (new digests); `None` keeps the bytes.
     pub format: Option<Flavor>,
+    /// Convert Docker schema 1 manifests (signed or not) to Docker schema 2
+    /// ([`Flavor::Docker`]) or OCI, as skopeo converts them (see [`oci_manifest::schema1`]):
+    /// the configuration is built from the `v1Compatibility` history, the diff IDs are computed
+    /// by reading and decompressing every layer while planning (one extra read of the layers
+    /// from the source), and the layers of throwaway history entries are left out. The result
+    /// has a new digest; the report says so ([`CopyReport::conversions`](crate::CopyReport::conversions)).
+    /// [`format`](Self::format), when set, decides the result's flavor. `None` (the default)
+    /// refuses schema 1 with [`oci_manifest::ManifestError::Schema1`].
+    pub convert_schema1: Option<Flavor>,
     /// Transfers running at once (at least 1).
     pub jobs: usize,
     /// The copy's retry budget: retries in all, over every piece of content and every step
@@ -98,6 +107,7 @@ impl Default for CopyOptions {
             platforms: Vec::new(),
             include_referrers: false,
             format: None,
+            convert_schema1: None,
             jobs: 4,
             retries: 3,
             retry_budget: None,
@@ -117,6 +127,7 @@ impl fmt::Debug for CopyOptions {
             .field("platforms", &self.platforms)
             .field("include_referrers", &self.include_referrers)
             .field("format", &self.format)
+            .field("convert_schema1", &self.convert_schema1)
             .field("jobs", &self.jobs)
             .field("retries", &self.retries)
             .field("retry_budget", &self.retry_budget)
@@ -144,6 +155,17 @@ impl CopyOptions {
     /// These options converting manifests to `format`.
     pub fn with_format(mut self, format: Option<Flavor>) -> Self {
         self.format = format;
+        self
+    }
+    /// These options converting Docker schema 1 manifests to `flavor` (`None`: refusing them).
+    ///
+    /// ```
+    /// use oci_manifest::convert::Flavor;
+    /// let o = oci_store::CopyOptions::default().with_schema1_conversion(Some(Flavor::Docker));
+    /// assert_eq!(o.convert_schema1, Some(Flavor::Docker));
+    /// ```
+    pub fn with_schema1_conversion(mut self, flavor: Option<Flavor>) -> Self {
+        self.convert_schema1 = flavor;
         self
     }
     /// These options with `jobs` transfers at once (at least 1).

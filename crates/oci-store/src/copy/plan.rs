@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use oci_digest::Digest;
 use oci_manifest::convert::{Flavor, convert, convert_index};
-use oci_manifest::{Descriptor, Manifest, media_types};
+use oci_manifest::schema1::Schema1;
+use oci_manifest::{Descriptor, Manifest, ManifestError, media_types};
 use tracing::warn;
 
 use super::CopySide::Source;
@@ -16,6 +17,7 @@ use super::budget::Draw;
 use super::error::{At, Fault};
 use super::options::CopyOptions;
 use super::referrers::list_referrers;
+use super::report::ManifestConversion;
 use super::retry::Retry;
 use crate::error::{Result, StoreError};
 use crate::traits::{ReadStore, TagStore};
@@ -59,9 +61,19 @@ pub(super) async fn resolve_inner<S: ReadStore + TagStore + ?Sized>(
     let raw = store
         .fetch_bytes(&guess, oci_manifest::DEFAULT_MAX_MANIFEST_SIZE as u64)
         .await?;
-    let m = Manifest::parse_pinned(raw, None, &digest, &Default::default())
-        .map_err(|source| StoreError::InvalidManifest { digest, source })?;
-    Ok((m.descriptor(), Some(m)))
+    match Manifest::parse_pinned(raw, None, &digest, &Default::default()) {
+        Ok(m) => Ok((m.descriptor(), Some(m))),
+        // Planned (converted, or refused) as schema 1 by the planner.
+        Err(ManifestError::Schema1 { signed, .. }) => {
+            let mt = if signed {
+                media_types::DOCKER_MANIFEST_V1_SIGNED
+            } else {
+                media_types::DOCKER_MANIFEST_V1
+            };
+            Ok((Descriptor::new(mt, digest, size), None))
+        }
+        Err(source) => Err(StoreError::InvalidManifest { digest, source }),
+    }
 }
 
 /// One distinct piece of content to copy.
@@ -87,6 +99,8 @@ pub(super) struct Plan {
     pub(super) dropped: Vec<Descriptor>,
     /// Foreign layers the source does not hold, left out.
     pub(super) foreign: Vec<Descriptor>,
+    /// Manifests converted on the way (schema 1).
+    pub(super) conversions: Vec<ManifestConversion>,
 }
 
 /// What the planner made.
@@ -129,6 +143,7 @@ pub(super) struct Planner<'a, S: ?Sized> {
     root: Digest,
     dropped: Vec<Descriptor>,
     foreign: Vec<Descriptor>,
+    conversions: Vec<ManifestConversion>,
 }
 
 impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
@@ -152,6 +167,7 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
             root: root.digest.clone(),
             dropped: Vec::new(),
             foreign: Vec::new(),
+            conversions: Vec::new(),
         }
     }
 
@@ -169,6 +185,7 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
             order: self.order,
             dropped: self.dropped,
             foreign: self.foreign,
+            conversions: self.conversions,
         };
         Ok(Planned {
             plan,
@@ -188,7 +205,9 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
             if let Some(n) = self.nodes.get(&desc.digest) {
                 return Ok(merge(desc, &n.target));
             }
+            let schema1 = media_types::is_schema1(&desc.media_type);
             if !desc.is_manifest()
+                && !schema1
                 && desc.is_non_distributable()
                 && desc.urls.as_ref().is_some_and(|u| !u.is_empty())
                 && self.src.stat(&desc.digest).await.at(Source)?.is_none()
@@ -199,7 +218,7 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
                 }
                 return Ok(desc.clone());
             }
-            if !desc.is_manifest() {
+            if !desc.is_manifest() && !schema1 {
                 // Content embedded in its descriptor (verified against it) needs no fetch.
                 let embedded = desc.embedded_data().and_then(|r| r.ok()).map(Bytes::from);
                 self.add(Node {
@@ -232,9 +251,19 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
             if self.options.is_cancelled() {
                 return Err(Fault::Cancelled);
             }
+            if schema1 {
+                return self.plan_schema1(desc, None).await;
+            }
             let manifest = match self.prefetched.take() {
                 Some(m) if m.digest() == &desc.digest => m,
-                _ => self.fetch_manifest(desc).await?,
+                _ => match self.fetch_manifest(desc).await {
+                    Ok(m) => m,
+                    // Schema 1 content under a schema 2 media type (`application/json`).
+                    Err(Fault::Store(_, e)) if is_schema1_error(&e) => {
+                        return self.plan_schema1(desc, Some(*e)).await;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let mut effective = manifest.clone();
             if is_root && effective.is_index() && !self.options.platforms.is_empty() {
@@ -320,6 +349,168 @@ impl<'a, S: ReadStore + TagStore + ?Sized> Planner<'a, S> {
         })
     }
 
+    /// Plans a Docker schema 1 manifest: refused ([`ManifestError::Schema1`]) unless the
+    /// options ask for a conversion; converted otherwise (`refused` is the error to give when
+    /// not converting, when the fetch already made it). The diff IDs are computed here, by
+    /// reading and decompressing each layer from the source (verified), at most
+    /// [`CopyOptions::jobs`] at a time; the new configuration is a node with its bytes.
+    async fn plan_schema1(
+        &mut self,
+        desc: &Descriptor,
+        refused: Option<StoreError>,
+    ) -> std::result::Result<Descriptor, Fault> {
+        let Some(flavor) = self.options.convert_schema1 else {
+            let e = refused.unwrap_or_else(|| StoreError::InvalidManifest {
+                digest: desc.digest.clone(),
+                source: ManifestError::Schema1 {
+                    digest: desc.digest.clone(),
+                    signed: media_types::essence(&desc.media_type)
+                        == media_types::DOCKER_MANIFEST_V1_SIGNED,
+                },
+            });
+            return Err(Fault::store(Source, e));
+        };
+        let to = self.options.format.unwrap_or(flavor);
+        let src = self.src;
+        let raw = Retry::new(self.options, self.budget, src.location().is_some())
+            .run(
+                || async move {
+                    src.fetch_bytes(desc, oci_manifest::DEFAULT_MAX_MANIFEST_SIZE as u64)
+                        .await
+                        .at(Source)
+                },
+                |attempt, fault| {
+                    warn!(digest = %desc.digest, attempt, error = %fault, "fetching a schema 1 manifest failed; retrying");
+                },
+            )
+            .await
+            .result?;
+        let bad = |source| StoreError::InvalidManifest {
+            digest: desc.digest.clone(),
+            source,
+        };
+        let s1 = Schema1::parse_pinned(raw, &desc.digest)
+            .map_err(bad)
+            .at(Source)?;
+        let kept: Vec<Digest> = s1
+            .layers()
+            .into_iter()
+            .filter(|l| !l.throwaway)
+            .map(|l| l.digest)
+            .collect();
+        let mut unique: Vec<Digest> = Vec::new();
+        for d in &kept {
+            if !unique.contains(d) {
+                unique.push(d.clone());
+            }
+        }
+        let jobs = self.options.jobs.max(1);
+        let mut facts: HashMap<Digest, (Descriptor, Digest)> = HashMap::new();
+        for batch in unique.chunks(jobs) {
+            let mut work = Vec::with_capacity(batch.len());
+            for d in batch {
+                work.push(self.learn_layer(d));
+            }
+            for r in futures_util::future::join_all(work).await {
+                let (digest, layer, diff_id) = r?;
+                facts.insert(digest, (layer, diff_id));
+            }
+        }
+        let pairs: Vec<(Descriptor, Digest)> =
+            kept.iter().filter_map(|d| facts.get(d).cloned()).collect();
+        let converted = s1.convert(&pairs, to).map_err(bad).at(Source)?;
+        let mut children = Vec::new();
+        for ((src_layer, _), target) in pairs.iter().zip(converted.manifest.layers()) {
+            if !self.nodes.contains_key(&src_layer.digest) {
+                self.add(Node {
+                    src: src_layer.clone(),
+                    target: target.clone(),
+                    bytes: None,
+                    children: Vec::new(),
+                });
+            }
+            if !children.contains(&src_layer.digest) {
+                children.push(src_layer.digest.clone());
+            }
+        }
+        if let Some(config) = converted.manifest.config() {
+            self.add(Node {
+                src: strip(config),
+                target: strip(config),
+                bytes: Some(converted.config.clone()),
+                children: Vec::new(),
+            });
+            children.push(config.digest.clone());
+        }
+        let target = merge(desc, &converted.manifest.descriptor());
+        let flavor_name = match to {
+            Flavor::Docker => "Docker schema 2",
+            _ => "OCI",
+        };
+        let reason = format!(
+            "Docker schema 1 ({}) converted to {flavor_name}: configuration built from the v1Compatibility history, {} diff IDs computed from the layers, {} throwaway layer(s) left out",
+            if s1.is_signed() { "signed" } else { "unsigned" },
+            pairs.len(),
+            converted.dropped.len()
+        );
+        tracing::info!(source = %desc.digest, result = %target.digest, "{reason}");
+        self.conversions.push(ManifestConversion {
+            source: strip(desc),
+            result: strip(&target),
+            reason,
+        });
+        self.add(Node {
+            src: desc.clone(),
+            target: target.clone(),
+            bytes: Some(converted.manifest.raw().clone()),
+            children,
+        });
+        Ok(target)
+    }
+
+    /// A schema 1 layer's descriptor (its size asked of the source; its media type from its
+    /// first bytes) and its diff ID, from its bytes read from the source, verified.
+    async fn learn_layer(
+        &self,
+        digest: &Digest,
+    ) -> std::result::Result<(Digest, Descriptor, Digest), Fault> {
+        let src = self.src;
+        Retry::new(self.options, self.budget, src.location().is_some())
+            .run(
+                || async move {
+                    let size = src
+                        .stat(digest)
+                        .await
+                        .at(Source)?
+                        .ok_or_else(|| StoreError::NotFound {
+                            digest: digest.clone(),
+                        })
+                        .at(Source)?;
+                    let desc =
+                        Descriptor::new(media_types::DOCKER_LAYER_GZIP, digest.clone(), size);
+                    let stream = src.fetch(&desc).await.at(Source)?;
+                    let (diff_id, compression) =
+                        crate::archive::diff_id(stream, digest, DIFF_ID_LIMIT)
+                            .await
+                            .at(Source)?;
+                    let media_type = match compression {
+                        crate::archive::Compression::None => media_types::DOCKER_LAYER_TAR,
+                        _ => media_types::DOCKER_LAYER_GZIP,
+                    };
+                    Ok((
+                        digest.clone(),
+                        Descriptor::new(media_type, digest.clone(), size),
+                        diff_id,
+                    ))
+                },
+                |attempt, fault| {
+                    warn!(%digest, attempt, error = %fault, "computing a diff ID failed; retrying");
+                },
+            )
+            .await
+            .result
+    }
+
     /// The manifest `desc` from the source, verified, fetched with retries.
     async fn fetch_manifest(&self, desc: &Descriptor) -> std::result::Result<Manifest, Fault> {
         let src = self.src;
@@ -382,6 +573,20 @@ fn merge(orig: &Descriptor, target: &Descriptor) -> Descriptor {
     }
     d
 }
+
+/// Whether `e` says the content is a Docker schema 1 manifest.
+fn is_schema1_error(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::InvalidManifest {
+            source: ManifestError::Schema1 { .. },
+            ..
+        }
+    )
+}
+
+/// The most bytes a schema 1 layer may decompress to while its diff ID is computed.
+const DIFF_ID_LIMIT: u64 = 1 << 40;
 
 /// Media type, digest and size only.
 pub(super) fn strip(d: &Descriptor) -> Descriptor {

@@ -61,6 +61,19 @@ pub struct NodeReport {
     pub error: Option<String>,
 }
 
+/// A manifest the copy converted on the way: stored in the destination under another digest
+/// than the source's, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestConversion {
+    /// The manifest as the source has it.
+    pub source: Descriptor,
+    /// As the destination stores it.
+    pub result: Descriptor,
+    /// Why the digest changed.
+    pub reason: String,
+}
+
 /// What a copy did.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -80,6 +93,9 @@ pub struct CopyReport {
     /// Foreign (non-distributable) layers the source does not hold: left out, as registries do
     /// not serve them either (the manifests still name them, with their URLs).
     pub foreign: Vec<Descriptor>,
+    /// Manifests converted on the way (Docker schema 1 to schema 2 or OCI), each with its
+    /// digests before and after and the reason.
+    pub conversions: Vec<ManifestConversion>,
     /// Every distinct piece of content, in plan order (children before parents).
     pub nodes: Vec<NodeReport>,
     /// Content transferred.
@@ -165,6 +181,7 @@ impl CopyReport {
             source: Some(root.clone()),
             dropped: plan.dropped.clone(),
             foreign: plan.foreign.clone(),
+            conversions: plan.conversions.clone(),
             verified,
             ..CopyReport::default()
         };
@@ -217,7 +234,7 @@ impl fmt::Display for CopyReport {
     /// ```
     /// let r = oci_store::CopyReport::default();
     /// assert!(r.to_string().contains("0 copied (0 B)"));
-    /// assert!(format!("{r:#}").contains("copied 0, repaired 0: 0 bytes sent"));
+    /// assert!(format!("{r:#}").contains("copied 0 blobs, repaired 0 blobs: 0 bytes sent"));
     /// assert!(r.to_string().contains("0 retried (budget 0)"));
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -259,8 +276,9 @@ impl CopyReport {
         let secs = self.elapsed.as_secs_f64().max(1e-6);
         write!(
             f,
-            "{}: {} -> {}\n  copied {}, repaired {}: {} bytes sent ({:.1} MB/s); skipped {} ({} bytes), \
-mounted {} ({} bytes), retried {} of a budget of {}{}, failed {}; resumed {} bytes; {:.2} s",
+            "{}: {} -> {}\n  copied {} blobs, repaired {} blobs: {} bytes sent ({:.1} MB/s); skipped {} blobs \
+({} bytes), mounted {} blobs ({} bytes), retried {} times of a budget of {}{}, failed {} blobs; \
+resumed {} bytes; {:.2} s",
             OneLine(&self.reference),
             digest(&self.source),
             digest(&self.result),
@@ -295,11 +313,20 @@ mounted {} ({} bytes), retried {} of a budget of {}{}, failed {}; resumed {} byt
             &self.foreign,
             digest,
         )?;
+        for c in &self.conversions {
+            write!(
+                f,
+                "\n  converted {} -> {}: {}",
+                c.source.digest,
+                c.result.digest,
+                OneLine(&c.reason)
+            )?;
+        }
         if !self.referrers.is_empty() {
-            write!(f, "\n  referrers copied: {}", self.referrers.len())?;
+            write!(f, "\n  referrers copied: {} manifests", self.referrers.len())?;
         }
         if self.verified > 0 {
-            write!(f, "\n  read back to verify: {}", self.verified)?;
+            write!(f, "\n  read back to verify: {} blobs", self.verified)?;
         }
         for n in self
             .nodes

@@ -1,6 +1,8 @@
 //! Ingests of a `LayoutStore`: their directories and records (`.oci-rs/ingests/<sha256 of key>/`),
 //! opening a resumable writer, and the commit that makes a verified file visible as a blob.
 
+use std::fs::File;
+
 use super::*;
 
 /// An ingest directory and its record (`None` when it has none that can be read).
@@ -24,6 +26,7 @@ impl LayoutStore {
             return Ok(None);
         };
         let data = dir.join("data");
+        let recorded = pieces::recorded_prefix(dir, meta.expected.size)?;
         let (offset, updated) = match fs::symlink_metadata(&data) {
             Ok(m) if !m.is_file() => {
                 return Err(unsafe_entry(&data, m.file_type(), "a regular file"));
@@ -35,7 +38,8 @@ impl LayoutStore {
         Ok(Some(IngestStatus {
             key: meta.key,
             expected: meta.expected,
-            offset,
+            // Written in pieces: the held prefix is where a writer in order would go on.
+            offset: recorded.unwrap_or(offset),
             started_at: from_millis(meta.started_ms),
             updated_at: updated,
         }))
@@ -122,64 +126,93 @@ impl LayoutStore {
         desc: &Descriptor,
         durable: bool,
     ) -> Result<LayoutWriter> {
-        self.writable("write a blob")?;
-        validate_ingest_key(key)?;
-        let s = self.clone();
-        let key = key.to_owned();
-        let desc = desc.clone();
+        let (s, key, desc) = self.ingest_args(key, desc)?;
         blocking(move || {
-            let dir = s.ingest_dir(&key);
-            let lock = {
-                let _g = s.lock(false)?;
-                let own = [STATE_DIR, "ingests", &dir_name(&dir)];
-                check_dirs(&s.inner.root, &own)?;
-                mkdirs(&dir)?;
-                check_dirs(&s.inner.root, &own)?;
-                let Some(lock) = try_lock(&dir.join("lock"), false)? else {
-                    return Err(StoreError::IngestBusy { key });
-                };
-                let meta_path = dir.join("meta.json");
-                match read_limited(&meta_path, RECORD_LIMIT)?
-                    .and_then(|raw| serde_json::from_slice::<IngestMeta>(&raw).ok())
-                {
-                    Some(m) if m.expected.digest != desc.digest || m.expected.size != desc.size => {
-                        return Err(StoreError::IngestMismatch {
-                            key,
-                            existing: m.expected.digest,
-                            requested: desc.digest,
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        let meta = IngestMeta {
-                            key: key.clone(),
-                            expected: desc.clone(),
-                            started_ms: to_millis(SystemTime::now()),
-                        };
-                        let raw = serde_json::to_vec(&meta)
-                            .map_err(|e| StoreError::backend("serialize ingest record", e))?;
-                        if durable {
-                            atomic_write(&s.tmp_dir()?, &meta_path, &raw)?;
-                        } else {
-                            let mut opts = open_options();
-                            opts.write(true).create(true).truncate(true);
-                            open_regular(&meta_path, &opts, "create")?
-                                .ok_or_else(|| {
-                                    StoreError::io(
-                                        "create",
-                                        &meta_path,
-                                        io::ErrorKind::NotFound.into(),
-                                    )
-                                })?
-                                .write_all(&raw)
-                                .map_err(ioe("write", &meta_path))?;
-                        }
-                    }
-                }
-                lock
-            };
+            let (dir, lock) = s.prepare_ingest(&key, &desc, durable)?;
             LayoutWriter::open(s, key, desc, dir, lock)
         })
         .await
+    }
+
+    pub(super) async fn open_piece_writer(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        layout: oci_digest::PieceLayout,
+    ) -> Result<LayoutPieceWriter> {
+        let (s, key, desc) = self.ingest_args(key, desc)?;
+        blocking(move || {
+            let (dir, lock) = s.prepare_ingest(&key, &desc, true)?;
+            LayoutPieceWriter::open(s, key, desc, layout, dir, lock)
+        })
+        .await
+    }
+
+    /// Checks that an ingest may be opened, and owns its arguments for a blocking step.
+    fn ingest_args(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+    ) -> Result<(LayoutStore, String, Descriptor)> {
+        self.writable("write a blob")?;
+        validate_ingest_key(key)?;
+        Ok((self.clone(), key.to_owned(), desc.clone()))
+    }
+
+    /// Creates (or finds) the ingest directory of `key`, takes its lock and writes (or checks)
+    /// its record; in a blocking context.
+    fn prepare_ingest(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        durable: bool,
+    ) -> Result<(PathBuf, File)> {
+        let s = self;
+        let dir = s.ingest_dir(key);
+        let _g = s.lock(false)?;
+        let own = [STATE_DIR, "ingests", &dir_name(&dir)];
+        check_dirs(&s.inner.root, &own)?;
+        mkdirs(&dir)?;
+        check_dirs(&s.inner.root, &own)?;
+        let Some(lock) = try_lock(&dir.join("lock"), false)? else {
+            return Err(StoreError::IngestBusy {
+                key: key.to_owned(),
+            });
+        };
+        let meta_path = dir.join("meta.json");
+        match read_limited(&meta_path, RECORD_LIMIT)?
+            .and_then(|raw| serde_json::from_slice::<IngestMeta>(&raw).ok())
+        {
+            Some(m) if m.expected.digest != desc.digest || m.expected.size != desc.size => {
+                return Err(StoreError::IngestMismatch {
+                    key: key.to_owned(),
+                    existing: m.expected.digest,
+                    requested: desc.digest.clone(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let meta = IngestMeta {
+                    key: key.to_owned(),
+                    expected: desc.clone(),
+                    started_ms: to_millis(SystemTime::now()),
+                };
+                let raw = serde_json::to_vec(&meta)
+                    .map_err(|e| StoreError::backend("serialize ingest record", e))?;
+                if durable {
+                    atomic_write(&s.tmp_dir()?, &meta_path, &raw)?;
+                } else {
+                    let mut opts = open_options();
+                    opts.write(true).create(true).truncate(true);
+                    open_regular(&meta_path, &opts, "create")?
+                        .ok_or_else(|| {
+                            StoreError::io("create", &meta_path, io::ErrorKind::NotFound.into())
+                        })?
+                        .write_all(&raw)
+                        .map_err(ioe("write", &meta_path))?;
+                }
+            }
+        }
+        Ok((dir, lock))
     }
 }

@@ -2,9 +2,10 @@
 
 mod fsutil;
 mod graph;
-mod index;
+pub(crate) mod index;
 mod ingest;
 mod leases;
+mod pieces;
 mod store;
 mod writer;
 
@@ -43,6 +44,7 @@ use self::fsutil::{
 };
 use self::graph::Listing;
 use self::index::{IndexFile, MAX_INDEX_SIZE, check_marker};
+use self::pieces::LayoutPieceWriter;
 use self::writer::LayoutWriter;
 
 /// Name of the directory, beside `index.json`, holding this crate's own state (ingests, leases,
@@ -168,7 +170,8 @@ impl LayoutOptions {
 /// ```text
 /// .oci-rs/store.lock, turnstile.lock    advisory locks (fair shared/exclusive)
 /// .oci-rs/ingests/<sha256 of key>/      lock (held by the writer), meta.json (key, expected
-///                                       descriptor), data, state (saved hash state)
+///                                       descriptor), data, state (saved hash state), and for
+///                                       an ingest written in pieces pieces.json (held pieces)
 /// .oci-rs/leases/<id>.json, <id>.pins   expiry; pinned digests, one a line (append-only)
 /// .oci-rs/tmp/                          temporary files of atomic rewrites
 /// ```

@@ -171,6 +171,15 @@ impl WriteStore for LayoutStore {
         Ok(Box::new(self.open_writer(key, desc, true).await?))
     }
 
+    async fn piece_writer(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        layout: oci_digest::PieceLayout,
+    ) -> Result<Box<dyn crate::traits::PieceWriter>> {
+        Ok(Box::new(self.open_piece_writer(key, desc, layout).await?))
+    }
+
     async fn ingest_status(&self, key: &str) -> Result<Option<IngestStatus>> {
         validate_ingest_key(key)?;
         let dir = self.ingest_dir(key);

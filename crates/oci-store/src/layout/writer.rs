@@ -200,12 +200,16 @@ const SYNC_EVERY: u64 = 64 << 20;
 
 /// The hash state is saved beside the data every this many bytes, so a resumed ingest hashes at
 /// most this much again.
-const CHECKPOINT_EVERY: u64 = 16 << 20;
+pub(super) const CHECKPOINT_EVERY: u64 = 16 << 20;
 
 /// The verifier saved in `dir/state`, advanced to nothing beyond `len` bytes: `None` when there
 /// is no usable state (missing, damaged, for other content, or ahead of the data after a power
 /// loss).
-fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Option<Verifier> {
+pub(super) fn read_checkpoint(
+    dir: &std::path::Path,
+    expected: &Descriptor,
+    len: u64,
+) -> Option<Verifier> {
     let raw = read_limited(&dir.join("state"), STATE_LIMIT).ok()??;
     let digester = oci_digest::Digester::restore(&raw).ok()?;
     if digester.bytes_hashed() > len {
@@ -214,9 +218,22 @@ fn read_checkpoint(dir: &std::path::Path, expected: &Descriptor, len: u64) -> Op
     Verifier::resume(expected.digest.clone(), expected.size, digester).ok()
 }
 
+/// Saves the hash state of `digester` in `dir` (see [`write_checkpoint`]); a failure is only
+/// logged: a resume then hashes again.
+pub(super) async fn save_checkpoint(dir: PathBuf, digester: &oci_digest::Digester) {
+    let state = digester.save_state();
+    let saved = blocking(move || {
+        write_checkpoint(&dir, &state).map_err(|e| StoreError::io("save hash state", &dir, e))
+    })
+    .await;
+    if let Err(e) = saved {
+        tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
+    }
+}
+
 /// Saves the hash state (write to a temporary name, rename). Not fsynced: after a power loss
 /// the state may be missing or ahead of the data, and is then ignored.
-fn write_checkpoint(dir: &std::path::Path, state: &[u8]) -> io::Result<()> {
+pub(super) fn write_checkpoint(dir: &std::path::Path, state: &[u8]) -> io::Result<()> {
     let tmp = dir.join("state.tmp");
     // Never written through a link or into a FIFO planted under that name.
     let _ = std::fs::remove_file(&tmp);
@@ -242,6 +259,14 @@ impl LayoutWriter {
         let mut file = open_regular(&data, &opts, "open")?
             .ok_or_else(|| StoreError::io("open", &data, io::ErrorKind::NotFound.into()))?;
         let mut verifier = Verifier::new(expected.digest.clone(), expected.size);
+        // An ingest written in pieces (by a piece writer) continues in order from its held
+        // prefix: what lies past it is dropped (first, so that a crash before the record goes
+        // leaves a record whose pieces past the file's end are not believed).
+        if let Some(prefix) = super::pieces::recorded_prefix(&dir, expected.size)? {
+            file.set_len(prefix).map_err(ioe("truncate", &data))?;
+            file.sync_data().map_err(ioe("fsync", &data))?;
+            super::fsutil::remove_if_exists(&dir.join(super::pieces::RECORD))?;
+        }
         let len = file.metadata().map_err(ioe("stat", &data))?.len();
         if len > expected.size {
             // Cannot be this content: start again.
@@ -368,15 +393,7 @@ impl LayoutWriter {
         buf.consume(n);
         if checkpoint {
             // The data is written before the state that covers it.
-            let state = verifier.digester().save_state();
-            let saved = blocking(move || {
-                write_checkpoint(&dir, &state)
-                    .map_err(|e| StoreError::io("save hash state", &dir, e))
-            })
-            .await;
-            if let Err(e) = saved {
-                tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
-            }
+            save_checkpoint(dir, verifier.digester()).await;
         }
         self.io = Some(Io {
             file,
