@@ -1,8 +1,9 @@
 //! Print or check the digest of files, like `sha256sum`, streaming in constant memory.
 //!
 //! ```text
-//! cargo run --release --example digest -- FILE... [--algorithm sha256|sha512]
+//! cargo run --release --example digest -- [--algorithm sha256|sha512] FILE...
 //! cargo run --release --example digest -- --verify DIGEST FILE
+//! cargo run --release --example digest -- --help
 //! ```
 //!
 //! Exit status: 0 when every file was hashed (or the file matches DIGEST); 1 on a mismatch,
@@ -16,61 +17,76 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::fs::File;
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use oci_digest::{Algorithm, Digest, Digester, ParseDigestError, VerifyError, VerifyingReader};
-use oci_examples::{escape, fail, outln};
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use oci_digest::{Algorithm, Digest, Digester, VerifyError, VerifyingReader};
+use oci_examples::cli::{self, LogArgs};
+use oci_examples::{Escaped, fail, outln};
 
 const PROGRAM: &str = "digest";
 /// Read size: large enough that system calls cost nothing next to hashing.
 const BUF: usize = 1 << 20;
 
-const USAGE: &str =
-    "usage: digest FILE... [--algorithm sha256|sha512]\n       digest --verify DIGEST FILE";
+/// Print the digest of files, like sha256sum, or check one file against a digest; streams in
+/// constant memory
+#[derive(Parser)]
+#[command(
+    name = "digest",
+    bin_name = "digest",
+    after_help = "Exit status: 0 every file hashed (or the file matches DIGEST), 1 mismatch, \
+2 bad usage or DIGEST malformed (the message says which kind: invalid format, invalid length, \
+unsupported algorithm), 3 a file cannot be read."
+)]
+struct Cli {
+    /// The files to hash; with --verify, the one file to check
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// The hash algorithm
+    #[arg(
+        short,
+        long,
+        value_name = "ALGORITHM",
+        default_value = "sha256",
+        value_parser = PossibleValuesParser::new(Algorithm::ALL.iter().map(|a| a.as_str()))
+            .try_map(|s| s.parse::<Algorithm>()),
+        conflicts_with = "verify"
+    )]
+    algorithm: Algorithm,
+    /// Check that FILE has this digest (its algorithm is the digest's) instead of printing one
+    #[arg(long, value_name = "DIGEST", value_parser = cli::digest)]
+    verify: Option<Digest>,
+    #[command(flatten)]
+    log: LogArgs,
+}
 
 fn main() -> ExitCode {
-    oci_examples::init_logging(PROGRAM);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut algorithm = Algorithm::Sha256;
-    let mut verify: Option<String> = None;
-    let mut files = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--algorithm" | "-a" => match it.next().as_deref().map(str::parse::<Algorithm>) {
-                Some(Ok(alg)) => algorithm = alg,
-                Some(Err(e)) => return fail(PROGRAM, 2, e),
-                None => return fail(PROGRAM, 2, USAGE),
-            },
-            "--verify" => match it.next() {
-                Some(d) => verify = Some(d),
-                None => return fail(PROGRAM, 2, USAGE),
-            },
-            "-h" | "--help" => {
-                outln!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ => files.push(a),
-        }
-    }
-    match verify {
+    let cli: Cli = cli::parse();
+    cli.log.init(PROGRAM);
+    match cli.verify {
         Some(d) => {
-            let [file] = files.as_slice() else {
-                return fail(PROGRAM, 2, USAGE);
+            let [file] = cli.files.as_slice() else {
+                return cli::usage_error::<Cli>(format_args!(
+                    "--verify checks one FILE, {} given",
+                    cli.files.len()
+                ));
             };
-            verify_file(&d, file)
+            verify_file(d, file)
         }
-        None if files.is_empty() => fail(PROGRAM, 2, USAGE),
         None => {
-            for f in &files {
-                match hash_file(algorithm, f) {
+            for f in &cli.files {
+                match hash_file(cli.algorithm, f) {
                     Ok(d) => {
-                        if !outln!("{d}  {}", escape(f)) {
+                        if !outln!("{d}  {}", Escaped(f.display())) {
                             // Nobody reads the rest.
                             break;
                         }
                     }
-                    Err(e) => return fail(PROGRAM, 3, format_args!("{}: {e}", escape(f))),
+                    Err(e) => {
+                        return fail(PROGRAM, 3, format_args!("{}: {e}", Escaped(f.display())));
+                    }
                 }
             }
             ExitCode::SUCCESS
@@ -91,33 +107,22 @@ fn pump(mut r: impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<()> {
     }
 }
 
-fn hash_file(algorithm: Algorithm, path: &str) -> io::Result<Digest> {
+fn hash_file(algorithm: Algorithm, path: &Path) -> io::Result<Digest> {
     let mut d = Digester::new(algorithm);
     pump(File::open(path)?, |chunk| d.update(chunk))?;
     Ok(d.finalize())
 }
 
-fn verify_file(digest: &str, path: &str) -> ExitCode {
-    let expected = match digest.parse::<Digest>() {
-        Ok(d) => d,
-        Err(e) => {
-            let kind = match e {
-                ParseDigestError::InvalidFormat { .. } => "invalid format",
-                ParseDigestError::InvalidLength { .. } => "invalid length",
-                ParseDigestError::UnsupportedAlgorithm { .. } => "unsupported algorithm",
-                _ => "invalid digest",
-            };
-            return fail(PROGRAM, 2, format_args!("{kind}: {e}"));
-        }
-    };
+fn verify_file(expected: Digest, path: &Path) -> ExitCode {
+    let shown = Escaped(path.display());
     let opened = File::open(path).and_then(|f| Ok((f.metadata()?.len(), f)));
     let (size, file) = match opened {
         Ok(x) => x,
-        Err(e) => return fail(PROGRAM, 3, format_args!("{}: {e}", escape(path))),
+        Err(e) => return fail(PROGRAM, 3, format_args!("{shown}: {e}")),
     };
     match pump(VerifyingReader::new(file, expected.clone(), size), |_| {}) {
         Ok(()) => {
-            outln!("{}: OK {expected}", escape(path));
+            outln!("{shown}: OK {expected}");
             ExitCode::SUCCESS
         }
         Err(e) => match VerifyError::from_io(&e) {
@@ -126,17 +131,14 @@ fn verify_file(digest: &str, path: &str) -> ExitCode {
             }) => fail(
                 PROGRAM,
                 1,
-                format_args!(
-                    "{}: MISMATCH\n  expected: {expected}\n  actual:   {actual}",
-                    escape(path)
-                ),
+                format_args!("{shown}: MISMATCH\n  expected: {expected}\n  actual:   {actual}"),
             ),
             Some(other) => fail(
                 PROGRAM,
                 1,
-                format_args!("{}: changed while reading: {other}", escape(path)),
+                format_args!("{shown}: changed while reading: {other}"),
             ),
-            None => fail(PROGRAM, 3, format_args!("{}: {e}", escape(path))),
+            None => fail(PROGRAM, 3, format_args!("{shown}: {e}")),
         },
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! cargo run --example fsck -- oci:PATH [--repair]
+//! cargo run --example fsck -- s3://BUCKET/PREFIX [--repair]   # AWS_* variables: see copy
+//! cargo run --example fsck -- --help
 //! ```
 //!
 //! Reports corrupt blobs (expected and actual digest), missing content (with who refers to it),
@@ -14,7 +16,7 @@
 //! Without `--repair` the layout is opened read-only: the check works without write access and
 //! changes nothing on disk. Names that come from the layout (tags, paths) are printed with
 //! control characters escaped; a closed output (`fsck … | head -1`) is dropped quietly.
-//! `RUST_LOG` enables the library's logs on standard error.
+//! `--log-level` (or `RUST_LOG`) enables the library's logs on standard error.
 //!
 //! Exit status: 0 when clean, 1 when corrupt, missing or wrongly sized content or a skipped
 //! entry was found (even
@@ -23,35 +25,46 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 use std::process::ExitCode;
 
-use oci_examples::transport::Endpoint;
-use oci_examples::{Escaped, chain, escape, fail, outln};
-use oci_store::{FsckOptions, LayoutOptions, LayoutStore, ManagedStore};
+use clap::Parser;
+use oci_examples::cli::{self, LogArgs};
+use oci_examples::size::{Count, ExactSize, Size};
+use oci_examples::transport::{self, Endpoint};
+use oci_examples::{Escaped, chain, fail, outln};
+use oci_store::FsckOptions;
 
 const PROGRAM: &str = "fsck";
-const USAGE: &str = "usage: fsck oci:PATH [--repair]
-  without --repair: opens the layout read-only, changes nothing";
+
+/// Check an OCI image layout: re-hash every blob, and check that everything a tag, an untagged
+/// index.json entry or a lease reaches is stored
+#[derive(Parser)]
+#[command(
+    name = "fsck",
+    bin_name = "fsck",
+    after_help = "Exit status: 0 clean; 1 corrupt, missing or wrongly sized content or a skipped \
+entry found (even if repaired); 2 bad usage; 3 the check could not run."
+)]
+struct Cli {
+    /// The layout: oci:PATH or s3://BUCKET/PREFIX (a whole layout, no tag or digest; an
+    /// archive is not a managed store)
+    #[arg(value_name = "LAYOUT", value_parser = cli::whole_store)]
+    layout: Endpoint,
+    /// Remove corrupt blobs, so that the next copy fetches them again; without it the layout is
+    /// opened read-only and nothing on disk changes
+    #[arg(long)]
+    repair: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
 
 fn main() -> ExitCode {
-    oci_examples::init_logging(PROGRAM);
-    let mut path = None;
-    let mut options = FsckOptions::default();
-    for a in std::env::args().skip(1) {
-        match a.as_str() {
-            "--repair" => options = FsckOptions::repair(),
-            "-h" | "--help" => {
-                outln!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            p if path.is_none() && !p.starts_with('-') => match Endpoint::layout_dir(p) {
-                Ok(dir) => path = Some(dir),
-                Err(e) => return fail(PROGRAM, 2, format!("{}\n{USAGE}", escape(&e))),
-            },
-            _ => return fail(PROGRAM, 2, USAGE),
-        }
-    }
-    let Some(path) = path else {
-        return fail(PROGRAM, 2, USAGE);
+    let cli: Cli = cli::parse();
+    cli.log.init(PROGRAM);
+    let options = if cli.repair {
+        FsckOptions::repair()
+    } else {
+        FsckOptions::default()
     };
+    let location = cli.layout;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,24 +74,19 @@ fn main() -> ExitCode {
     };
     rt.block_on(async {
         // Only a repair changes the layout: a check works on read-only media too.
-        let open_options = if options.repair {
-            LayoutOptions::default()
-        } else {
-            LayoutOptions::read_only()
-        };
-        let report = match LayoutStore::open_with(&path, &open_options).await {
+        let report = match transport::open_managed(&location, !options.repair).await {
             Ok(store) => store.fsck(&options).await,
             Err(e) => Err(e),
         };
         let report = match report {
             Ok(r) => r,
-            Err(e) => return fail(PROGRAM, 3, chain(&e)),
+            Err(e) => return fail(PROGRAM, 3, format_args!("{location}: {}", chain(&e))),
         };
         for c in &report.corrupt {
             outln!(
-                "corrupt {} ({} bytes): content hashes to {}",
+                "corrupt {} ({}): content hashes to {}",
                 c.digest,
-                c.size,
+                Size(c.size),
                 c.actual
             );
         }
@@ -87,7 +95,7 @@ fn main() -> ExitCode {
         }
         for w in &report.wrong_size {
             outln!(
-                "wrong size {}: {} says {} bytes, {} stored",
+                "wrong size {}: {} says {} bytes, {} bytes stored",
                 w.digest,
                 Escaped(&w.referred_by),
                 w.expected,
@@ -99,9 +107,9 @@ fn main() -> ExitCode {
         }
         oci_examples::print_graph_findings(&report.missing, &report.foreign, &report.skipped);
         outln!(
-            "{} blobs ({} bytes) checked: {} corrupt, {} missing, {} wrong size, {} dangling",
-            report.checked,
-            report.bytes,
+            "checked {}, {}: {} corrupt, {} missing, {} wrong size, {} dangling",
+            Count(report.checked, "blob"),
+            ExactSize(report.bytes),
             report.corrupt.len(),
             report.missing.len(),
             report.wrong_size.len(),

@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! cargo run --example inspect -- oci:PATH[:TAG|@DIGEST] [--json]
+//! cargo run --example inspect -- s3://BUCKET/PREFIX[:TAG|@DIGEST]    # AWS_* variables: see copy
+//! cargo run --example inspect -- docker-archive:PATH[:REFERENCE]   # or oci-archive:PATH[:TAG]
+//! cargo run --example inspect -- --help
 //! ```
 //!
 //! Without `:TAG`: the layout's only tag (with several, the one named `latest`), as for copy;
@@ -18,7 +21,7 @@
 //! Tags, media types, platforms and annotations come from the layout: they are printed with
 //! their control characters escaped (in `--json`, as JSON `\u` escapes). A closed output
 //! (`inspect … | head -1`) ends the printing quietly; the exit status stays the one above.
-//! `RUST_LOG` enables the library's logs on standard error.
+//! `--log-level` (or `RUST_LOG`) enables the library's logs on standard error.
 //!
 //! This reads through `oci-store` (`LayoutStore` opened read-only: tags, `stat`, verified
 //! manifest fetches), the same code `copy`, `gc` and `fsck` use; nothing in the layout changes.
@@ -28,16 +31,41 @@ use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
 
-use oci_examples::transport::{self, Endpoint, NoDefaultTag};
+use clap::Parser;
+use oci_examples::cli::{self, LogArgs};
+use oci_examples::size::Size;
+use oci_examples::transport::{self, Endpoint, NoDefaultTag, Source};
 use oci_examples::{Escaped, escape, fail, outln};
 use oci_manifest::{Descriptor, ParseOptions, annotations};
-use oci_store::{LayoutOptions, LayoutStore, ReadStore, StoreError, TagStore, resolve_reference};
+use oci_store::{StoreError, resolve_reference};
 use serde::Serialize;
 
 const PROGRAM: &str = "inspect";
-const USAGE: &str = "usage: inspect oci:PATH[:TAG|@DIGEST] [--json]
-  oci:PATH ends at the first ':' (as with skopeo); without TAG: the layout's only tag (with
-  several, \"latest\"), as copy";
+
+/// Print the tree of an image in an OCI image layout: index -> manifests with platforms ->
+/// config and layers, with media types, sizes and digests
+#[derive(Parser)]
+#[command(
+    name = "inspect",
+    bin_name = "inspect",
+    after_help = "Exit status: 0 the tree is complete and consistent; 1 content missing or not \
+matching its descriptor (the tree is still printed, problems marked); 2 bad usage or reference \
+(unknown tag, not a layout); 3 the layout cannot be read."
+)]
+struct Cli {
+    /// The image: oci:PATH[:TAG|@DIGEST]
+    ///
+    /// oci:PATH ends at the first ':' (as with skopeo). Without TAG: the layout's only tag
+    /// (with several, the one named "latest"), as for copy; @DIGEST names any stored manifest
+    /// or index (an untagged index.json entry, say).
+    #[arg(value_name = "IMAGE", value_parser = cli::stored_image)]
+    image: Endpoint,
+    /// Print the tree as JSON (text from the layout as JSON escapes)
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
 
 /// Why inspection could not start or finish; each kind has its exit status.
 enum Failure {
@@ -63,7 +91,8 @@ impl Failure {
             | StoreError::InvalidManifest { .. }
             | StoreError::NoMatchingPlatform { .. }
             | StoreError::PlatformMissing { .. }
-            | StoreError::ManifestTooLarge { .. } => Failure::Usage(message),
+            | StoreError::ManifestTooLarge { .. }
+            | StoreError::InvalidArchive { .. } => Failure::Usage(message),
             StoreError::Verify(_) | StoreError::SizeMismatch { .. } => Failure::Content(message),
             _ => Failure::Io(message),
         }
@@ -80,29 +109,8 @@ struct Node {
 }
 
 fn main() -> ExitCode {
-    oci_examples::init_logging(PROGRAM);
-    let mut json_out = false;
-    let mut reference = None;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--json" => json_out = true,
-            "-h" | "--help" => {
-                outln!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ if reference.is_none() => reference = Some(arg),
-            _ => {
-                return fail(
-                    PROGRAM,
-                    2,
-                    format!("unexpected argument \"{}\"\n{USAGE}", escape(&arg)),
-                );
-            }
-        }
-    }
-    let Some(reference) = reference else {
-        return fail(PROGRAM, 2, USAGE);
-    };
+    let cli: Cli = cli::parse();
+    cli.log.init(PROGRAM);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,9 +118,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(PROGRAM, 3, e),
     };
-    match rt.block_on(run(&reference)) {
+    // The image as typed (JSON escapes it; the tree prints it escaped).
+    let reference = cli.image.as_typed();
+    match rt.block_on(run(&cli.image)) {
         Ok(root) => {
-            if json_out {
+            if cli.json {
                 let out = JsonOut {
                     reference: &reference,
                     root: to_json(&root),
@@ -141,62 +151,51 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(reference: &str) -> Result<Node, Failure> {
-    let not_oci = || {
-        Failure::Usage(format!(
-            "\"{}\" is not an oci:PATH[:TAG] reference\n{USAGE}",
-            escape(reference)
-        ))
-    };
-    if !reference.starts_with("oci:") {
-        return Err(not_oci());
-    }
-    let (path, name) = match Endpoint::parse(reference) {
-        Ok(Endpoint::Layout { path, reference }) => (path, reference),
-        Ok(Endpoint::Registry { .. }) => return Err(not_oci()),
-        Err(e) => return Err(Failure::Usage(format!("{e}\n{USAGE}"))),
-    };
-    let store = LayoutStore::open_with(&path, &LayoutOptions::read_only())
+async fn run(image: &Endpoint) -> Result<Node, Failure> {
+    // cli::stored_image admits no registry; a layout is opened read-only, an archive read.
+    let opened = transport::open_local(image, false)
         .await
         .map_err(|e| Failure::from_store(&e))?;
+    let store = opened.source();
+    let place = image.place();
+    let name = image.reference();
     let root = match name {
-        Some(name) => match resolve_reference(&store, &name).await {
+        Some(name) => match resolve_reference(store, &name).await {
             Ok(d) => d,
             Err(StoreError::TagNotFound { tag }) => {
                 return Err(Failure::Usage(format!(
                     "no image tagged \"{}\" in {}; tags: {}",
                     escape(&tag),
-                    Escaped(path.display()),
-                    tag_list(&store).await
+                    Escaped(&place),
+                    tag_list(store).await
                 )));
             }
             Err(StoreError::NotFound { digest }) => {
                 return Err(Failure::Usage(format!(
                     "no content {digest} in {}",
-                    Escaped(path.display())
+                    Escaped(&place)
                 )));
             }
             Err(e) => return Err(Failure::from_store(&e)),
         },
         None => {
-            let tag = transport::default_tag(&store, &path)
+            let tag = transport::source_reference(image, &opened)
                 .await
                 .map_err(|e| match e {
                     NoDefaultTag::Store(e) => Failure::from_store(&e),
                     NoDefaultTag::Ambiguous(m) => Failure::Usage(m),
                 })?;
-            store
-                .resolve(&tag)
+            resolve_reference(store, &tag)
                 .await
                 .map_err(|e| Failure::from_store(&e))?
         }
     };
     let role = entry_role(&root);
-    Ok(walk(&store, root, role, 0).await)
+    Ok(walk(store, root, role, 0).await)
 }
 
 /// The layout's tags for an error message.
-async fn tag_list(store: &LayoutStore) -> String {
+async fn tag_list(store: &dyn Source) -> String {
     match store.tags().await {
         Ok(tags) if tags.is_empty() => "none".to_owned(),
         Ok(tags) => escape(&tags.join(", ")).into_owned(),
@@ -236,13 +235,13 @@ fn missing(d: &Descriptor) -> String {
 }
 
 fn size_mismatch(expected: u64, actual: u64) -> String {
-    format!("size mismatch: descriptor says {expected}, store has {actual}")
+    format!("size mismatch: descriptor says {expected} bytes, store has {actual} bytes")
 }
 
 /// The tree below `d`: manifests are fetched (verified) and walked; other content is only
 /// checked to be stored with the described size.
 fn walk<'a>(
-    store: &'a LayoutStore,
+    store: &'a dyn Source,
     d: Descriptor,
     role: &'static str,
     depth: usize,
@@ -303,21 +302,6 @@ fn has_problems(n: &Node) -> bool {
     !n.problems.is_empty() || n.children.iter().any(has_problems)
 }
 
-fn human(size: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = size as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{size} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Prints the tree below `n`; stops once standard output is closed.
 fn print_tree(n: &Node, prefix: &str, last: bool, root: bool) {
     let d = &n.descriptor;
@@ -340,7 +324,7 @@ fn print_tree(n: &Node, prefix: &str, last: bool, root: bool) {
         "  {}  {}  {}",
         d.digest,
         escape(&d.media_type),
-        human(d.size)
+        Size(d.size)
     ));
     for p in &n.problems {
         line.push_str(&format!("  !! {p}"));

@@ -4,29 +4,25 @@
 //!
 //! ```text
 //! cargo run --release --example sync -- [OPTIONS] FILE
-//!
-//! FILE      one copy a line: `SRC DST` (as for the copy example: oci:PATH[:TAG|@DIGEST] or
-//!           docker://REGISTRY/REPO[:TAG|@DIGEST]); blank lines and lines starting with # are
-//!           ignored. Two lines that would write the same destination tag are refused (exit 2,
-//!           naming both lines): which one wins would depend on which finishes last.
-//! --jobs N          transfers at once over all images (default 8, at least 1)
-//! --images N        images copied at once (default 4, at least 1)
-//! --retries N       each line's retry budget: retries in all after transient failures,
-//!                   shared by every blob, manifest and tag of the line and by its re-runs
-//!                   (default 3)
-//! --retry-budget N  re-runs of a whole image after a transient failure, over the file
-//!                   (default 3); a re-run continues with what its line has left of
-//!                   --retries, so a request that keeps failing is sent at most
-//!                   1 + (--retries) + (re-runs of its line) times
-//! --state-dir DIR   where pushes record upload sessions, resumed by the next run (default
-//!                   $XDG_STATE_HOME/oci-rs/uploads, else ~/.local/state/oci-rs/uploads)
-//! --platform, --plain-http, --creds, --verify-existing, --referrers, --format: as for copy
+//! cargo run --release --example sync -- --help       # every option
 //! ```
+//!
+//! FILE has one copy a line: `SRC DST` (as for the copy example: `oci:PATH[:TAG|@DIGEST]` or
+//! `docker://REGISTRY/REPO[:TAG|@DIGEST]`); blank lines and lines starting with # are ignored.
+//! Two lines that would write the same destination tag are refused (exit 2, naming both
+//! lines): which one wins would depend on which finishes last. `--jobs` limits the transfers
+//! over all images (default 8), `--images` the images copied at once (default 4); `--retries`
+//! is each line's retry budget, shared by its blobs, manifests, tag and re-runs, and
+//! `--retry-budget` the re-runs of whole images over the file, so a request that keeps failing
+//! is sent at most 1 + (--retries) + (re-runs of its line) times. The other options
+//! (`--platform`, `--creds` or `OCI_RS_CREDS`, `--state-dir`, ...) are copy's, spelled and
+//! checked the same way ([`oci_examples::cli`]).
 //!
 //! Every line of the file has a row in the table and counts in the summary: a copy that fails,
 //! and one whose task ends abnormally (a panic), count as failed and make the exit status 1.
 //! Text from the file, layouts and registries is printed with control characters escaped; a
-//! closed output (`sync … | head -1`) is dropped quietly. `RUST_LOG` enables the library's logs.
+//! closed output (`sync … | head -1`) is dropped quietly. `--log-level` (or `RUST_LOG`) enables
+//! the library's logs.
 //!
 //! Exit status: 0 every image copied; 1 some failed (the table and the messages name them and
 //! their digests); 2 bad usage or an unreadable file.
@@ -40,22 +36,55 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use oci_distribution_client::Reference;
-use oci_examples::transport::{self, CopyError, Endpoint, RegistrySettings};
-use oci_examples::{errln, escape, outln};
-use oci_store::{CopyOptions, CopyReport, Digest, RetryBudget};
+use oci_examples::cli::{self, CopyArgs, LogArgs, RegistryArgs};
+use oci_examples::size::{ExactSize, Size};
+use oci_examples::transport::{self, CopyError, Endpoint};
+use oci_examples::{Escaped, errln, escape, outln};
+use oci_store::{CopyReport, Digest, RetryBudget};
 use tokio::sync::Semaphore;
 
-const USAGE: &str = "usage: sync [--jobs N] [--images N] [--retry-budget N] [--retries N] \
-[--platform OS/ARCH[/VARIANT]]... [--plain-http] [--creds USER:PASS] [--verify-existing] \
-[--referrers] [--format oci|docker] [--state-dir DIR] FILE
-  FILE: one `SRC DST` a line (SRC, DST as for copy); two lines writing the same destination
-    tag are refused
-  --jobs N, --images N: at least 1
-  --retries N: each line's retry budget, retries in all, shared by its blobs, manifests,
-    tag and re-runs (default 3)
-  --retry-budget N: re-runs of whole images over the file (default 3); a request that
-    keeps failing is sent at most 1 + (--retries) + (its line's re-runs) times";
+/// Copy many images listed in a file, under one global limit on transfers, with a retry budget,
+/// a summary table and an exit status that says whether all succeeded; a re-run after a
+/// failure finishes only what is missing
+#[derive(Parser)]
+#[command(
+    name = "sync",
+    bin_name = "sync",
+    after_help = "The table has a row per line of FILE: its status, tries (runs of the line), \
+blobs copied and skipped, bytes sent, seconds.\n\
+Exit status: 0 every image copied, 1 some failed (the table and the messages name them), \
+2 bad usage or an unreadable FILE."
+)]
+struct Cli {
+    /// The list: one copy a line, `SRC DST`, as for copy (oci:PATH[:TAG|@DIGEST] or
+    /// docker://REGISTRY/REPO[:TAG|@DIGEST])
+    ///
+    /// Blank lines and lines starting with # are ignored. Two lines that would write the same
+    /// destination tag are refused (exit 2, naming both lines): which one wins would depend on
+    /// which finishes last.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Transfers at once over all images
+    #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = cli::count())]
+    jobs: usize,
+    /// Images copied at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = cli::count())]
+    images: usize,
+    /// Re-runs of a whole image after a transient failure, over the whole file
+    ///
+    /// A re-run continues with what its line has left of --retries, so a request that keeps
+    /// failing is sent at most 1 + (--retries) + (re-runs of its line) times.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retry_budget: u32,
+    #[command(flatten)]
+    copy: CopyArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
 
 struct Job {
     line: usize,
@@ -63,61 +92,7 @@ struct Job {
     dst: Endpoint,
 }
 
-struct Args {
-    file: String,
-    jobs: usize,
-    images: usize,
-    budget: u32,
-    options: CopyOptions,
-    settings: RegistrySettings,
-}
-
-fn parse_args(args: Vec<String>) -> Result<Args, String> {
-    let mut a = Args {
-        file: String::new(),
-        jobs: 8,
-        images: 4,
-        budget: 3,
-        options: CopyOptions::default(),
-        settings: RegistrySettings::default(),
-    };
-    let mut files = Vec::new();
-    let mut it = args.into_iter();
-    let num = |v: Option<String>, flag: &str| -> Result<u64, String> {
-        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-        v.parse().map_err(|_| format!("{flag} {v:?}: not a number"))
-    };
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        if transport::shared_option(&arg, &mut value, &mut a.options, &mut a.settings)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--jobs" | "--images" => {
-                let v = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
-                let n = transport::positive(&arg, &v)?;
-                if arg == "--jobs" {
-                    a.jobs = n;
-                } else {
-                    a.images = n;
-                }
-            }
-            "--retry-budget" => {
-                a.budget = u32::try_from(num(it.next(), "--retry-budget")?)
-                    .map_err(|_| "--retry-budget: too large".to_owned())?;
-            }
-            "--help" | "-h" => return Err(String::new()),
-            f if f.starts_with("--") => return Err(format!("unknown option {f}")),
-            _ => files.push(arg),
-        }
-    }
-    match files.as_slice() {
-        [f] => a.file = f.clone(),
-        _ => return Err("expected one FILE".to_owned()),
-    }
-    Ok(a)
-}
-
+/// The jobs of the list file `text`; `file` (its name, escaped) prefixes every message.
 fn parse_file(text: &str, file: &str) -> Result<Vec<Job>, String> {
     let mut jobs = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -165,10 +140,12 @@ fn destination(job: &Job) -> Option<String> {
         (None, Some(r), _) if Digest::parse(&r).is_ok() => "latest".to_owned(),
         (None, Some(r), _) => r,
         (None, None, Endpoint::Registry { .. }) => "latest".to_owned(),
-        (None, None, Endpoint::Layout { .. }) => return None,
+        (None, None, _) => return None,
     };
     let place = match &job.dst {
         Endpoint::Layout { path, .. } => normalised(path).display().to_string(),
+        Endpoint::Archive { kind, path, .. } => format!("{kind}:{}", normalised(path).display()),
+        Endpoint::Bucket { url, .. } => url.clone(),
         Endpoint::Registry { reference } => match Reference::parse(reference) {
             Ok(r) => format!("{}/{}", r.registry(), r.repository()),
             Err(_) => reference.clone(),
@@ -215,32 +192,18 @@ struct Outcome {
 }
 
 fn main() -> ExitCode {
-    oci_examples::init_logging("sync");
-    let args = match parse_args(std::env::args().skip(1).collect()) {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            outln!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return oci_examples::fail("sync", 2, format_args!("{e}\n{USAGE}")),
-    };
-    let text = match std::fs::read_to_string(&args.file) {
+    let cli: Cli = cli::parse();
+    cli.log.init("sync");
+    let file = Escaped(cli.file.display()).to_string();
+    let text = match std::fs::read_to_string(&cli.file) {
         Ok(t) => t,
         Err(e) => {
-            return oci_examples::fail(
-                "sync",
-                2,
-                format_args!("cannot read {}: {e}", escape(&args.file)),
-            );
+            return oci_examples::fail("sync", 2, format_args!("cannot read {file}: {e}"));
         }
     };
-    let jobs = match parse_file(&text, &args.file) {
+    let jobs = match parse_file(&text, &file) {
         Ok(j) if j.is_empty() => {
-            return oci_examples::fail(
-                "sync",
-                2,
-                format_args!("{}: no `SRC DST` lines", escape(&args.file)),
-            );
+            return oci_examples::fail("sync", 2, format_args!("{file}: no `SRC DST` lines"));
         }
         Ok(j) => j,
         Err(e) => return oci_examples::fail("sync", 2, e),
@@ -255,20 +218,20 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let outcomes = match rt.block_on(run(jobs, &args)) {
+    let outcomes = match rt.block_on(run(jobs, &cli)) {
         Ok(o) => o,
         Err(e) => return oci_examples::fail("sync", 2, e),
     };
     let total = started.elapsed();
 
     outln!(
-        "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8}  SRC -> DST",
+        "{:<4} {:<8} {:>5} {:>6} {:>7} {:>10} {:>8}  SRC -> DST",
         "line",
         "status",
-        "try",
+        "tries",
         "copied",
-        "skip",
-        "bytes",
+        "skipped",
+        "sent",
         "seconds"
     );
     let mut failed = 0;
@@ -295,18 +258,21 @@ fn main() -> ExitCode {
             }
         };
         outln!(
-            "{:<4} {:<8} {:>3} {:>6} {:>6} {:>12} {:>8.2}  {} -> {}",
+            "{:<4} {:<8} {:>5} {:>6} {:>7} {:>10} {:>8.2}  {} -> {}",
             o.line,
             status,
             o.attempts,
             copied,
             skipped,
-            bytes,
+            Size(bytes).to_string(),
             o.elapsed.as_secs_f64(),
             o.src,
             o.dst
         );
     }
+    outln!(
+        "(copied, skipped: blobs; sent: bytes sent to the destination; tries: runs of the line)"
+    );
     for o in &outcomes {
         if let Err(e) = &o.result {
             errln!("sync: line {}: {} -> {}: {e}", o.line, o.src, o.dst);
@@ -318,10 +284,11 @@ fn main() -> ExitCode {
         .map(|r| r.bytes_copied)
         .sum();
     outln!(
-        "{} of {} images copied, {} failed; {bytes} bytes sent in {:.2} s",
+        "{} of {} images copied, {} failed; {} sent in {:.2} s",
         outcomes.len() - failed,
         outcomes.len(),
         failed,
+        ExactSize(bytes),
         total.as_secs_f64()
     );
     if failed == 0 {
@@ -331,12 +298,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
-    let ctx = transport::Context::new(&args.settings, jobs.iter().flat_map(|j| [&j.src, &j.dst]))?;
-    let transfers = Arc::new(Semaphore::new(args.jobs));
-    let images = Arc::new(Semaphore::new(args.images));
-    let budget = Arc::new(AtomicU32::new(args.budget));
-    let options = args.options.clone().with_shared_limit(transfers);
+async fn run(jobs: Vec<Job>, cli: &Cli) -> Result<Vec<Outcome>, CopyError> {
+    let ctx = transport::Context::new(&cli.registry, jobs.iter().flat_map(|j| [&j.src, &j.dst]))?;
+    let transfers = Arc::new(Semaphore::new(cli.jobs));
+    let images = Arc::new(Semaphore::new(cli.images));
+    let budget = Arc::new(AtomicU32::new(cli.retry_budget));
+    let copy_options = cli.copy.options();
+    let line_retries = copy_options.retries;
+    let options = copy_options.with_shared_limit(transfers);
     let run_started = Instant::now();
     let mut tasks = Vec::new();
     for job in jobs {
@@ -349,7 +318,7 @@ async fn run(jobs: Vec<Job>, args: &Args) -> Result<Vec<Outcome>, CopyError> {
         );
         // One retry budget for the line, shared by its re-runs: retries add up, they do not
         // multiply.
-        let options = options.with_retry_budget(RetryBudget::new(args.options.retries));
+        let options = options.with_retry_budget(RetryBudget::new(line_retries));
         let task = tokio::spawn(async move {
             let _slot = images.acquire_owned().await;
             let started = Instant::now();

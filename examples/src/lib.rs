@@ -6,8 +6,11 @@
 // Every line goes through `outln!`/`errln!` (see `output`): `println!` panics on a closed pipe.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cli;
 pub mod output;
 pub mod sample;
+pub mod size;
+pub mod summary;
 mod text;
 pub mod transport;
 
@@ -61,21 +64,30 @@ pub fn fail(program: &str, code: u8, message: impl std::fmt::Display) -> ExitCod
 }
 
 /// Installs the log output every example has: the crates' `tracing` events on standard error
-/// as plain text, filtered by `RUST_LOG` (`RUST_LOG=debug`, `RUST_LOG=oci_store=trace`), and
-/// nothing at all when `RUST_LOG` is not set. A `RUST_LOG` that does not parse is reported and
-/// ignored. Write errors (a closed standard error) are dropped, never a panic.
+/// as plain text, filtered by `filter` (`--log-level`, checked by [`cli::log_filter`]) or else
+/// by `RUST_LOG` (`RUST_LOG=debug`, `RUST_LOG=oci_store=trace`), and nothing at all when neither
+/// is set. A `RUST_LOG` that does not parse is reported and ignored. Write errors (a closed
+/// standard error) are dropped, never a panic.
 ///
 /// ```
-/// oci_examples::init_logging("doc");
+/// oci_examples::init_logging("doc", None);
+/// oci_examples::init_logging("doc", Some("oci_store=debug"));
 /// ```
-pub fn init_logging(program: &str) {
-    if std::env::var_os("RUST_LOG").is_none() {
-        return;
-    }
-    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+pub fn init_logging(program: &str, filter: Option<&str>) {
+    let parsed = match filter {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f).map_err(|e| e.to_string()),
+        None if std::env::var_os("RUST_LOG").is_none() => return,
+        None => tracing_subscriber::EnvFilter::try_from_default_env().map_err(|e| e.to_string()),
+    };
+    let filter = match parsed {
         Ok(f) => f,
         Err(e) => {
-            errln!("{program}: RUST_LOG ignored: {}", escape(&e.to_string()));
+            let what = if filter.is_some() {
+                "--log-level"
+            } else {
+                "RUST_LOG"
+            };
+            errln!("{program}: {what} ignored: {}", escape(&e));
             return;
         }
     };

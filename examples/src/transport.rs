@@ -1,20 +1,23 @@
-//! Image locations on the command line (`oci:PATH[:TAG|@DIGEST]`, `docker://REGISTRY/REPO...`)
-//! and the copy between two of them, shared by the `copy` and `sync` examples.
+//! Image locations on the command line (`oci:PATH[:TAG|@DIGEST]`, `docker://REGISTRY/REPO...`,
+//! `s3://BUCKET/PREFIX[:TAG|@DIGEST]`, `docker-archive:PATH[:REFERENCE]`,
+//! `oci-archive:PATH[:TAG]`) and the copy between two of them, shared by the examples.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use oci_digest::Digest;
 use oci_distribution_client::{Client, ClientConfig, Credential, Reference, Repository};
-use oci_manifest::convert::Flavor;
 use oci_store::{
-    CopyOptions, CopyReport, CopySide, LayoutOptions, LayoutStore, ManagedStore, Store, StoreError,
-    TagStore, VerifyMode,
+    ArchiveKind, ArchiveOptions, ArchiveReader, ArchiveRef, ArchiveWriter, BucketOptions,
+    BucketStore, CopyOptions, CopyReport, CopySide, LayoutOptions, LayoutStore, ManagedStore,
+    ReadStore, Store, StoreError, TagStore,
 };
 
+use crate::cli::RegistryArgs;
 use crate::{Escaped, escape};
 
-/// Where an image is: an OCI layout directory or a registry repository.
+/// Where an image is: an OCI layout directory, a registry repository, a prefix of an
+/// S3-compatible bucket or an archive file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `oci:PATH[:TAG|@DIGEST]`: an OCI image layout directory.
@@ -29,23 +32,30 @@ pub enum Endpoint {
         /// The reference as given after `docker://`.
         reference: String,
     },
+    /// `s3://BUCKET/PREFIX[:TAG|@DIGEST]`: an OCI image layout under a prefix of an
+    /// S3-compatible bucket ([`BucketStore`]), configured by the `AWS_*` environment variables.
+    Bucket {
+        /// `s3://BUCKET/PREFIX`, without the tag or digest.
+        url: String,
+        /// A tag or digest in it; `None` when not given.
+        reference: Option<String>,
+    },
+    /// `docker-archive:PATH[:REFERENCE]` or `oci-archive:PATH[:TAG]` ([`ArchiveRef`]).
+    Archive {
+        /// Which format.
+        kind: ArchiveKind,
+        /// The archive file.
+        path: PathBuf,
+        /// A Docker reference (`app:v1`, `@N`) or an OCI tag; `None` when not given.
+        reference: Option<String>,
+    },
 }
 
 impl fmt::Display for Endpoint {
     /// The location as typed, its path and reference escaped ([`crate::escape`]): they may come
     /// from a list file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Layout { path, reference } => {
-                write!(f, "oci:{}", Escaped(path.display()))?;
-                match reference {
-                    Some(r) if Digest::parse(r).is_ok() => write!(f, "@{r}"),
-                    Some(r) => write!(f, ":{}", Escaped(r)),
-                    None => Ok(()),
-                }
-            }
-            Endpoint::Registry { reference } => write!(f, "docker://{}", Escaped(reference)),
-        }
+        write!(f, "{}", Escaped(self.as_typed()))
     }
 }
 
@@ -124,33 +134,99 @@ pub fn check_ref_name(tag: &str) -> Result<(), String> {
 
 impl std::error::Error for BadEndpoint {}
 
-impl Endpoint {
-    /// Parses `oci:PATH` naming a whole layout (for gc, fsck): no tag, no digest, no registry.
-    ///
-    /// ```
-    /// use oci_examples::transport::Endpoint;
-    /// assert_eq!(Endpoint::layout_dir("oci:./store").unwrap(), std::path::PathBuf::from("./store"));
-    /// assert!(Endpoint::layout_dir("oci:./store:v1").is_err());
-    /// assert!(Endpoint::layout_dir("docker://r.example/a").is_err());
-    /// ```
-    pub fn layout_dir(input: &str) -> Result<PathBuf, String> {
-        match Endpoint::parse(input) {
-            Ok(Endpoint::Layout {
-                path,
-                reference: None,
-            }) => Ok(path),
-            Ok(Endpoint::Layout {
-                reference: Some(_), ..
-            }) => Err(format!(
-                "expected oci:PATH of a whole layout, without a tag or digest, got {input:?}"
-            )),
-            Ok(Endpoint::Registry { .. }) => {
-                Err(format!("expected oci:PATH, got a registry: {input:?}"))
+/// What [`Endpoint::parse`] accepts, for its error message.
+const EXPECTED_ENDPOINT: &str = "expected oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST], \
+or s3://BUCKET/PREFIX[:TAG|@DIGEST], docker-archive:PATH[:REFERENCE], oci-archive:PATH[:TAG]";
+
+/// `BUCKET/PREFIX[:TAG|@DIGEST]` (after `s3://`): the tag or digest follows the last `/`, so a
+/// tag holds no `/` here and the prefix no `:`.
+fn parse_bucket(rest: &str) -> Result<Endpoint, String> {
+    let last = rest.rfind('/').map_or(0, |i| i + 1);
+    let (place, reference) = match rest[last..].find(['@', ':']) {
+        None => (rest, None),
+        Some(i) => {
+            let (place, mark) = rest.split_at(last + i);
+            let reference = &mark[1..];
+            if mark.starts_with('@') {
+                let d = Digest::parse(reference)
+                    .map_err(|e| format!("invalid digest: {}", chain(&e)))?;
+                (place, Some(d.to_string()))
+            } else if reference.is_empty() {
+                return Err("empty tag after ':'".to_owned());
+            } else {
+                check_ref_name(reference)?;
+                (place, Some(reference.to_owned()))
             }
-            Err(e) => Err(e.to_string()),
+        }
+    };
+    let (bucket, prefix) = place.split_once('/').unwrap_or((place, ""));
+    if bucket.is_empty() {
+        return Err("no bucket: expected s3://BUCKET/PREFIX[:TAG|@DIGEST]".to_owned());
+    }
+    if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err(format!(
+            "bucket \"{}\": a bucket name is lower-case letters, digits, '-' and '.'",
+            escape(bucket)
+        ));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty() {
+        for part in prefix.split('/') {
+            if part.is_empty() || part == "." || part == ".." {
+                return Err(format!(
+                    "prefix \"{}\": empty, \".\" and \"..\" parts are not allowed",
+                    escape(prefix)
+                ));
+            }
+            if part.contains(':') {
+                return Err(format!(
+                    "prefix \"{}\" holds ':': the tag follows the last '/' and cannot hold '/' in an s3:// location",
+                    escape(prefix)
+                ));
+            }
+            if part.chars().any(char::is_control) {
+                return Err(format!(
+                    "prefix \"{}\" holds a control character",
+                    escape(prefix)
+                ));
+            }
         }
     }
+    let url = if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    };
+    Ok(Endpoint::Bucket { url, reference })
+}
 
+/// `docker-archive:PATH[:REFERENCE]` or `oci-archive:PATH[:TAG]` ([`ArchiveRef::parse`]).
+fn parse_archive(input: &str) -> Result<Endpoint, String> {
+    let a = ArchiveRef::parse(input).ok_or_else(|| {
+        "empty archive path: expected docker-archive:PATH[:REFERENCE] or oci-archive:PATH[:TAG]"
+            .to_owned()
+    })?;
+    if let Some(r) = &a.reference {
+        if a.kind == ArchiveKind::Oci {
+            check_ref_name(r)?;
+        } else if r.chars().any(char::is_control) || r.contains(char::is_whitespace) {
+            return Err(format!(
+                "reference \"{}\": expected a Docker reference NAME[:TAG] or @N",
+                escape(r)
+            ));
+        }
+    }
+    Ok(Endpoint::Archive {
+        kind: a.kind,
+        path: a.path,
+        reference: a.reference,
+    })
+}
+
+impl Endpoint {
     /// Parses `oci:PATH[:TAG|@DIGEST]` or `docker://REGISTRY/REPO[:TAG|@DIGEST]`.
     ///
     /// ```
@@ -172,6 +248,21 @@ impl Endpoint {
     /// assert_eq!(e.reference().as_deref(), Some("v1"));
     /// assert!(Endpoint::parse("docker://a/b@sha256:short").is_err());
     /// assert!(Endpoint::parse("ftp://x").is_err());
+    /// // s3://BUCKET/PREFIX: the tag or digest follows the last '/'.
+    /// let e = Endpoint::parse("s3://cache/images:app").unwrap();
+    /// assert_eq!(e, Endpoint::Bucket { url: "s3://cache/images".into(), reference: Some("app".into()) });
+    /// let e = Endpoint::parse(&format!("s3://cache/a/b@{d}")).unwrap();
+    /// assert_eq!(e, Endpoint::Bucket { url: "s3://cache/a/b".into(), reference: Some(d.into()) });
+    /// assert!(Endpoint::parse("s3://").is_err());
+    /// assert!(Endpoint::parse("s3:///images").is_err());
+    /// assert!(Endpoint::parse("s3://Cache/images").is_err());
+    /// assert!(Endpoint::parse("s3://cache/../x").is_err());
+    /// // Archives, as skopeo names them: the path ends at the first ':'.
+    /// let e = Endpoint::parse("docker-archive:/tmp/x.tar:app:v1").unwrap();
+    /// assert_eq!(e.reference().as_deref(), Some("app:v1"));
+    /// assert!(matches!(Endpoint::parse("oci-archive:y.tar").unwrap(), Endpoint::Archive { reference: None, .. }));
+    /// assert!(Endpoint::parse("docker-archive:").is_err());
+    /// assert!(Endpoint::parse("oci-archive:y.tar:../x").is_err());
     /// ```
     ///
     /// # Errors
@@ -187,10 +278,14 @@ impl Endpoint {
                 reference: rest.to_owned(),
             });
         }
+        if let Some(rest) = input.strip_prefix("s3://") {
+            return parse_bucket(rest).map_err(|r| bad(&r));
+        }
+        if input.starts_with("docker-archive:") || input.starts_with("oci-archive:") {
+            return parse_archive(input).map_err(|r| bad(&r));
+        }
         let Some(rest) = input.strip_prefix("oci:") else {
-            return Err(bad(
-                "expected oci:PATH[:TAG|@DIGEST] or docker://REGISTRY/REPO[:TAG|@DIGEST]",
-            ));
+            return Err(bad(EXPECTED_ENDPOINT));
         };
         // As skopeo splits `oci:` references: the path ends at the first ':' (a path cannot
         // hold one), and what follows is the tag, never part of the path. `PATH@ALG:HEX` names
@@ -234,10 +329,68 @@ impl Endpoint {
         })
     }
 
+    /// The location as typed, nothing escaped: for output that escapes it itself (JSON).
+    /// [`Display`](fmt::Display) shows the same text escaped.
+    ///
+    /// ```
+    /// use oci_examples::transport::Endpoint;
+    /// for typed in ["oci:./s:team/v1", "oci:s", "docker://r.example:5000/a/b:v1"] {
+    ///     assert_eq!(Endpoint::parse(typed).unwrap().as_typed(), typed);
+    /// }
+    /// let e = Endpoint::Layout { path: "a\nb".into(), reference: None };
+    /// assert_eq!((e.as_typed(), e.to_string()), ("oci:a\nb".to_owned(), "oci:a\\nb".to_owned()));
+    /// ```
+    pub fn as_typed(&self) -> String {
+        match self {
+            Endpoint::Layout { path, reference } => {
+                let path = path.display();
+                match reference {
+                    Some(r) if Digest::parse(r).is_ok() => format!("oci:{path}@{r}"),
+                    Some(r) => format!("oci:{path}:{r}"),
+                    None => format!("oci:{path}"),
+                }
+            }
+            Endpoint::Registry { reference } => format!("docker://{reference}"),
+            Endpoint::Bucket { url, reference } => match reference {
+                Some(r) if Digest::parse(r).is_ok() => format!("{url}@{r}"),
+                Some(r) => format!("{url}:{r}"),
+                None => url.clone(),
+            },
+            Endpoint::Archive {
+                kind,
+                path,
+                reference,
+            } => match reference {
+                Some(r) => format!("{kind}:{}:{r}", path.display()),
+                None => format!("{kind}:{}", path.display()),
+            },
+        }
+    }
+
+    /// The store the location names, without its tag or digest, as typed: the layout's
+    /// path, `s3://BUCKET/PREFIX`, `KIND:PATH` of an archive, the registry reference.
+    ///
+    /// ```
+    /// use oci_examples::transport::Endpoint;
+    /// assert_eq!(Endpoint::parse("oci:dir:v1").unwrap().place(), "dir");
+    /// assert_eq!(Endpoint::parse("s3://b/p:v1").unwrap().place(), "s3://b/p");
+    /// assert_eq!(Endpoint::parse("oci-archive:x.tar:v1").unwrap().place(), "oci-archive:x.tar");
+    /// ```
+    pub fn place(&self) -> String {
+        match self {
+            Endpoint::Layout { path, .. } => path.display().to_string(),
+            Endpoint::Registry { reference } => reference.clone(),
+            Endpoint::Bucket { url, .. } => url.clone(),
+            Endpoint::Archive { kind, path, .. } => format!("{kind}:{}", path.display()),
+        }
+    }
+
     /// The tag or digest part, if any (a registry reference with both gives the digest).
     pub fn reference(&self) -> Option<String> {
         match self {
-            Endpoint::Layout { reference, .. } => reference.clone(),
+            Endpoint::Layout { reference, .. }
+            | Endpoint::Bucket { reference, .. }
+            | Endpoint::Archive { reference, .. } => reference.clone(),
             Endpoint::Registry { reference } => {
                 let r = Reference::parse(reference).ok()?;
                 match (r.digest(), r.tag()) {
@@ -255,24 +408,13 @@ impl Endpoint {
             Endpoint::Registry { reference } => Reference::parse(reference)
                 .ok()
                 .map(|r| r.registry().to_owned()),
-            Endpoint::Layout { .. } => None,
+            Endpoint::Layout { .. } | Endpoint::Bucket { .. } | Endpoint::Archive { .. } => None,
         }
     }
 }
 
-/// Settings for registries, from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct RegistrySettings {
-    /// Talk plain HTTP (loopback test registries) to the registries named.
-    pub plain_http: bool,
-    /// `USER:PASS` for every registry named; else Docker's `config.json`.
-    pub creds: Option<(String, String)>,
-    /// `--state-dir DIR`: where upload sessions to registries are recorded so a killed push
-    /// resumes in the next run; `None` uses [`default_state_dir`].
-    pub state_dir: Option<PathBuf>,
-}
-
-/// Where the examples record registry upload sessions unless `--state-dir` says otherwise:
+/// Where the examples record registry upload sessions unless `--state-dir` says otherwise
+/// ([`RegistryArgs::state_dir`]):
 /// `$XDG_STATE_HOME/oci-rs/uploads` (when set to an absolute path), else
 /// `$HOME/.local/state/oci-rs/uploads`; `None` without a home directory (sessions then live in
 /// memory only).
@@ -294,94 +436,6 @@ pub fn default_state_dir() -> Option<PathBuf> {
     Some(home.join(".local/state/oci-rs/uploads"))
 }
 
-/// Applies one of the command-line options the `copy` and `sync` examples share: `--platform
-/// OS/ARCH[/VARIANT]`, `--all`, `--plain-http`, `--creds USER:PASS`, `--verify-existing`,
-/// `--referrers`, `--format oci|docker`, `--retries N` (the copy's retry budget: retries in
-/// all, shared by all its content, [`CopyOptions::retries`]), `--state-dir DIR`. `value` gives
-/// the option's value for those that take one. Returns `Ok(false)` when `flag` is none of them.
-///
-/// ```
-/// use oci_examples::transport::{shared_option, RegistrySettings};
-/// let (mut o, mut s) = (oci_store::CopyOptions::default(), RegistrySettings::default());
-/// assert!(shared_option("--platform", &mut || Ok("linux/arm64".into()), &mut o, &mut s).unwrap());
-/// assert_eq!(o.platforms.len(), 1);
-/// assert!(!shared_option("--jobs", &mut || Ok("1".into()), &mut o, &mut s).unwrap());
-/// assert!(shared_option("--format", &mut || Ok("zip".into()), &mut o, &mut s).is_err());
-/// assert!(shared_option("--state-dir", &mut || Ok("/tmp/up".into()), &mut o, &mut s).unwrap());
-/// assert_eq!(s.state_dir.as_deref(), Some(std::path::Path::new("/tmp/up")));
-/// assert!(shared_option("--retries", &mut || Ok("7".into()), &mut o, &mut s).unwrap());
-/// assert_eq!(o.retries, 7);
-/// ```
-///
-/// # Errors
-/// A message naming the option and the bad value.
-pub fn shared_option(
-    flag: &str,
-    value: &mut dyn FnMut() -> Result<String, String>,
-    options: &mut CopyOptions,
-    settings: &mut RegistrySettings,
-) -> Result<bool, String> {
-    match flag {
-        "--platform" => {
-            let v = value()?;
-            let p =
-                oci_manifest::platform::parse(&v).map_err(|e| format!("--platform {v:?}: {e}"))?;
-            options.platforms.push(p);
-        }
-        "--all" => options.platforms.clear(),
-        "--plain-http" => settings.plain_http = true,
-        "--creds" => {
-            let v = value()?;
-            let (u, p) = v.split_once(':').ok_or("--creds expects USER:PASS")?;
-            settings.creds = Some((u.to_owned(), p.to_owned()));
-        }
-        "--verify-existing" => options.verify = VerifyMode::Range,
-        "--referrers" => options.include_referrers = true,
-        "--format" => {
-            options.format = match value()?.as_str() {
-                "oci" => Some(Flavor::Oci),
-                "docker" => Some(Flavor::Docker),
-                other => return Err(format!("--format {other:?}: expected oci or docker")),
-            }
-        }
-        "--state-dir" => {
-            let v = value()?;
-            if v.is_empty() {
-                return Err("--state-dir needs a directory".to_owned());
-            }
-            settings.state_dir = Some(PathBuf::from(v));
-        }
-        "--retries" => {
-            let v = value()?;
-            options.retries = v
-                .parse()
-                .map_err(|_| format!("--retries \"{}\": not a number", escape(&v)))?;
-        }
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
-
-/// Parses the value of a count option that must be at least 1 (`--jobs`, `--images`): 0 would
-/// mean no transfer could ever start.
-///
-/// ```
-/// use oci_examples::transport::positive;
-/// assert_eq!(positive("--jobs", "3"), Ok(3));
-/// assert!(positive("--jobs", "0").unwrap_err().contains("at least 1"));
-/// assert!(positive("--jobs", "x").is_err());
-/// ```
-///
-/// # Errors
-/// A message naming the option and the value.
-pub fn positive(flag: &str, value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(0) => Err(format!("{flag} 0: must be at least 1")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{flag} \"{}\": not a number", escape(value))),
-    }
-}
-
 /// The registry client shared by every copy of a run (connections, tokens), configured for the
 /// registries the endpoints name.
 #[derive(Clone)]
@@ -395,7 +449,7 @@ impl Context {
     /// # Errors
     /// [`CopyError::Usage`] when the client cannot be built (bad TLS setup).
     pub fn new<'a>(
-        settings: &RegistrySettings,
+        settings: &RegistryArgs,
         endpoints: impl IntoIterator<Item = &'a Endpoint>,
     ) -> Result<Context, CopyError> {
         let registries: Vec<String> = endpoints
@@ -411,8 +465,9 @@ impl Context {
             if settings.plain_http && !config.plain_http.contains(r) {
                 config = config.with_plain_http(r.clone());
             }
-            if let Some((u, p)) = &settings.creds {
-                config = config.with_credential(r.clone(), Credential::basic(u, p));
+            if let Some(c) = &settings.creds {
+                config =
+                    config.with_credential(r.clone(), Credential::basic(c.user(), c.password()));
             }
         }
         let client = Client::new(config).map_err(|e| {
@@ -424,20 +479,45 @@ impl Context {
     }
 }
 
-/// An open store of either kind.
+/// A store images are read from: every [`Opened`] store is one.
+pub trait Source: ReadStore + TagStore {}
+
+impl<T: ReadStore + TagStore + ?Sized> Source for T {}
+
+/// An open store of any kind.
 pub enum Opened {
     /// An OCI layout.
     Layout(LayoutStore),
     /// A registry repository.
     Registry(Repository),
+    /// A layout under a bucket's prefix.
+    Bucket(BucketStore),
+    /// An archive read (a source).
+    ArchiveReader(ArchiveReader),
+    /// An archive being written (a destination): visible once [`ArchiveWriter::finish`]ed.
+    ArchiveWriter(ArchiveWriter),
 }
 
 impl Opened {
-    /// The store as a trait object.
-    pub fn store(&self) -> &dyn Store {
+    /// The store to read from.
+    pub fn source(&self) -> &dyn Source {
         match self {
             Opened::Layout(s) => s,
             Opened::Registry(r) => r,
+            Opened::Bucket(b) => b,
+            Opened::ArchiveReader(r) => r,
+            Opened::ArchiveWriter(w) => w,
+        }
+    }
+
+    /// The store to write to; `None` for an archive opened for reading.
+    pub fn store(&self) -> Option<&dyn Store> {
+        match self {
+            Opened::Layout(s) => Some(s),
+            Opened::Registry(r) => Some(r),
+            Opened::Bucket(b) => Some(b),
+            Opened::ArchiveWriter(w) => Some(w),
+            Opened::ArchiveReader(_) => None,
         }
     }
 
@@ -446,17 +526,49 @@ impl Opened {
     pub fn managed(&self) -> Option<&dyn ManagedStore> {
         match self {
             Opened::Layout(s) => Some(s),
-            Opened::Registry(_) => None,
+            Opened::Bucket(b) => Some(b),
+            Opened::Registry(_) | Opened::ArchiveReader(_) | Opened::ArchiveWriter(_) => None,
         }
     }
 }
 
-/// Opens the store of `endpoint`: a destination (`create`) layout is created when missing, a
-/// source layout is opened read-only (nothing in it is created or changed).
+/// Opens the store of `endpoint`: a destination (`create`) layout or bucket prefix is created
+/// when missing and a destination archive is started (it must not exist); a source layout is
+/// opened read-only, a source bucket prefix must hold a layout, a source archive is read.
 ///
 /// # Errors
 /// Store errors naming the path; reference errors naming the reference.
 pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Opened, CopyError> {
+    match endpoint {
+        Endpoint::Layout { .. } | Endpoint::Bucket { .. } | Endpoint::Archive { .. } => {
+            open_local(endpoint, create)
+                .await
+                .map_err(|e| CopyError::store(endpoint, e))
+        }
+        Endpoint::Registry { reference } => {
+            let client = match &ctx.client {
+                Some(c) => c.clone(),
+                None => Context::new(&RegistryArgs::default(), [endpoint])?
+                    .client
+                    .ok_or_else(|| CopyError::Usage(format!("{endpoint}: no registry")))?,
+            };
+            let usage = |e: &(dyn std::error::Error + 'static)| {
+                CopyError::Usage(format!("{endpoint}: {}", chain(e)))
+            };
+            let r = Reference::parse(reference).map_err(|e| usage(&e))?;
+            Ok(Opened::Registry(
+                client.repository(&r).map_err(|e| usage(&e))?,
+            ))
+        }
+    }
+}
+
+/// Opens the store of a location that is not a registry, as [`open`] does; a registry
+/// location is refused ([`StoreError::Unsupported`]).
+///
+/// # Errors
+/// The store's errors (their chain names the path or bucket).
+pub async fn open_local(endpoint: &Endpoint, create: bool) -> Result<Opened, StoreError> {
     match endpoint {
         Endpoint::Layout { path, .. } => {
             let opts = if create {
@@ -464,24 +576,99 @@ pub async fn open(endpoint: &Endpoint, create: bool, ctx: &Context) -> Result<Op
             } else {
                 LayoutOptions::read_only()
             };
-            let store = LayoutStore::open_with(path, &opts)
+            LayoutStore::open_with(path, &opts)
                 .await
-                .map_err(|e| CopyError::store(endpoint, e))?;
-            Ok(Opened::Layout(store))
+                .map(Opened::Layout)
         }
-        Endpoint::Registry { reference } => {
-            let client = match &ctx.client {
-                Some(c) => c.clone(),
-                None => Context::new(&RegistrySettings::default(), [endpoint])?
-                    .client
-                    .ok_or_else(|| CopyError::Usage(format!("{endpoint}: no registry")))?,
+        Endpoint::Bucket { url, .. } => {
+            let opts = if create {
+                BucketOptions::create()
+            } else {
+                BucketOptions::default()
             };
-            let usage = |e: oci_distribution_client::Error| {
-                CopyError::Usage(format!("{endpoint}: {}", chain(&e)))
-            };
-            let r = Reference::parse(reference).map_err(usage)?;
-            Ok(Opened::Registry(client.repository(&r).map_err(usage)?))
+            BucketStore::open_url(url, &opts).await.map(Opened::Bucket)
         }
+        Endpoint::Archive { kind, path, .. } => {
+            let opts = ArchiveOptions::default();
+            if create {
+                ArchiveWriter::create_with(path, *kind, &opts)
+                    .await
+                    .map(Opened::ArchiveWriter)
+            } else {
+                ArchiveReader::open_with(path, *kind, &opts)
+                    .await
+                    .map(Opened::ArchiveReader)
+            }
+        }
+        Endpoint::Registry { .. } => Err(StoreError::Unsupported {
+            operation: "opening a registry here",
+        }),
+    }
+}
+
+/// Opens the managed store (`gc`, `fsck`) at `endpoint`, never creating it: a layout
+/// read-only when `read_only` (nothing on disk changes, not even the state directory), a
+/// bucket's prefix (which must hold a layout).
+///
+/// # Errors
+/// The store's errors; [`StoreError::Unsupported`] for a location that is not a layout or
+/// a bucket's prefix (an archive, a registry).
+pub async fn open_managed(
+    endpoint: &Endpoint,
+    read_only: bool,
+) -> Result<Box<dyn ManagedStore>, StoreError> {
+    match endpoint {
+        Endpoint::Layout { path, .. } => {
+            let opts = if read_only {
+                LayoutOptions::read_only()
+            } else {
+                LayoutOptions::default()
+            };
+            Ok(Box::new(LayoutStore::open_with(path, &opts).await?))
+        }
+        Endpoint::Bucket { url, .. } => Ok(Box::new(
+            BucketStore::open_url(url, &BucketOptions::default()).await?,
+        )),
+        Endpoint::Archive { .. } | Endpoint::Registry { .. } => Err(StoreError::Unsupported {
+            operation: "collecting or checking a store that is not a layout or a bucket",
+        }),
+    }
+}
+
+/// The reference a source location given without a tag or digest means: a registry's
+/// `latest`, an archive's only image ([`ArchiveReader::default_reference`]), a layout's or a
+/// bucket's [`default_tag`]. With one given, that one.
+///
+/// # Errors
+/// [`NoDefaultTag`]: the tags could not be read, or none or several images and no reference.
+pub async fn source_reference(
+    endpoint: &Endpoint,
+    opened: &Opened,
+) -> Result<String, NoDefaultTag> {
+    if let Some(r) = endpoint.reference() {
+        return Ok(r);
+    }
+    match opened {
+        Opened::Registry(_) => Ok("latest".to_owned()),
+        Opened::ArchiveReader(r) => r.default_reference().ok_or_else(|| {
+            let names: Vec<String> = r
+                .images()
+                .iter()
+                .enumerate()
+                .map(|(i, img)| match img.tags.as_slice() {
+                    [] => format!("@{i}"),
+                    tags => tags.join(" "),
+                })
+                .collect();
+            NoDefaultTag::Ambiguous(format!(
+                "{} holds {} images: name one with {}:PATH:REFERENCE; images: {}",
+                Escaped(endpoint.place()),
+                names.len(),
+                r.kind(),
+                escape(&names.join(", "))
+            ))
+        }),
+        _ => default_tag(opened.source(), Path::new(&endpoint.place())).await,
     }
 }
 
@@ -654,28 +841,37 @@ pub async fn copy(
         )));
     }
     let source = open(src, false, ctx).await?;
-    let from = source.store();
-    let src_ref = match (src.reference(), src) {
+    let from = source.source();
+    let src_ref = source_reference(src, &source).await.map_err(|e| match e {
+        NoDefaultTag::Store(e) => CopyError::store(src, e),
+        NoDefaultTag::Ambiguous(m) => CopyError::Usage(m),
+    })?;
+    let dst_tag = match (dst.reference(), dst) {
         (Some(r), _) => r,
-        (None, Endpoint::Layout { path, .. }) => {
-            default_tag(from, path).await.map_err(|e| match e {
-                NoDefaultTag::Store(e) => CopyError::store(src, e),
-                NoDefaultTag::Ambiguous(m) => CopyError::Usage(m),
-            })?
-        }
-        (None, Endpoint::Registry { .. }) => "latest".to_owned(),
+        (
+            None,
+            Endpoint::Archive {
+                kind: ArchiveKind::Docker,
+                ..
+            },
+        ) => docker_name(src, &src_ref).ok_or_else(|| {
+            CopyError::Usage(format!(
+                "{dst}: a docker-archive needs a Docker reference for the image, as in \
+                 docker-archive:PATH:app:v1"
+            ))
+        })?,
+        (None, _) if Digest::parse(&src_ref).is_ok() => "latest".to_owned(),
+        (None, _) => src_ref.clone(),
     };
-    let dst_tag = match dst.reference() {
-        Some(r) => r,
-        None if Digest::parse(&src_ref).is_ok() => "latest".to_owned(),
-        None => src_ref.clone(),
-    };
-    if matches!(dst, Endpoint::Layout { .. }) {
-        // Check the tag and resolve the source before the destination layout is created.
+    let src_ref = single_platform(src, dst, from, src_ref, options).await?;
+    if !matches!(dst, Endpoint::Registry { .. }) {
+        // Check the tag and resolve the source before the destination is created.
         // Errors that a retry cannot mend end here; others (I/O, network, content damaged in
         // flight) are left to the copy, which retries them within its budget: so this look
         // runs under an empty budget of its own, and the client does not retry it either.
-        oci_store::validate_tag(&dst_tag).map_err(|e| CopyError::store(dst, e))?;
+        if !matches!(dst, Endpoint::Archive { .. }) {
+            oci_store::validate_tag(&dst_tag).map_err(|e| CopyError::store(dst, e))?;
+        }
         let look = oci_store::resolve_reference(from, &src_ref);
         match oci_store::RetryBudget::new(0).scope(look).await {
             Err(e) if !e.is_transient() && !e.is_verification_failure() => {
@@ -694,9 +890,12 @@ pub async fn copy(
         _ => None,
     };
     let target = open(dst, true, ctx).await?;
-    let result = match target.managed() {
-        Some(d) => oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await,
-        None => oci_store::copy(from, &src_ref, target.store(), Some(&dst_tag), options).await,
+    let result = match (target.managed(), target.store()) {
+        (Some(d), _) => oci_store::copy_leased(from, &src_ref, d, Some(&dst_tag), options).await,
+        (None, Some(t)) => oci_store::copy(from, &src_ref, t, Some(&dst_tag), options).await,
+        (None, None) => {
+            return Err(CopyError::Usage(format!("{dst}: cannot be written")));
+        }
     };
     if result.is_err()
         && let Some(path) = created
@@ -704,8 +903,71 @@ pub async fn copy(
     {
         drop(target);
         let _ = std::fs::remove_dir_all(&path);
+        return result.map_err(|e| CopyError::copy(src, dst, e));
     }
-    result.map_err(|e| CopyError::copy(src, dst, e))
+    let report = result.map_err(|e| CopyError::copy(src, dst, e))?;
+    // An archive appears at its path only once finished; one that failed is dropped, and
+    // with it everything it wrote.
+    if let Opened::ArchiveWriter(w) = &target {
+        w.finish().await.map_err(|e| CopyError::store(dst, e))?;
+    }
+    Ok(report)
+}
+
+/// The source reference a copy into a docker-archive reads: a docker-archive holds
+/// single-platform images, so with one `--platform` and a source that is an index, that
+/// platform's manifest (as skopeo copies the matching image of an index); else `src_ref`.
+async fn single_platform(
+    src: &Endpoint,
+    dst: &Endpoint,
+    from: &dyn Source,
+    src_ref: String,
+    options: &CopyOptions,
+) -> Result<String, CopyError> {
+    let (
+        Endpoint::Archive {
+            kind: ArchiveKind::Docker,
+            ..
+        },
+        [platform],
+    ) = (dst, options.platforms.as_slice())
+    else {
+        return Ok(src_ref);
+    };
+    let root = oci_store::resolve_reference(from, &src_ref)
+        .await
+        .map_err(|e| CopyError::store(src, e))?;
+    if !oci_manifest::media_types::is_index(&root.media_type) {
+        return Ok(src_ref);
+    }
+    let index = from
+        .fetch_manifest(&root)
+        .await
+        .map_err(|e| CopyError::store(src, e))?;
+    let entry = oci_manifest::platform::select(&index, platform)
+        .map_err(|e| CopyError::Usage(format!("{src}: {}", chain(&e))))?;
+    Ok(entry.digest.to_string())
+}
+
+/// The Docker reference (`NAME:TAG`) a docker-archive destination without one gets: the
+/// source's full name, when it has one (a registry image named by tag, a named image of a
+/// docker-archive).
+fn docker_name(src: &Endpoint, src_ref: &str) -> Option<String> {
+    match src {
+        Endpoint::Registry { reference } => {
+            let r = Reference::parse(reference).ok()?;
+            let tag = r.tag().unwrap_or("latest");
+            (Digest::parse(src_ref).is_err())
+                .then(|| format!("{}/{}:{tag}", r.registry(), r.repository()))
+        }
+        Endpoint::Archive {
+            kind: ArchiveKind::Docker,
+            ..
+        } if !src_ref.starts_with('@') && Digest::parse(src_ref).is_err() => {
+            Some(src_ref.to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// Whether the layout at `path` has no blob file at all (every `blobs/<alg>` empty or missing).

@@ -114,11 +114,11 @@ fn copy_without_arguments_copies_the_sample_into_oci_store() {
     let out = run_in(&dir, "copy", &[]);
     assert!(out.status.success());
     assert!(
-        text(&out.stdout).contains("copied 0, repaired 0: 0 bytes sent"),
+        text(&out.stdout).contains("copied 0 blobs, repaired 0: sent 0 bytes"),
         "{}",
         text(&out.stdout)
     );
-    assert!(text(&out.stdout).contains("skipped 11"));
+    assert!(text(&out.stdout).contains("skipped 11 blobs the destination had"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -182,15 +182,23 @@ fn copy_errors_name_the_reference_and_exit_nonzero() {
         "names what is available: {err}"
     );
 
-    for bad in [
-        vec!["only-one"],
-        vec!["--jobs", "x", "oci:a", "oci:b"],
-        vec!["ftp://x", "oci:b"],
-        vec!["--format", "zip", "oci:a", "oci:b"],
+    for (bad, says) in [
+        (vec!["oci:only-one"], "<DST>"),
+        (vec!["--jobs", "x", "oci:a", "oci:b"], "invalid digit"),
+        (vec!["ftp://x", "oci:b"], "expected oci:PATH[:TAG|@DIGEST]"),
+        (
+            vec!["--format", "zip", "oci:a", "oci:b"],
+            "[possible values: oci, docker]",
+        ),
     ] {
         let out = run_in(&dir, "copy", &bad);
-        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("usage: copy"));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(says),
+            "{bad:?}: {err}"
+        );
+        assert!(err.contains("try '--help'"), "{bad:?}: {err}");
     }
     // A digest source works; the destination is tagged "latest".
     let digest = "sha256:f134556c2332357993a66ac615524d5049d296cbfcc810f33df870d30505001b";

@@ -119,8 +119,7 @@ fn stop_cleanly(child: std::process::Child, signal: &str) -> String {
 }
 
 fn bytes_sent(stdout: &str) -> u64 {
-    let at = stdout.find(" bytes sent").expect("summary line");
-    stdout[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    number_after(stdout, "sent ", " bytes")
 }
 
 #[test]
@@ -213,7 +212,7 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
     );
     // What was not sent again was either already complete (skipped) or resumed from an
     // ingest; together with what was sent, that is the whole image.
-    let skipped = number_after(&stdout, "skipped ", " bytes)");
+    let skipped = number_after(&stdout, "skipped ", " bytes");
     let resumed = number_after(&stdout, "resumed ", " bytes");
     assert_eq!(sent + skipped + resumed, total, "{stdout}");
     assert!(skipped + resumed >= total / 4, "{stdout}");
@@ -353,7 +352,7 @@ impl Push {
             "{stderr}"
         );
         let sent = bytes_sent(&stdout);
-        let skipped = number_after(&stdout, "skipped ", " bytes)");
+        let skipped = number_after(&stdout, "skipped ", " bytes");
         let resumed = number_after(&stdout, "resumed ", " bytes");
         assert!(
             sent < self.total,
@@ -530,7 +529,8 @@ fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
 }
 
 /// The number in `text` between `before` (its first occurrence) and the next `after`; for
-/// "skipped 2 (123 bytes)" with ("skipped ", " bytes)") that is 123.
+/// "skipped 2 blobs the destination had: 123 B (123 bytes)" with ("skipped ", " bytes") that
+/// is 123.
 fn number_after(text: &str, before: &str, after: &str) -> u64 {
     let start = text.find(before).expect(before) + before.len();
     let rest = &text[start..];

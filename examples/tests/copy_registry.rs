@@ -677,19 +677,23 @@ fn copy_example_authenticates_with_creds_or_docker_config() {
     let dst = format!("docker://{}/private/app:v1", reg.addr);
     let empty_config = dir.join("empty");
     std::fs::create_dir_all(&empty_config).unwrap();
-    let run = |args: &[&str], docker_config: &Path| {
-        let out = Command::new(&bin)
-            .env("DOCKER_CONFIG", docker_config)
+    let run_env = |args: &[&str], docker_config: &Path, creds_env: Option<&str>| {
+        let mut cmd = Command::new(&bin);
+        cmd.env("DOCKER_CONFIG", docker_config)
+            .env_remove("OCI_RS_CREDS")
             .args(["--plain-http", "--quiet"])
-            .args(args)
-            .output()
-            .unwrap();
+            .args(args);
+        if let Some(c) = creds_env {
+            cmd.env("OCI_RS_CREDS", c);
+        }
+        let out = cmd.output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let run = |args: &[&str], docker_config: &Path| run_env(args, docker_config, None);
     // No credentials: refused, the error names the registry's answer; nothing tagged.
     let (code, _, stderr) = run(&[&src, &dst], &empty_config);
     assert_eq!(code, Some(1), "{stderr}");
@@ -708,6 +712,26 @@ fn copy_example_authenticates_with_creds_or_docker_config() {
     let (code, stdout, stderr) = run(&["--creds", "alice:s3cret", &src, &dst], &empty_config);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("copied 11"), "{stdout}");
+    // The same credentials from OCI_RS_CREDS, off the command line (and out of `ps`).
+    let dst2 = format!("docker://{}/private/env:v1", reg.addr);
+    let (code, stdout, stderr) = run_env(&[&src, &dst2], &empty_config, Some("alice:s3cret"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("tagged \"v1\""), "{stdout}");
+    // A wrong password from the environment is refused, and not printed either.
+    let dst3 = format!("docker://{}/private/env-wrong:v1", reg.addr);
+    let (code, stdout, stderr) = run_env(&[&src, &dst3], &empty_config, Some("alice:wr0ng"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("wr0ng") && !stderr.contains("wr0ng"),
+        "credentials must not be printed: {stdout}{stderr}"
+    );
+    // --creds wins over the environment.
+    let (code, stdout, stderr) = run_env(
+        &["--creds", "alice:s3cret", &src, &dst3],
+        &empty_config,
+        Some("alice:wr0ng"),
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     // Docker's config.json.
     let with_auth = dir.join("docker");
     std::fs::create_dir_all(&with_auth).unwrap();

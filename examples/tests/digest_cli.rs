@@ -53,7 +53,12 @@ fn prints_like_sha256sum_for_each_algorithm() {
 
     let out = run(&["--algorithm", "md5", f.path()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unsupported digest algorithm"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("invalid value 'md5' for '--algorithm <ALGORITHM>'")
+            && err.contains("[possible values: sha256, sha512]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,7 +97,26 @@ fn verify_exit_statuses() {
     // Unreadable file: exit 3.
     let out = run(&["--verify", ABC256, "/nonexistent/oci-rs-file"]);
     assert_eq!(out.status.code(), Some(3));
-    // Wrong usage: exit 2.
-    assert_eq!(run(&[]).status.code(), Some(2));
-    assert_eq!(run(&["--verify", ABC256]).status.code(), Some(2));
+    // Wrong usage: exit 2, saying what is wrong.
+    for (args, says) in [
+        (vec![], "required arguments were not provided"),
+        (
+            vec!["--verify", ABC256],
+            "required arguments were not provided",
+        ),
+        (
+            vec!["--verify", ABC256, f.path(), f.path()],
+            "--verify checks one FILE, 2 given",
+        ),
+        (
+            vec!["--verify", ABC256, "--algorithm", "sha512", f.path()],
+            "cannot be used with",
+        ),
+    ] {
+        let out = run(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.contains("Usage: digest"), "{args:?}: {err}");
+    }
 }

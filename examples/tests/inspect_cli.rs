@@ -289,9 +289,9 @@ fn trees_json_and_exit_statuses() {
         ),
         (
             vec![format!("docker://{l}")],
-            "not an oci:PATH[:TAG] reference",
+            "expected oci:PATH[:TAG|@DIGEST]",
         ),
-        (vec![], "usage"),
+        (vec![], "required arguments were not provided"),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = inspect(&args);

@@ -51,3 +51,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Fails unless `out` is free of raw control characters (line ends aside), C1 controls and
+/// bidirectional overrides, and holds no line starting "FAKE LINE" (what the tests' hostile
+/// strings try to forge): text from peers, files and command lines is printed escaped.
+pub fn assert_clean(what: &str, out: &[u8]) {
+    let s = String::from_utf8_lossy(out);
+    let bad: Vec<char> = s
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+        .collect();
+    assert!(bad.is_empty(), "{what} printed raw {bad:?}: {s}");
+    assert!(!s.contains("\nFAKE LINE"), "{what}: {s}");
+}

@@ -1,0 +1,115 @@
+//! The summary the `copy` example prints at the end of a copy: what was done, counted in blobs
+//! (manifests, configs and layers alike: every piece of content is a blob of the store) and in
+//! bytes ([`ExactSize`]), every line escaped.
+
+use oci_manifest::Descriptor;
+use oci_store::{CopyReport, NodeOutcome};
+
+use crate::escape;
+use crate::size::{Count, ExactSize, Rate};
+
+/// The summary of `report`, one line per fact, text from peers escaped:
+///
+/// ```text
+/// oci:./src:v1: sha256:… -> sha256:…
+///   copied 3 blobs, repaired 0: sent 1.2 GiB (1288490188 bytes) at 286.5 MiB/s
+///   skipped 8 blobs the destination had: 4.0 KiB (4096 bytes); mounted 0 from other repositories: 0 bytes; resumed 0 bytes of interrupted transfers
+///   retries: 0 used of a budget of 3; failed: 0 blobs; 4.29 s
+///   platforms left out: linux/arm/v7
+///   read back to verify: 11 blobs
+/// ```
+///
+/// ```
+/// let mut report = oci_store::CopyReport::default();
+/// report.reference = "v1\u{1b}[2J".into();
+/// report.copied = 1;
+/// report.bytes_copied = 1536;
+/// report.verified = 2;
+/// let s = oci_examples::summary::copy_summary(&report);
+/// assert!(s.starts_with("v1\\u{1b}[2J: - -> -\n"), "{s}");
+/// assert!(s.contains("copied 1 blob, repaired 0: sent 1.5 KiB (1536 bytes) at "), "{s}");
+/// assert!(s.contains("read back to verify: 2 blobs"), "{s}");
+/// ```
+pub fn copy_summary(report: &CopyReport) -> String {
+    let digest = |d: &Option<Descriptor>| {
+        d.as_ref()
+            .map_or_else(|| "-".to_owned(), |d| d.digest.to_string())
+    };
+    let seconds = report.elapsed.as_secs_f64();
+    let mut lines = vec![
+        format!(
+            "{}: {} -> {}",
+            escape(&report.reference),
+            digest(&report.source),
+            digest(&report.result)
+        ),
+        format!(
+            "  copied {}, repaired {}: sent {} at {}",
+            Count(report.copied, "blob"),
+            report.repaired,
+            ExactSize(report.bytes_copied),
+            Rate {
+                bytes: report.bytes_copied,
+                seconds
+            }
+        ),
+        format!(
+            "  skipped {} the destination had: {}; mounted {} from other repositories: {}; \
+resumed {} of interrupted transfers",
+            Count(report.skipped, "blob"),
+            ExactSize(report.bytes_skipped),
+            report.mounted,
+            ExactSize(report.bytes_mounted),
+            ExactSize(report.bytes_resumed)
+        ),
+        format!(
+            "  retries: {} used of a budget of {}{}; failed: {}; {seconds:.2} s",
+            report.retried,
+            report.retry_budget,
+            if report.retry_budget_spent {
+                " (spent)"
+            } else {
+                ""
+            },
+            Count(report.failed, "blob")
+        ),
+    ];
+    let list = |label: &str, items: &[Descriptor], show: &dyn Fn(&Descriptor) -> String| {
+        (!items.is_empty()).then(|| {
+            let shown: Vec<String> = items.iter().map(show).collect();
+            format!("  {label}: {}", shown.join(", "))
+        })
+    };
+    let platform = |d: &Descriptor| match &d.platform {
+        Some(p) => escape(&p.to_string()).into_owned(),
+        None => d.digest.to_string(),
+    };
+    lines.extend(list("platforms left out", &report.dropped, &platform));
+    lines.extend(list(
+        "foreign layers left out (not held by the source)",
+        &report.foreign,
+        &|d| d.digest.to_string(),
+    ));
+    if !report.referrers.is_empty() {
+        lines.push(format!("  referrers copied: {}", report.referrers.len()));
+    }
+    if report.verified > 0 {
+        lines.push(format!(
+            "  read back to verify: {}",
+            Count(report.verified, "blob")
+        ));
+    }
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.outcome == NodeOutcome::Failed)
+    {
+        lines.push(format!(
+            "  FAILED {} after {}: {}",
+            n.desc.digest,
+            Count(n.attempts as usize, "attempt"),
+            escape(n.error.as_deref().unwrap_or(""))
+        ));
+    }
+    lines.join("\n")
+}
