@@ -40,4 +40,10 @@ echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D wa
 echo "== doc"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== test"; cargo test --workspace --all-features
 # Every library crate packages and builds from its packaged sources alone (what crates.io would get).
-echo "== package"; cargo package --quiet --allow-dirty -p oci-digest -p oci-manifest -p oci-store -p oci-distribution-client
+echo "== package"; cargo package --quiet --allow-dirty -p oci-digest -p oci-reference -p oci-manifest -p oci-store -p oci-distribution-client
+# References parse without an HTTP stack: no reqwest, rustls, ring, hyper, tokio or client below oci-reference.
+echo "== oci-reference dependencies"
+tree=$(cargo tree -p oci-reference -e normal --all-features --prefix none)
+if grep -E '^(reqwest|rustls|ring|tokio|hyper|oci-distribution-client) ' <<<"$tree"; then
+  echo "oci-reference must not depend on the crates above" >&2; exit 1
+fi

@@ -4,7 +4,7 @@ use std::fmt;
 
 use oci_digest::{Digest, VerifyError};
 
-use crate::reference::InvalidReferenceReason;
+use oci_reference::ReferenceError;
 
 /// One entry of a registry's error body (`{"errors":[{"code","message","detail"}]}`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -134,11 +134,16 @@ fn rate_text(n: u64, d: std::time::Duration) -> String {
 /// Everything that can go wrong in this crate.
 ///
 /// ```
-/// use oci_distribution_client::{Error, Reference};
-/// match Reference::parse("Example.com/App") {
-///     Err(Error::InvalidReference { input, reason }) => {
-///         assert_eq!(input, "Example.com/App");
-///         assert_eq!(reason.to_string(), "repository name must be lowercase");
+/// use oci_distribution_client::{Error, InvalidReferenceReason, Reference};
+///
+/// fn parse(s: &str) -> Result<Reference, Error> {
+///     Ok(s.parse()?) // a reference's own parse error becomes `Error::InvalidReference`
+/// }
+///
+/// match parse("Example.com/App") {
+///     Err(Error::InvalidReference(e)) => {
+///         assert_eq!(e.input, "Example.com/App");
+///         assert_eq!(e.reason, InvalidReferenceReason::Uppercase);
 ///     }
 ///     other => panic!("{other:?}"),
 /// }
@@ -146,14 +151,10 @@ fn rate_text(n: u64, d: std::time::Duration) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A reference string broke one of Docker's rules.
-    #[error("invalid reference {input:?}: {reason}")]
-    InvalidReference {
-        /// The input (truncated when very long).
-        input: String,
-        /// The rule it broke.
-        reason: InvalidReferenceReason,
-    },
+    /// A reference, repository name, tag or digest broke one of Docker's rules (the
+    /// [`ReferenceError`] names the input and the rule).
+    #[error("invalid image reference")]
+    InvalidReference(#[from] ReferenceError),
     /// The client configuration is unusable (unreadable CA file, bad proxy, bad option).
     #[error("invalid client configuration: {what}")]
     InvalidConfig {

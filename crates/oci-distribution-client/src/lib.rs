@@ -1,7 +1,9 @@
 //! Async client for the OCI distribution spec and the Docker registry v2 API, built to survive
 //! real registries.
 //!
-//! - [`Reference`]: `[registry[:port]/]path[:tag][@digest]` with Docker's normalisation rules.
+//! - [`Reference`]: `[registry[:port]/]path[:tag][@digest]` with Docker's normalisation rules,
+//!   re-exported from the `oci-reference` crate, which a tool that only parses references can
+//!   depend on without this crate's HTTP stack.
 //! - [`Client`]: reqwest over rustls (ring), HTTP/2 where offered, proxies from the
 //!   environment, extra CA certificates, plain HTTP only for registries named in
 //!   [`ClientConfig::plain_http`]. Auth: anonymous, Basic, Bearer tokens from
@@ -80,7 +82,6 @@ mod config;
 pub mod cookbook;
 mod error;
 mod rate;
-mod reference;
 mod repository;
 mod store;
 mod upload_state;
@@ -89,9 +90,11 @@ pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;
 pub use config::{ClientConfig, MinRate, ParallelFetch, RetryPolicy};
 pub use error::{Error, RegistryErrorEntry, RegistryErrors};
-pub use reference::{
+/// Image references, from the `oci-reference` crate (which parses them without this crate's
+/// HTTP stack).
+pub use oci_reference::{
     DEFAULT_REGISTRY, DEFAULT_REGISTRY_API_HOST, DEFAULT_TAG, InvalidReferenceReason,
-    MAX_NAME_LENGTH, MAX_TAG_LENGTH, Reference,
+    MAX_NAME_LENGTH, MAX_TAG_LENGTH, Reference, ReferenceError,
 };
 pub use repository::{BlobPush, BlobSource, ByteStream, FetchedManifest, Repository};
 

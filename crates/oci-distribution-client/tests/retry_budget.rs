@@ -107,7 +107,7 @@ async fn a_manifest_put_answered_500_is_attempted_once_plus_the_budget() {
         "{report}"
     );
     assert!(
-        format!("{report:#}").contains("retried 3 of a budget of 3 (spent)"),
+        format!("{report:#}").contains("retried 3 times of a budget of 3 (spent)"),
         "{report:#}"
     );
     let failed: Vec<_> = report

@@ -383,7 +383,9 @@ impl StoreError {
             // A piece writer refusing a piece (out of range, wrong length, already held) is a
             // caller's error: sending the same piece again cannot change the answer.
             StoreError::Backend { source, .. }
-                if source.downcast_ref::<crate::traits::PieceRefused>().is_some() =>
+                if source
+                    .downcast_ref::<crate::traits::PieceRefused>()
+                    .is_some() =>
             {
                 false
             }

@@ -18,8 +18,8 @@ use tracing::debug;
 
 use crate::auth::{AuthState, DockerConfigFile, docker_config_path};
 use crate::config::ClientConfig;
-use crate::reference::{Reference, valid_registry, valid_repository};
 use crate::{Error, Repository};
+use oci_reference::{Reference, validate_registry, validate_repository};
 
 /// An async registry client. Cheap to clone (shared connection pool, token cache and
 /// configuration).
@@ -61,7 +61,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         let bad = |what: String| Error::InvalidConfig { what, source: None };
         for r in &config.plain_http {
-            if !valid_registry(r) {
+            if validate_registry(r).is_err() {
                 return Err(bad(format!("plain_http entry {r:?} is not host[:port]")));
             }
         }
@@ -92,7 +92,7 @@ impl Client {
             ));
         }
         for (r, _) in &config.credentials {
-            if !valid_registry(r) {
+            if validate_registry(r).is_err() {
                 return Err(bad(format!("credentials for {r:?}: not host[:port]")));
             }
         }
@@ -160,12 +160,7 @@ impl Client {
     }
 
     fn repository_at(&self, registry: &str, host: &str, name: &str) -> Result<Repository, Error> {
-        if !valid_repository(name) {
-            return Err(Error::InvalidReference {
-                input: name.to_owned(),
-                reason: crate::InvalidReferenceReason::InvalidPathComponent,
-            });
-        }
+        validate_repository(name)?;
         let base = self.base_url(registry, host)?;
         Ok(Repository {
             client: self.clone(),

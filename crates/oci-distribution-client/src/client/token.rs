@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use oci_reference::Reference;
 use reqwest::header;
 use reqwest::{Method, Response, StatusCode, Url};
 use tracing::debug;
@@ -15,7 +16,6 @@ use crate::auth::{
     CachedToken, Challenge, Credential, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
     TOKEN_EXPIRY_MARGIN, TokenResponse, merge_scopes,
 };
-use crate::reference::Reference;
 use crate::{Client, Error};
 
 impl Client {
@@ -101,7 +101,7 @@ impl Client {
     }
 
     /// The Authorization header to send to `registry` for `scopes`, from what is known so far.
-    async fn authorization(
+    pub(crate) async fn authorization(
         &self,
         registry: &str,
         scopes: &[String],
@@ -158,7 +158,7 @@ impl Client {
         Ok(token)
     }
 
-    fn invalidate_token(&self, registry: &str, scopes: &[String]) {
+    pub(crate) fn invalidate_token(&self, registry: &str, scopes: &[String]) {
         if let Some(Challenge::Bearer {
             realm,
             service,

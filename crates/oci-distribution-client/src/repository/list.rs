@@ -43,6 +43,7 @@ impl Client {
         registry: &str,
     ) -> impl Stream<Item = Result<String, Error>> + Send + 'static {
         let first = Reference::parse(&format!("{registry}/catalog"))
+            .map_err(Error::from)
             .and_then(|r| self.base_url(registry, r.api_host()))
             .and_then(|b| {
                 b.join(&format!("_catalog?n={}", self.config().page_size))

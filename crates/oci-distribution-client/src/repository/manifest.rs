@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use oci_digest::{Algorithm, Digest};
 use oci_manifest::{Descriptor, Manifest, media_types};
+use oci_reference::ReferenceError;
 use reqwest::header;
 use reqwest::{Method, StatusCode};
 use tracing::debug;
@@ -65,17 +66,10 @@ impl Repository {
         if reference.contains(':') {
             Digest::parse(reference)
                 .map(Some)
-                .map_err(|_| Error::InvalidReference {
-                    input: reference.to_owned(),
-                    reason: crate::InvalidReferenceReason::InvalidDigest,
-                })
-        } else if crate::reference::valid_tag(reference) {
-            Ok(None)
+                .map_err(|e| ReferenceError::invalid_digest(reference, e).into())
         } else {
-            Err(Error::InvalidReference {
-                input: reference.to_owned(),
-                reason: crate::InvalidReferenceReason::InvalidTag,
-            })
+            oci_reference::validate_tag(reference)?;
+            Ok(None)
         }
     }
 

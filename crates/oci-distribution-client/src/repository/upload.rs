@@ -119,12 +119,7 @@ impl Repository {
     }
 
     async fn mount(&self, desc: &Descriptor, from: &str) -> Result<MountResult, Error> {
-        if !crate::reference::valid_repository(from) {
-            return Err(Error::InvalidReference {
-                input: from.to_owned(),
-                reason: crate::InvalidReferenceReason::InvalidPathComponent,
-            });
-        }
+        oci_reference::validate_repository(from)?;
         let mut url = self.url("blobs/uploads/")?;
         url.query_pairs_mut()
             .append_pair("mount", desc.digest.as_str())

@@ -324,7 +324,7 @@ impl TagStore for Repository {
     }
 
     async fn tag(&self, desc: &Descriptor, tag: &str) -> oci_store::Result<()> {
-        if !crate::reference::valid_tag(tag) {
+        if oci_reference::validate_tag(tag).is_err() {
             return Err(StoreError::InvalidTag {
                 tag: tag.to_owned(),
                 reason: "not a valid tag",
@@ -340,7 +340,7 @@ impl TagStore for Repository {
     async fn untag(&self, tag: &str) -> oci_store::Result<()> {
         // Checked before it becomes a URL path: `../../other/manifests/x` would be joined
         // into another repository's manifest.
-        if !crate::reference::valid_tag(tag) {
+        if oci_reference::validate_tag(tag).is_err() {
             return Err(StoreError::InvalidTag {
                 tag: tag.to_owned(),
                 reason: "not a valid tag",

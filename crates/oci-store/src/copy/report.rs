@@ -323,7 +323,11 @@ resumed {} bytes; {:.2} s",
             )?;
         }
         if !self.referrers.is_empty() {
-            write!(f, "\n  referrers copied: {} manifests", self.referrers.len())?;
+            write!(
+                f,
+                "\n  referrers copied: {} manifests",
+                self.referrers.len()
+            )?;
         }
         if self.verified > 0 {
             write!(f, "\n  read back to verify: {} blobs", self.verified)?;
