@@ -40,7 +40,13 @@ echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D wa
 echo "== doc"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== test"; cargo test --workspace --all-features
 # Every library crate packages and builds from its packaged sources alone (what crates.io would get).
-echo "== package"; cargo package --quiet --allow-dirty -p oci-digest -p oci-reference -p oci-manifest -p oci-store -p oci-distribution-client
+# Packaged crates are built as if from a registry, and cargo takes a registry crate of the same
+# name and version as unchanged: its earlier unpacked sources and build would be reused after our
+# sources changed. Drop both first (this is the last step, so nothing after it rebuilds them).
+publishable=(-p oci-digest -p oci-reference -p oci-manifest -p oci-store -p oci-distribution-client)
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/oci-*-0.1.0
+cargo clean --quiet "${publishable[@]}"
+echo "== package"; cargo package --quiet --allow-dirty "${publishable[@]}"
 # References parse without an HTTP stack: no reqwest, rustls, ring, hyper, tokio or client below oci-reference.
 echo "== oci-reference dependencies"
 tree=$(cargo tree -p oci-reference -e normal --all-features --prefix none)

@@ -6,11 +6,14 @@
 //! are found next to the test executable (`target/<profile>/examples/NAME`).
 
 mod common;
+#[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
+mod registry;
 #[path = "common/seaweed.rs"]
 mod seaweed;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use oci_examples::sample;
 
@@ -151,6 +154,197 @@ fn layout_to_bucket_and_back_judged_by_fsck_gc_and_skopeo() {
         "{report}"
     );
     assert!(blobs.parse::<u32>().unwrap() >= 7, "{report}");
+}
+
+#[test]
+fn copies_layout_to_s3_to_registry_and_back_judged_by_skopeo_on_the_final_layout() {
+    let weed = seaweed::seaweed();
+    let env = weed.env();
+    let bucket = weed.bucket("via-registry");
+    let app = format!("s3://{bucket}/images:app");
+    let reg = registry::TestRegistry::start();
+    let pushed = format!("docker://{}/team/app:v1", reg.addr);
+    let tmp = common::TempDir::new("s3-registry");
+    let layout = format!("oci:{}", s(&tmp.path().join("final")));
+    let last = format!("{layout}:v1");
+
+    let steps = [
+        (
+            "oci: -> s3://",
+            vec!["-q".to_owned(), sample_ref(), app.clone()],
+        ),
+        (
+            "s3:// -> docker://",
+            vec![
+                "-q".into(),
+                "--plain-http".into(),
+                app.clone(),
+                pushed.clone(),
+            ],
+        ),
+        (
+            "docker:// -> oci:",
+            vec![
+                "-q".into(),
+                "--plain-http".into(),
+                pushed.clone(),
+                last.clone(),
+            ],
+        ),
+    ];
+    for (what, args) in steps {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_status(what, &run_env("copy", &args, &env), 0);
+    }
+
+    // skopeo reads the final layout's image, and its index is the original's, byte for byte
+    // (so every manifest below it, named by digest, is too).
+    skopeo(&["inspect", &last]);
+    let original = skopeo(&["inspect", "--raw", &sample_ref()]).stdout;
+    assert!(!original.is_empty());
+    assert_eq!(
+        text(&skopeo(&["inspect", "--raw", &last]).stdout),
+        text(&original),
+        "the index came back unchanged through S3 and the registry"
+    );
+    // The registry served the same bytes on the way.
+    assert_eq!(
+        text(&skopeo(&["inspect", "--raw", "--tls-verify=false", &pushed]).stdout),
+        text(&original)
+    );
+    // Every platform's image is complete in the final layout.
+    for p in sample::platforms() {
+        let mut args = vec!["--override-os", &p.os, "--override-arch", &p.architecture];
+        if let Some(v) = &p.variant {
+            args.extend(["--override-variant", v]);
+        }
+        args.extend(["inspect", &last]);
+        skopeo(&args);
+    }
+    let out = run("fsck", &[&layout]);
+    expect_status("fsck of the final layout", &out, 0);
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("0 corrupt, 0 missing, 0 wrong size, 0 dangling"),
+        "{report}"
+    );
+}
+
+/// Runs example `name` with `env` and waits at most `limit` for it (killed past that: a hang
+/// or a retry storm fails the test, not the run).
+fn run_bounded(name: &str, args: &[&str], env: &[(&str, String)], limit: Duration) -> Output {
+    let mut c = Command::new(common::example(name));
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("runs");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{name} {args:?} still running after {limit:?} (a hang or endless retries); \
+                 stderr so far:\n{}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    common::assert_clean(name, &out.stdout);
+    common::assert_clean(name, &out.stderr);
+    out
+}
+
+#[test]
+fn wrong_s3_credentials_are_refused_clearly_and_the_right_ones_work() {
+    let weed = seaweed::seaweed_with_identity();
+    let good = weed.env();
+    let bucket = weed.bucket("creds");
+    let store = format!("s3://{bucket}/images");
+    let with = |key: &'static str, value: &str| -> Vec<(&'static str, String)> {
+        good.iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    if *k == key {
+                        value.to_owned()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    // Far above what a refusal takes, far below what retrying a refusal for ever would.
+    let limit = Duration::from_secs(120);
+
+    for (what, env) in [
+        (
+            "wrong secret",
+            with("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ),
+        ("unknown access key", with("AWS_ACCESS_KEY_ID", "nobody")),
+    ] {
+        let out = run_bounded(
+            "copy",
+            &["-q", &sample_ref(), &format!("{store}:app")],
+            &env,
+            limit,
+        );
+        expect_status(&format!("copy with a {what}"), &out, 1);
+        let err = text(&out.stderr);
+        assert!(err.contains(&bucket), "{what}: the bucket is named: {err}");
+        assert!(
+            err.contains("SignatureDoesNotMatch")
+                || err.contains("InvalidAccessKeyId")
+                || err.contains("AccessDenied")
+                || err.contains("403"),
+            "{what}: the refusal is named: {err}"
+        );
+        assert!(
+            !err.contains("not-the-secret"),
+            "the secret is never printed: {err}"
+        );
+
+        // fsck's status for "the check could not run" (1 means it ran and found damage).
+        let out = run_bounded("fsck", &[&store], &env, limit);
+        expect_status(&format!("fsck with a {what}"), &out, 3);
+        let err = text(&out.stderr);
+        assert!(err.contains(&bucket), "{what}: {err}");
+        assert!(
+            err.contains("SignatureDoesNotMatch") || err.contains("InvalidAccessKeyId"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("not-the-secret"), "{err}");
+        eprintln!("{what}: copy and fsck refused");
+    }
+
+    // With the right keys fsck gets in: the refused copies left nothing, not even the
+    // layout's marker.
+    let out = run_bounded("fsck", &[&store], &good, limit);
+    expect_status("fsck of the untouched bucket", &out, 3);
+    assert!(
+        text(&out.stderr).contains("no oci-layout object"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_bounded(
+        "copy",
+        &["-q", &sample_ref(), &format!("{store}:app")],
+        &good,
+        limit,
+    );
+    expect_status("copy with the right keys", &out, 0);
+    let out = run_bounded("fsck", &[&store], &good, limit);
+    expect_status("fsck with the right keys", &out, 0);
+    assert!(
+        text(&out.stdout).contains("0 corrupt, 0 missing, 0 wrong size, 0 dangling"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

@@ -22,7 +22,14 @@ pub const INSTALL: &str = "python3 -m venv /opt/seaweedfs && /opt/seaweedfs/bin/
 #[derive(Debug)]
 pub struct Seaweed {
     port: u16,
+    /// The access key and secret it accepts (any, without an identity configuration).
+    keys: (String, String),
 }
+
+/// The access key of [`seaweed_with_identity`].
+pub const ACCESS_KEY: &str = "oci-test-ak";
+/// The secret key of [`seaweed_with_identity`].
+pub const SECRET_KEY: &str = "oci-test-secret";
 
 fn weed_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("WEED") {
@@ -72,19 +79,27 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
         .unwrap_or(0))
 }
 
-fn start() -> Seaweed {
+/// Starts SeaweedFS; with `identity`, its S3 gateway checks signatures against one identity
+/// ([`ACCESS_KEY`], [`SECRET_KEY`]) and lets unsigned requests (how [`Seaweed::bucket`] makes
+/// buckets) act as `anonymous`; a signed request with a wrong key is refused.
+fn start(identity: bool) -> Seaweed {
     let weed = weed_binary();
     let base = std::env::temp_dir();
     // Leftovers of earlier runs whose process is gone (weed died with it).
     for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("oci-examples-weed-")
+        if let Some(rest) = name.strip_prefix("oci-examples-weed-")
+            && let Some(pid) = rest.split('-').next()
             && !Path::new("/proc").join(pid).exists()
         {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let data = base.join(format!("oci-examples-weed-{}", std::process::id()));
+    let data = base.join(format!(
+        "oci-examples-weed-{}{}",
+        std::process::id(),
+        if identity { "-identity" } else { "" }
+    ));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let mut taken = Vec::new();
@@ -109,6 +124,18 @@ fn start() -> Seaweed {
         "-s3.port.iceberg=0".into(),
         "-s3.port.lance=0".into(),
     ]);
+    let keys = if identity {
+        let actions = r#"["Admin","Read","Write","List","Tagging"]"#;
+        let config = format!(
+            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":{actions}}},{{"name":"anonymous","actions":{actions}}}]}}"#
+        );
+        let file = data.join("s3.json");
+        std::fs::write(&file, config).unwrap();
+        args.push(format!("-s3.config={}", file.display()));
+        (ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())
+    } else {
+        ("any".to_owned(), "any".to_owned())
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     // weed's parent-death signal is tied to this thread, which lives as long as the binary.
     std::thread::spawn(move || {
@@ -147,13 +174,24 @@ fn start() -> Seaweed {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    Seaweed { port: ports[3] }
+    Seaweed {
+        port: ports[3],
+        keys,
+    }
 }
 
-/// The SeaweedFS of this test binary (started at the first call).
+/// The SeaweedFS of this test binary (started at the first call); it accepts any credentials.
 pub fn seaweed() -> &'static Seaweed {
     static S: OnceLock<Seaweed> = OnceLock::new();
-    S.get_or_init(start)
+    S.get_or_init(|| start(false))
+}
+
+/// A second SeaweedFS of this test binary (started at the first call) whose S3 gateway has an
+/// identity configuration (`-s3.config`): signed requests must carry [`ACCESS_KEY`] and
+/// [`SECRET_KEY`].
+pub fn seaweed_with_identity() -> &'static Seaweed {
+    static S: OnceLock<Seaweed> = OnceLock::new();
+    S.get_or_init(|| start(true))
 }
 
 impl Seaweed {
@@ -187,8 +225,8 @@ impl Seaweed {
             ),
             ("AWS_ALLOW_HTTP", "true".into()),
             ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "any".into()),
-            ("AWS_SECRET_ACCESS_KEY", "any".into()),
+            ("AWS_ACCESS_KEY_ID", self.keys.0.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.keys.1.clone()),
         ]
     }
 }
