@@ -25,9 +25,12 @@
 //! (counts of blobs, sizes with their exact bytes). Ctrl-C or SIGTERM cancels cleanly: what was
 //! copied stays complete and verified, interrupted blobs resume on the next run, and no tag is
 //! written. A run killed outright (SIGKILL) resumes too: into a layout from its ingests, into a
-//! registry from the upload sessions recorded in the state directory, unless the kill landed in
-//! the middle of a chunk (distribution 2.8 then drops that session, and that blob starts again).
-//! The summary says how many bytes were resumed.
+//! registry from the upload sessions recorded in the state directory. A push streams each blob
+//! in one request; SIGTERM ends those requests cleanly, and the next run resumes every upload
+//! from the offset the registry reports. SIGKILL cuts them instead, and distribution 2.8 drops
+//! a session whose last request was cut, so that blob starts again (the log says so). The
+//! summary says how many bytes were resumed. `--chunked-upload 4MiB` pushes in chunks, for
+//! registries that refuse streamed uploads or large requests.
 //!
 //! A destination layout is created only once the source reference resolved: a copy from a tag
 //! that does not exist leaves nothing behind. Text from layouts and registries (media types,

@@ -9,7 +9,9 @@
 #   limits: openssl speed sha256, curl of one blob to /dev/null, disk write (4 parallel dd +
 #   fdatasync, buffered and O_DIRECT), curl of the small image's 50 blobs; CPU of tool and registry
 # Needs: docker-registry skopeo jq curl openssl bc time (Debian packages), cargo.
-# Usage: scripts/bench-e2e.sh [RUNS]
+# Usage: scripts/bench-e2e.sh [RUNS]       ONLY=push scripts/bench-e2e.sh [RUNS]: the pushes alone
+# Pushes run twice for oci-rs: as configured by default (a streamed PUT up to 8 MiB, else one
+# streamed PATCH and the closing PUT), and with every blob in one streamed PUT (--monolithic-max).
 # BASELINE=/path/to/an/earlier/build/of/examples/copy adds that binary as a row of its own to
 # every transfer, measured in the same alternating runs (to show a change kept the speed: build
 # the earlier commit's copy example in a second worktree with its own CARGO_TARGET_DIR).
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 runs=${1:-5}
+only=${ONLY:-}   # ONLY=push: the push runs alone (the limits are measured all the same)
 for t in docker-registry skopeo jq curl openssl bc /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "missing $t: apt-get install docker-registry skopeo jq curl openssl bc time" >&2; exit 1; }
 done
@@ -134,6 +137,7 @@ floor() { echo "scale=3; ($1 + $2) / $(nproc)" | bc -l | sed 's/^\./0./'; }
 for i in $(seq "$runs"); do
   echo "run $i/$runs" >&2
   for img in big small50; do
+    if [ "$only" != push ]; then
     rm -rf "$work/out"; measure "pull-ours-$img" "$ours" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
     rm -rf "$work/out"; clear_skopeo_cache
     measure "pull-skopeo-$img" skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$reg/$img:latest" "oci:$work/out:latest"
@@ -142,7 +146,10 @@ for i in $(seq "$runs"); do
     rm -rf "$work/out"; clear_skopeo_cache
     measure "pull+sync-skopeo-$img" sh -c '"$@" && sync' _ skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$reg/$img:latest" "oci:$work/out:latest"
     rm -rf "$work/out"; measure "pull+sync-occ-$img" sh -c '"$@" && sync' _ "$occ" "$reg/$img:latest" "$work/out"
+    fi
     measure "push-ours-$img" "$ours" --plain-http "oci:$work/$img:latest" "docker://$reg/ours-$img-$i:latest"
+    # The other streamed shape: every blob in one streamed PUT (no PATCH), to compare the two.
+    measure "push-put-$img" "$ours" --plain-http --monolithic-max 1GiB "oci:$work/$img:latest" "docker://$reg/put-$img-$i:latest"
     if [ -n "${BASELINE:-}" ]; then
       rm -rf "$work/out"; measure "pull-base-$img" "$BASELINE" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
       rm -rf "$work/out"; measure "pull+sync-base-$img" sh -c '"$@" && sync' _ "$BASELINE" --plain-http "docker://$reg/$img:latest" "oci:$work/out:latest"
@@ -170,23 +177,35 @@ echo "CPU floor = (tool + registry CPU) / $(nproc) cores: no schedule on this ma
 echo
 echo "| transfer | tool | median s (min-max) | MB/s | peak RSS MiB | tool CPU s | registry CPU s | CPU floor s | our speed-up (tool time / our time) |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for dir in pull pull+sync push; do
+dirs="pull pull+sync push"; [ "$only" = push ] && dirs=push
+for dir in $dirs; do
   for img in big small50; do
     bytes=$big_bytes; [ "$img" = small50 ] && bytes=$small_bytes
     read -r om omin omax orss ocpu oreg <<<"$(stats "$work/$dir-ours-$img")"
-    tools="skopeo"; [ "$dir" != push ] && tools="skopeo occ"
+    tools="put skopeo"; [ "$dir" != push ] && tools="skopeo occ"
     [ -n "${BASELINE:-}" ] && tools="base $tools"
     echo "| $dir $img | oci-rs copy | $om ($omin-$omax) | $(mbps "$bytes" "$om") | $((orss / 1024)) | $ocpu | $oreg | $(floor "$ocpu" "$oreg") | 1 |"
     for t in $tools; do
       read -r m mn mx rss cpu reg <<<"$(stats "$work/$dir-$t-$img")"
-      name=$t; [ "$t" = occ ] && name="oci-client 0.18"; [ "$t" = base ] && name="oci-rs baseline"
+      name=$t; [ "$t" = occ ] && name="oci-client 0.18"; [ "$t" = base ] && name="oci-rs baseline"; [ "$t" = put ] && name="oci-rs copy, one PUT a blob"
       echo "| $dir $img | $name | $m ($mn-$mx) | $(mbps "$bytes" "$m") | $((rss / 1024)) | $cpu | $reg | $(floor "$cpu" "$reg") | $(echo "scale=2; $m / $om" | bc -l) |"
     done
   done
 done
 echo
+if [ "$only" != push ]; then
 echo "pull big vs limit: $(echo "scale=2; $(mbps "$big_bytes" "$(stats "$work/pull-ours-big" | cut -d' ' -f1)") / $limit" | bc -l) of min(sha256, loopback, disk); pull+sync big: $(echo "scale=2; $(mbps "$big_bytes" "$(stats "$work/pull+sync-ours-big" | cut -d' ' -f1)") / $limit" | bc -l)"
 read -r pm _ _ _ pc pr <<<"$(stats "$work/pull-ours-big")"
 echo "pull big vs its CPU floor on $(nproc) cores: $(floor "$pc" "$pr") s of $pm s = $(echo "scale=2; $(floor "$pc" "$pr") / $pm" | bc -l)"
+fi
+# Push (issue 17): the registry's CPU per GiB on each tool's push, our peak RSS, the floor.
+read -r pbm _ _ pbrss pbc pbr <<<"$(stats "$work/push-ours-big")"
+read -r sbm _ _ _ _ sbr <<<"$(stats "$work/push-skopeo-big")"
+gib=$(echo "scale=6; $big_bytes / 1073741824" | bc -l)
+echo "push big: $(echo "scale=2; $sbm / $pbm" | bc -l)x skopeo; registry CPU per GiB: $(echo "scale=2; $pbr / $gib" | bc -l | sed 's/^\./0./') s serving ours, $(echo "scale=2; $sbr / $gib" | bc -l | sed 's/^\./0./') s serving skopeo's; our peak RSS $((pbrss / 1024)) MiB; CPU floor $(floor "$pbc" "$pbr") s of $pbm s"
+read -r psm _ _ _ _ _ <<<"$(stats "$work/push-ours-small50")"
+read -r ssm _ _ _ _ _ <<<"$(stats "$work/push-skopeo-small50")"
+echo "push small50: $(echo "scale=2; $ssm / $psm" | bc -l)x skopeo"
+[ "$only" = push ] && exit 0
 read -r sm _ _ _ _ _ <<<"$(stats "$work/pull-skopeo-small50")"
 echo "pull small50: 2x skopeo would be $(echo "scale=3; $sm / 2" | bc -l | sed 's/^\./0./') s; curl alone needs ${curl_small_s} s for the blobs"

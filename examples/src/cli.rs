@@ -20,6 +20,7 @@ use oci_manifest::convert::Flavor;
 use oci_manifest::{ManifestError, Platform};
 use oci_store::{CopyOptions, VerifyMode};
 
+use crate::size::Size;
 use crate::transport::Endpoint;
 use crate::{errln, escape, outln};
 
@@ -496,6 +497,34 @@ pub struct RegistryArgs {
     /// ~/.local/state/oci-rs/uploads]
     #[arg(long, value_name = "DIR", value_parser = directory)]
     pub state_dir: Option<PathBuf>,
+    /// Push blobs up to SIZE in one streamed PUT; larger ones as one streamed PATCH and a
+    /// closing PUT, which a stopped push resumes from the registry's offset [default: 8MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub monolithic_max: Option<Size>,
+    /// Push to the registries named in chunks of at most SIZE (for a registry that refuses
+    /// streamed uploads or requests above a size, such as 4MiB); each chunk is held in memory
+    /// while it is sent
+    #[arg(long, value_name = "SIZE", value_parser = chunk_size)]
+    pub chunked_upload: Option<Size>,
+}
+
+/// A chunk size: a [`Size`] of at least 64 KiB (smaller chunks would mean a request per few
+/// kilobytes).
+///
+/// ```
+/// use oci_examples::{cli::chunk_size, size::Size};
+/// assert_eq!(chunk_size("4MiB"), Ok(Size(4 << 20)));
+/// assert!(chunk_size("0").is_err());
+/// assert!(chunk_size("1KiB").is_err());
+/// ```
+pub fn chunk_size(s: &str) -> Result<Size, String> {
+    let size: Size = s
+        .parse()
+        .map_err(|e: crate::size::SizeError| e.to_string())?;
+    if size.0 < 64 << 10 {
+        return Err(format!("{size} is below the smallest chunk, 64 KiB"));
+    }
+    Ok(size)
 }
 
 /// `--format`: the media types a copy converts manifests to.

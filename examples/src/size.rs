@@ -38,6 +38,73 @@ impl fmt::Display for Size {
     }
 }
 
+/// Why a size given on a command line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeError {
+    input: String,
+    why: &'static str,
+}
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"{}\" is not a size: {} (examples: 4194304, 512KiB, 4MiB, 1GiB)",
+            crate::escape(&self.input),
+            self.why
+        )
+    }
+}
+
+impl std::error::Error for SizeError {}
+
+/// Parses a size as a command line gives it: a whole number of bytes, optionally followed by a
+/// binary unit (`B`, `KiB`, `MiB`, `GiB`, `TiB`, or the short `K`, `M`, `G`, `T`; case does not
+/// matter; a space between number and unit is allowed). Decimal units (`MB`) are refused
+/// rather than guessed.
+///
+/// ```
+/// use oci_examples::size::Size;
+/// assert_eq!("4MiB".parse::<Size>().unwrap(), Size(4 << 20));
+/// assert_eq!("512 k".parse::<Size>().unwrap(), Size(512 << 10));
+/// assert_eq!("1024".parse::<Size>().unwrap(), Size(1024));
+/// assert!("4MB".parse::<Size>().is_err());
+/// assert!("99999999999GiB".parse::<Size>().is_err()); // beyond u64
+/// assert!("-1".parse::<Size>().is_err());
+/// ```
+impl std::str::FromStr for Size {
+    type Err = SizeError;
+
+    fn from_str(s: &str) -> Result<Size, SizeError> {
+        let err = |why| SizeError {
+            input: s.to_owned(),
+            why,
+        };
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        if digits.is_empty() {
+            return Err(err("it does not start with a number"));
+        }
+        let n: u64 = digits.parse().map_err(|_| err("the number is too large"))?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kib" => 10,
+            "m" | "mib" => 20,
+            "g" | "gib" => 30,
+            "t" | "tib" => 40,
+            _ => {
+                return Err(err(
+                    "unknown unit (binary units only: B, KiB, MiB, GiB, TiB)",
+                ));
+            }
+        };
+        n.checked_mul(1u64 << shift)
+            .map(Size)
+            .ok_or_else(|| err("it does not fit in 64 bits"))
+    }
+}
+
 /// A size with its exact count of bytes: `1.5 KiB (1536 bytes)`, or `512 bytes` below 1 KiB.
 ///
 /// ```

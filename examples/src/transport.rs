@@ -461,9 +461,15 @@ impl Context {
         }
         let mut config = ClientConfig::default();
         config.upload_state_dir = settings.state_dir.clone().or_else(default_state_dir);
+        if let Some(max) = settings.monolithic_max {
+            config.monolithic_max = max.0;
+        }
         for r in &registries {
             if settings.plain_http && !config.plain_http.contains(r) {
                 config = config.with_plain_http(r.clone());
+            }
+            if let Some(max) = settings.chunked_upload {
+                config = config.with_chunked_uploads(r.clone(), max.0);
             }
             if let Some(c) = &settings.creds {
                 config =

@@ -229,6 +229,21 @@ fn counts_are_checked_by_a_range() {
             vec!["--min-age", "soon", "oci:a"],
             "invalid value 'soon' for '--min-age <SECONDS>'",
         ),
+        (
+            "copy",
+            vec!["--chunked-upload", "4MB", "oci:a", "oci:b"],
+            "\"4MB\" is not a size: unknown unit (binary units only",
+        ),
+        (
+            "copy",
+            vec!["--chunked-upload", "1KiB", "oci:a", "oci:b"],
+            "1.0 KiB is below the smallest chunk, 64 KiB",
+        ),
+        (
+            "sync",
+            vec!["--monolithic-max", "99999999999999GiB", "list"],
+            "it does not fit in 64 bits",
+        ),
     ] {
         usage_error(name, &args, says);
     }

@@ -4,16 +4,13 @@
 //! under the total (completed blobs are skipped, the interrupted one resumes from its ingest),
 //! and the result verifies (read back, fsck, skopeo).
 //!
-//! The other way too: a push of the same kind of image from a layout into the registry is
-//! SIGKILLed part way; the next run (same `--state-dir`) resumes the interrupted layer uploads
-//! from the sessions recorded there, and skopeo pulls back an image with the right digests.
-//! distribution 2.8 keeps whatever part of a chunk a killed client was sending (or the whole
-//! chunk when only its answer was lost), and then refuses and cancels that session ("upload
-//! resumed at wrong offset"): only sessions idle between chunks at the kill can resume. The
-//! test stops the copy (SIGSTOP) until at least one session is in that state, kills it, and
-//! checks that the next run resumes exactly the sessions whose bytes the registry holds as
-//! recorded, and restarts the others. Stopped with SIGTERM instead, the push finishes its chunks
-//! in flight and the next run resumes every session.
+//! The other way too: a push of the same kind of image from a layout into the registry, each
+//! layer sent as one streamed request. Stopped with SIGTERM, the push ends each request where it
+//! is and records the registry's offset; the next run (same `--state-dir`) resumes every layer
+//! from that offset, sending only the bytes the registry does not have. SIGKILLed in the middle
+//! of a layer, the push leaves a cut request, which distribution 2.8 does not resume (it cancels
+//! the session: "upload resumed at wrong offset"): the next run skips the committed layers,
+//! starts the cut one again and says so. skopeo pulls back an image with the right digests.
 
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
@@ -241,15 +238,31 @@ fn a_killed_copy_resumes_and_the_second_run_sends_well_under_the_total() {
     std::fs::remove_dir_all(&work).unwrap();
 }
 
-/// Bytes of the upload sessions recorded in the `--state-dir` `state` that the registry
-/// (storage directory `storage`) holds exactly as recorded (its upload file has the recorded
-/// number of bytes): what a resumed run can continue from.
-fn resumable_bytes(storage: &Path, state: &Path) -> u64 {
+/// The client's hash checkpoint spacing (`ClientConfig::chunk_size`, default 8 MiB): a
+/// resumed upload restarts its hash at most this far below the registry's offset.
+const CHECKPOINT: u64 = 8 << 20;
+
+/// The registry's upload sessions of `big/pushed` (storage directory `storage`): upload id and
+/// the bytes it holds.
+fn registry_sessions(storage: &Path) -> Vec<(String, u64)> {
     let uploads = storage.join("docker/registry/v2/repositories/big/pushed/_uploads");
+    std::fs::read_dir(uploads).map_or(Vec::new(), |rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| {
+                let size = std::fs::metadata(e.path().join("data")).map_or(0, |m| m.len());
+                (e.file_name().to_string_lossy().into_owned(), size)
+            })
+            .collect()
+    })
+}
+
+/// The upload sessions recorded in the `--state-dir` `state`: upload id and the offset of the
+/// recorded hash checkpoint.
+fn recorded_sessions(state: &Path) -> Vec<(String, u64)> {
     let Ok(rd) = std::fs::read_dir(state) else {
-        return 0;
+        return Vec::new();
     };
-    let mut sum = 0;
+    let mut out = Vec::new();
     for e in rd.filter_map(Result::ok) {
         if e.path().extension().is_none_or(|x| x != "json") {
             continue;
@@ -258,7 +271,6 @@ fn resumable_bytes(storage: &Path, state: &Path) -> u64 {
             continue;
         };
         let rec: serde_json::Value = serde_json::from_slice(&text).unwrap();
-        let ack = rec["acknowledged"].as_u64().unwrap();
         let location = rec["location"].as_str().unwrap();
         let uuid = location
             .split("/uploads/")
@@ -267,21 +279,42 @@ fn resumable_bytes(storage: &Path, state: &Path) -> u64 {
             .split('?')
             .next()
             .unwrap();
-        let size = std::fs::metadata(uploads.join(uuid).join("data")).map_or(0, |m| m.len());
-        if ack > 0 && size == ack {
-            sum += ack;
-        }
+        out.push((uuid.to_owned(), rec["acknowledged"].as_u64().unwrap()));
     }
-    sum
+    out
 }
 
 /// The `.json` upload records in a `--state-dir`.
 fn upload_records(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |rd| {
-        rd.filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .count()
-    })
+    recorded_sessions(dir).len()
+}
+
+/// Layers of `LAYER` bytes the registry (storage directory `storage`) has committed.
+fn committed_layers(storage: &Path) -> usize {
+    let blobs = storage.join("docker/registry/v2/blobs/sha256");
+    let Ok(prefixes) = std::fs::read_dir(blobs) else {
+        return 0;
+    };
+    prefixes
+        .filter_map(Result::ok)
+        .filter_map(|p| std::fs::read_dir(p.path()).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|b| std::fs::metadata(b.path().join("data")).is_ok_and(|m| m.len() == LAYER))
+        .count()
+}
+
+/// The numbers after `field=` in the lines of `log` that contain `message`, in order.
+fn logged(log: &str, message: &str, field: &str) -> Vec<u64> {
+    let key = format!("{field}=");
+    log.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| {
+            let at = l.find(&key)? + key.len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
 }
 
 /// A push of a big layout into a fresh registry, with its upload state directory.
@@ -293,6 +326,16 @@ struct Push {
     image: String,
     state: std::path::PathBuf,
     storage: std::path::PathBuf,
+}
+
+/// What the second run of a push did.
+struct Rerun {
+    /// Bytes resumed (the summary's "resumed N bytes").
+    resumed: u64,
+    /// Bytes skipped (blobs the registry had).
+    skipped: u64,
+    /// Its standard error (the client's log at `info`).
+    log: String,
 }
 
 impl Push {
@@ -315,34 +358,37 @@ impl Push {
         }
     }
 
-    /// The copy example pushing the layout, same `--state-dir` every time.
-    fn command(&self) -> Command {
+    /// The copy example pushing the layout, same `--state-dir` every time, logging what the
+    /// client does with upload sessions.
+    fn command(&self, options: &[&str]) -> Command {
         let mut c = Command::new(common::example("copy"));
-        c.args(["--plain-http", "--state-dir"])
+        c.env("RUST_LOG", "oci_distribution_client=info")
+            .args(["--plain-http", "--state-dir"])
             .arg(&self.state)
+            .args(options)
             .args([&self.source, &self.image]);
         c
     }
 
-    /// Waits until the registry holds `fraction` of the image (the push still running).
-    fn wait_for(&self, child: &mut std::process::Child, fraction: (u64, u64)) {
+    /// Waits until `done` says the registry got far enough (the push still running).
+    fn wait_for(&self, child: &mut std::process::Child, what: &str, done: impl Fn(&Push) -> bool) {
         let started = Instant::now();
-        while dir_size(&self.storage) < self.total * fraction.0 / fraction.1 {
+        while !done(self) {
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("the push ended ({status}) before it could be interrupted");
+                panic!("the push ended ({status}) before {what}");
             }
             assert!(
                 started.elapsed() < Duration::from_secs(300),
-                "push made no progress"
+                "push made no progress towards {what}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// The second run, same state directory: it completes, and what it did not send was
-    /// skipped or resumed. Returns the bytes resumed.
-    fn rerun(&self) -> u64 {
-        let out = self.command().output().unwrap();
+    /// skipped or resumed.
+    fn rerun(&self) -> Rerun {
+        let out = self.command(&[]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stdout}{stderr}");
@@ -354,11 +400,6 @@ impl Push {
         let sent = bytes_sent(&stdout);
         let skipped = number_after(&stdout, "skipped ", " bytes");
         let resumed = number_after(&stdout, "resumed ", " bytes");
-        assert!(
-            sent < self.total,
-            "the second run sent {sent} of {}: {stdout}",
-            self.total
-        );
         assert_eq!(sent + skipped + resumed, self.total, "{stdout}");
         assert_eq!(
             upload_records(&self.state),
@@ -369,13 +410,41 @@ impl Push {
             "second run: resumed {resumed} of {} bytes, sent {sent}, skipped {skipped}",
             self.total
         );
-        resumed
+        Rerun {
+            resumed,
+            skipped,
+            log: stderr.into_owned(),
+        }
     }
 
-    /// Every blob of the source read back from the registry through our client, verified;
-    /// returns the digest of the source's manifest (which the registry's tag resolves to).
-    fn check_pushed(&self) -> oci_store::Digest {
-        rt().block_on(async {
+    /// The image is in the registry as the source has it: the registry serves the source's
+    /// manifest bytes, skopeo pulls it (verifying every blob digest), and our client reads
+    /// every blob back verified.
+    fn check_pushed(&self) {
+        let remote = format!("docker://{}/big/pushed:v1", self.reg.addr);
+        let out = Command::new(require_tool("skopeo"))
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(&remote)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let served = oci_manifest::Algorithm::Sha256.hash(&out.stdout);
+        let out = Command::new(require_tool("skopeo"))
+            .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+            .arg(&remote)
+            .arg(format!("oci:{}:v1", self.work.join("back").display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pushed = rt().block_on(async {
             let src = LayoutStore::open_with(self.work.join("src"), &LayoutOptions::read_only())
                 .await
                 .unwrap();
@@ -393,137 +462,141 @@ impl Push {
                 assert_eq!(b.len() as u64, d.size, "{}", d.digest);
             }
             want.digest
-        })
+        });
+        assert_eq!(served, pushed, "the manifest bytes pushed are the source's");
     }
 }
 
+/// A push killed (SIGKILL) in the middle of a layer's upload. Each layer goes up as one
+/// streamed request, and distribution 2.8 keeps what a cut request carried, then refuses and
+/// cancels that session ("upload resumed at wrong offest", its spelling): the upload state in
+/// the session's `Location` names the offset of the last completed request, which a cut
+/// request leaves behind. So the next run skips the layers the registry committed, starts the
+/// cut layer again from byte 0 and says so. (A registry that keeps a cut session, as the
+/// distribution spec allows, is resumed from its offset: the client's `faults.rs` shows that
+/// with a process killed mid-request.)
 #[test]
-fn a_killed_push_to_a_registry_resumes_its_uploads_in_the_next_run() {
+fn a_killed_push_skips_what_the_registry_committed_and_restarts_the_cut_upload() {
     let push = Push::new("push-interrupt");
-    let (reg, work, state, storage) = (&push.reg, &push.work, &push.state, &push.storage);
-
-    // First run: once the registry holds about 40 % of the image, stop the copy (SIGSTOP) until
-    // at least one upload session is idle with its bytes as recorded, then SIGKILL it.
+    // One layer at a time: when one is committed and the next is on its way, SIGKILL.
     let mut child = push
-        .command()
+        .command(&["--jobs", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    push.wait_for(&mut child, (2, 5));
-    let mut caught = false;
-    for _ in 0..200 {
-        signal("-STOP");
-        std::thread::sleep(Duration::from_millis(150));
-        if resumable_bytes(storage, state) > 0 {
-            caught = true;
-            break;
-        }
-        signal("-CONT");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the push ended ({status}) before an idle session was caught");
-        }
-        std::thread::sleep(Duration::from_millis(fastrand::u64(5..40)));
-    }
-    child.kill().unwrap(); // SIGKILL (also of a stopped process)
+    push.wait_for(
+        &mut child,
+        "a layer is committed and the next is on its way",
+        |p| {
+            committed_layers(&p.storage) >= 1
+                && registry_sessions(&p.storage)
+                    .iter()
+                    .any(|(_, n)| *n >= 8 << 20)
+        },
+    );
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(caught, "no upload session was ever idle between chunks");
-    // The registry closes the killed connections and keeps what they carried.
-    let mut expected = resumable_bytes(storage, state);
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = resumable_bytes(storage, state);
-        if now == expected {
-            break;
-        }
-        expected = now;
-    }
-    assert!(expected > 0, "the idle session was lost at the kill");
+    let committed = committed_layers(&push.storage) as u64;
+    assert!(committed < LAYERS as u64, "killed before the end");
     assert_eq!(
-        http_status(&reg.addr, "/v2/big/pushed/manifests/v1").unwrap(),
+        http_status(&push.reg.addr, "/v2/big/pushed/manifests/v1").unwrap(),
         404,
         "no tag before the push completed"
     );
     assert!(
-        upload_records(state) >= 1,
-        "the killed push left its upload sessions recorded"
+        upload_records(&push.state) >= 1,
+        "the killed push left its upload session recorded"
     );
 
-    // Second run, same state directory: resumes from what the registry acknowledged.
-    assert_eq!(
-        push.rerun(),
-        expected,
-        "resumed exactly the sessions the registry holds as recorded"
-    );
-
-    // The registry serves the source's manifest bytes; skopeo pulls the image (it verifies
-    // every blob digest) and our client reads every blob back verified.
-    let remote = format!("docker://{}/big/pushed:v1", reg.addr);
-    let out = Command::new(require_tool("skopeo"))
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(&remote)
-        .output()
-        .unwrap();
+    let second = push.rerun();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        second.skipped >= committed * LAYER,
+        "the committed layers were skipped: {committed} of {} bytes each, skipped {}",
+        LAYER,
+        second.skipped
     );
-    let served = oci_manifest::Algorithm::Sha256.hash(&out.stdout);
-    let out = Command::new(require_tool("skopeo"))
-        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
-        .arg(&remote)
-        .arg(format!("oci:{}:v1", work.join("back").display()))
-        .output()
-        .unwrap();
+    assert_eq!(second.resumed, 0, "nothing of a cut request is resumed");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        second
+            .log
+            .contains("does not resume the recorded upload session"),
+        "the restart is said: {}",
+        second.log
     );
-    assert_eq!(
-        served,
-        push.check_pushed(),
-        "the manifest bytes pushed are the source's"
+    let registry_log =
+        std::fs::read_to_string(push.reg.dir.join("registry.log")).unwrap_or_default();
+    assert!(
+        registry_log.contains("upload resumed at wrong offest"),
+        "the registry's reason: {registry_log}"
     );
-    std::fs::remove_dir_all(work).unwrap();
+    push.check_pushed();
+    std::fs::remove_dir_all(&push.work).unwrap();
 }
 
-/// SIGTERM (what `kill`, systemd and Kubernetes send) stops a push as cleanly as Ctrl-C: the
-/// chunks in flight are finished, every upload session is left with its bytes as recorded, and
-/// the next run resumes all of them.
+/// SIGTERM (what `kill`, systemd and Kubernetes send) stops a push as cleanly as Ctrl-C: each
+/// layer's streamed request is ended where it is, the registry answers with its offset, and
+/// the session is recorded at it. The next run asks the registry for that offset, hashes the
+/// bytes below it from the source again (from the recorded checkpoint, at most 8 MiB below),
+/// and sends only what the registry does not have: for each layer the bytes it sends are the
+/// layer's size minus the registry's offset.
 #[test]
-fn a_push_stopped_with_sigterm_resumes_every_interrupted_upload() {
+fn a_push_stopped_with_sigterm_resumes_every_upload_from_the_registrys_offset() {
     let push = Push::new("push-sigterm");
     let mut child = push
-        .command()
+        .command(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    push.wait_for(&mut child, (2, 5));
-    let stderr = stop_cleanly(child, "-TERM");
-    let recorded = resumable_bytes(&push.storage, &push.state);
-    assert!(
-        upload_records(&push.state) >= 1 && recorded > 0,
-        "the stopped push left resumable upload sessions: {stderr}"
-    );
+    push.wait_for(&mut child, "2/5 of the image reached the registry", |p| {
+        dir_size(&p.storage) >= p.total * 2 / 5
+    });
+    let first_log = stop_cleanly(child, "-TERM");
 
+    // Every session the stop left is recorded, at a checkpoint at most 8 MiB below the bytes
+    // the registry holds, and the client logged the registry's offset when it paused.
+    let held: std::collections::HashMap<String, u64> =
+        registry_sessions(&push.storage).into_iter().collect();
+    let recorded = recorded_sessions(&push.state);
+    assert!(!recorded.is_empty(), "sessions recorded: {first_log}");
+    let mut offsets = Vec::new();
+    for (uuid, checkpoint) in &recorded {
+        let at = held[uuid];
+        assert!(
+            *checkpoint <= at && at - checkpoint < CHECKPOINT && at > 0,
+            "session {uuid}: checkpoint {checkpoint}, registry holds {at}"
+        );
+        offsets.push(at);
+    }
+    offsets.sort_unstable();
+    let mut paused = logged(&first_log, "upload paused", "registry_offset");
+    paused.sort_unstable();
+    assert_eq!(paused, offsets, "{first_log}");
+
+    let second = push.rerun();
     assert_eq!(
-        push.rerun(),
-        recorded,
-        "every session the stop left was resumed"
+        second.resumed,
+        recorded.iter().map(|(_, c)| c).sum::<u64>(),
+        "every session resumed from its checkpoint"
     );
+    let mut resumed_at = logged(
+        &second.log,
+        "resuming the upload at the registry's offset",
+        "registry_offset",
+    );
+    resumed_at.sort_unstable();
+    assert_eq!(resumed_at, offsets, "{}", second.log);
+    // The bytes below the registry's offset were not sent again.
+    let committed: Vec<(u64, u64)> = logged(&second.log, "upload committed", "registry_offset")
+        .into_iter()
+        .zip(logged(&second.log, "upload committed", "sent"))
+        .filter(|(at, _)| *at > 0)
+        .collect();
+    assert_eq!(committed.len(), offsets.len(), "{}", second.log);
+    for (at, sent) in committed {
+        assert_eq!(sent, LAYER - at, "a layer resumed at {at}");
+    }
     push.check_pushed();
     std::fs::remove_dir_all(&push.work).unwrap();
 }

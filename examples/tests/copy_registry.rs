@@ -413,6 +413,27 @@ fn copy_example_pushes_and_pulls_with_a_registry() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("copied 5"));
+    // The other upload shapes: every blob in one streamed PUT, and chunks of 64 KiB (for
+    // registries that refuse streamed uploads); both give the image skopeo pulls whole.
+    for (repo, opts) in [
+        ("cli/put", ["--monolithic-max", "1GiB"]),
+        ("cli/chunked", ["--chunked-upload", "64KiB"]),
+    ] {
+        let dst = format!("docker://{}/{repo}:v1", reg.addr);
+        let out = Command::new(&bin)
+            .args(["--plain-http"])
+            .args(opts)
+            .args([&src, &dst])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{repo}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("copied 11"));
+        skopeo_pulls_complete(&dst).unwrap();
+    }
     // A missing tag: exit 1, the reference named.
     let missing = format!("docker://{}/cli/app:nope", reg.addr);
     let out = Command::new(&bin)

@@ -219,13 +219,42 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: u64,
-    /// Blobs up to this size are uploaded in one request (buffered in memory).
+
+    // ---- Blob uploads (issue 17). Keep these fields together, in this group. ----
+    /// Blobs up to this size are uploaded with one streamed `PUT` that carries the content
+    /// (two requests: open the session, send it); larger ones with one streamed `PATCH` and a
+    /// closing `PUT` (three requests), which a stopped push ends cleanly and a later one resumes
+    /// from the registry's offset. Either way the content streams from the source as it is
+    /// sent, and the request that makes a blob visible is sent only after the client verified
+    /// every byte (the last part of a streamed `PUT` is held back until then). Default 8 MiB.
     pub monolithic_max: u64,
-    /// Preferred chunk size of chunked uploads (raised to the registry's
-    /// `OCI-Chunk-Min-Length` when that is larger).
+    /// Streamed uploads: the spacing of the hash checkpoints an interrupted upload resumes
+    /// from. The registry's own offset decides where sending continues; the bytes between the
+    /// checkpoint below it and that offset are read from the source again and hashed, not sent.
+    /// Chunked uploads: the preferred chunk size, raised to the registry's
+    /// `OCI-Chunk-Min-Length` when that is larger, never past the largest chunk. Default 8 MiB.
     pub chunk_size: u64,
-    /// Largest chunk the client will send, whatever the registry asks.
+    /// Largest chunk of a chunked upload, whatever the registry asks (default 64 MiB).
     pub max_chunk_size: u64,
+    /// Registries (`host[:port]` exactly as in references) that get chunked uploads, each with
+    /// the largest chunk it takes (some hosted registries refuse more than 4 MiB in one
+    /// request), for registries that refuse streamed uploads. A registry that refuses one
+    /// (`400`, `411`, `413`, `416` or `501` to a streamed upload) gets chunks from then on
+    /// without being listed here: the upload that was refused fails once, and a copy's retry
+    /// sends it in chunks. Chunked uploads keep the chunk being sent in memory, so that a chunk
+    /// whose connection dropped is sent again in place. Default: none.
+    ///
+    /// ```
+    /// use oci_distribution_client::{Client, ClientConfig};
+    /// let config = ClientConfig::default().with_chunked_uploads("registry.example", 4 << 20);
+    /// assert_eq!(config.chunked_uploads, [("registry.example".to_owned(), 4 << 20)]);
+    /// assert_eq!(config.upload_chunk_limit("registry.example"), Some(4 << 20));
+    /// assert_eq!(config.upload_chunk_limit("other.example"), None);
+    /// Client::new(config)?;
+    /// # Ok::<(), oci_distribution_client::Error>(())
+    /// ```
+    pub chunked_uploads: Vec<(String, u64)>,
+    // ---- end of blob uploads ----
     /// How many times one blob download or one upload chunk is resumed after its connection
     /// dropped without progress.
     pub resume_attempts: u32,
@@ -280,6 +309,7 @@ impl Default for ClientConfig {
             monolithic_max: 8 * 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
             max_chunk_size: 64 * 1024 * 1024,
+            chunked_uploads: Vec::new(),
             resume_attempts: 5,
             parallel_fetch: None,
             page_size: 100,
@@ -309,6 +339,38 @@ impl ClientConfig {
     pub fn with_upload_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.upload_state_dir = Some(dir.into());
         self
+    }
+
+    /// Sends chunked uploads to `registry` (`host[:port]`), in chunks of at most `max_chunk`
+    /// bytes (see [`chunked_uploads`](ClientConfig::chunked_uploads)).
+    ///
+    /// ```
+    /// let config = oci_distribution_client::ClientConfig::default()
+    ///     .with_chunked_uploads("ghcr.example", 4 << 20);
+    /// assert_eq!(config.upload_chunk_limit("ghcr.example"), Some(4 << 20));
+    /// ```
+    pub fn with_chunked_uploads(mut self, registry: impl Into<String>, max_chunk: u64) -> Self {
+        self.chunked_uploads.push((registry.into(), max_chunk));
+        self
+    }
+
+    /// The largest chunk of uploads to `registry` when it is listed in
+    /// [`chunked_uploads`](ClientConfig::chunked_uploads) (the smallest limit when listed more
+    /// than once), `None` when its uploads are streamed.
+    ///
+    /// ```
+    /// let config = oci_distribution_client::ClientConfig::default()
+    ///     .with_chunked_uploads("r.example:5000", 8 << 20)
+    ///     .with_chunked_uploads("r.example:5000", 4 << 20);
+    /// assert_eq!(config.upload_chunk_limit("r.example:5000"), Some(4 << 20));
+    /// assert_eq!(config.upload_chunk_limit("r.example"), None); // another port, another registry
+    /// ```
+    pub fn upload_chunk_limit(&self, registry: &str) -> Option<u64> {
+        self.chunked_uploads
+            .iter()
+            .filter(|(r, _)| r == registry)
+            .map(|(_, max)| *max)
+            .min()
     }
 
     /// Sets the minimum transfer rate of blob bodies (`None`: no minimum).

@@ -242,6 +242,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The registry stopped taking the body of a streamed upload: none of it was accepted for
+    /// `waited` (the client's [`read_timeout`](crate::ClientConfig::read_timeout)). Not
+    /// retried: the registry would stall again. A later upload of the same content resumes from
+    /// what the registry holds when it allows that.
+    ///
+    /// `source` is an [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut).
+    #[error(
+        "{method} {url}: the registry took no more of the upload body for {waited:?}, after {sent} bytes"
+    )]
+    UploadStalled {
+        /// HTTP method (`PATCH` or `PUT`).
+        method: String,
+        /// URL (without its query, which may carry upload state).
+        url: String,
+        /// Bytes of the body handed to the connection before it stalled.
+        sent: u64,
+        /// How long nothing was taken.
+        waited: std::time::Duration,
+        /// A [`TimedOut`](std::io::ErrorKind::TimedOut) I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The registry answered with an error status. The message quotes what it said: its error
     /// codes and messages, or, for a body that is not the registry error JSON (a proxy's HTML
     /// page, plain text), the status line and a short excerpt of the body with its control
@@ -423,9 +445,9 @@ impl Error {
         match self {
             Error::Verify { source, .. } => source.into(),
             Error::Source { source, .. } => source,
-            e @ (Error::TransferTooSlow { .. } | Error::DeadlineExceeded { .. }) => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, e)
-            }
+            e @ (Error::TransferTooSlow { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::UploadStalled { .. }) => std::io::Error::new(std::io::ErrorKind::TimedOut, e),
             e @ Error::ConnectionRefused { .. } => {
                 std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e)
             }

@@ -6,10 +6,14 @@
 //! upload URL is a capability: whoever has it can append to the upload). The location is never
 //! logged.
 //!
+//! A record holds the upload location and the hash state of the content's first bytes at a few
+//! offsets (checkpoints, see [`Checkpoints`]). A resumed upload asks the registry for its
+//! offset, restarts its hash from the newest checkpoint at or below it, reads the bytes between
+//! the checkpoint and the offset from the source again to hash them, and sends from the
+//! registry's offset on.
+//!
 //! A record that is damaged, from another format version or for another repository is treated
-//! as absent: the worst case is an upload that starts again from byte 0. A stale record (one
-//! that lags behind the registry, e.g. after a crash between an acknowledged chunk and the
-//! record update) never resumes, because the registry's offset must equal the recorded one.
+//! as absent: the worst case is an upload that starts again from byte 0.
 //!
 //! [`ClientConfig::upload_state_dir`]: crate::ClientConfig::upload_state_dir
 
@@ -42,21 +46,104 @@ pub(crate) struct UploadRecord {
     pub descriptor: Descriptor,
     /// The upload location (a capability: never logged).
     pub location: String,
-    /// [`Digester::save_state`] of the acknowledged bytes, base64.
+    /// [`Digester::save_state`] of the newest checkpoint, base64.
     pub hash_state: String,
-    /// Bytes the registry acknowledged.
+    /// The offset of the newest checkpoint: bytes the registry held (or was sent) when it was
+    /// taken. A resumed upload uses it when the registry holds at least this many.
     pub acknowledged: u64,
+    /// Older checkpoints, for a registry found holding fewer bytes than the newest one covers
+    /// (bytes in flight lost with a connection).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<SavedCheckpoint>,
     /// Milliseconds since the Unix epoch when the session started.
     pub started_at_ms: u64,
     /// Milliseconds since the Unix epoch of the last acknowledged chunk.
     pub updated_at_ms: u64,
 }
 
-/// A session restored from a record: where to continue and the hash of what is there.
+/// A checkpoint other than the newest, as saved on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedCheckpoint {
+    /// Bytes the hash state covers.
+    pub offset: u64,
+    /// [`Digester::save_state`], base64.
+    pub hash_state: String,
+}
+
+/// Most checkpoints kept per upload.
+const MAX_CHECKPOINTS: usize = 16;
+/// The newest checkpoints are kept as taken; older ones are thinned out as more come.
+const DENSE_CHECKPOINTS: usize = 4;
+
+/// Hash states of an upload's first bytes at a few increasing offsets (at most
+/// [`MAX_CHECKPOINTS`], the newest last), plus the implicit empty one at offset 0: where a
+/// resumed upload can restart its hash at or below the registry's offset. The newest
+/// [`DENSE_CHECKPOINTS`] are kept as taken; older ones are thinned (every other one goes when
+/// there are too many), so a registry found far behind what was sent (bytes lost in flight)
+/// still finds one not far below its offset, in bounded memory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Checkpoints(Vec<Verifier>);
+
+impl Checkpoints {
+    /// Adds the state of `v` as the newest checkpoint (ignored unless past the newest).
+    pub fn push(&mut self, v: &Verifier) {
+        if v.received() > self.newest() {
+            self.0.push(v.clone());
+            if self.0.len() > MAX_CHECKPOINTS {
+                let older = self.0.len() - DENSE_CHECKPOINTS;
+                let mut i = 0;
+                self.0.retain(|_| {
+                    let keep = i >= older || i % 2 == 1;
+                    i += 1;
+                    keep
+                });
+            }
+        }
+    }
+
+    /// The offset of the newest checkpoint (0 when there is none).
+    pub fn newest(&self) -> u64 {
+        self.0.last().map_or(0, Verifier::received)
+    }
+
+    /// Forgets the checkpoints past `offset`.
+    pub fn keep_upto(&mut self, offset: u64) {
+        self.0.retain(|v| v.received() <= offset);
+    }
+
+    /// The newest checkpoint at or below `offset` (an empty hash of `desc` when none is).
+    pub fn at_or_below(&self, offset: u64, desc: &Descriptor) -> Verifier {
+        self.0
+            .iter()
+            .rev()
+            .find(|v| v.received() <= offset)
+            .cloned()
+            .unwrap_or_else(|| Verifier::new(desc.digest.clone(), desc.size))
+    }
+}
+
+/// A session restored from a record: where to continue and the checkpoints of its hash.
 pub(crate) struct Restored {
     pub location: Url,
-    pub verifier: Verifier,
+    pub checkpoints: Checkpoints,
     pub started_at: SystemTime,
+}
+
+fn encode_state(v: &Verifier) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v.digester().save_state())
+}
+
+/// The verifier of `desc` continuing from a saved hash state of `offset` bytes, or why not.
+fn decode_state(state: &str, offset: u64, desc: &Descriptor) -> Result<Verifier, &'static str> {
+    let state = base64::engine::general_purpose::STANDARD
+        .decode(state)
+        .map_err(|_| "bad hash state encoding")?;
+    let digester = Digester::restore(&state).map_err(|_| "damaged hash state")?;
+    if digester.bytes_hashed() != offset {
+        return Err("hash state and acknowledged bytes disagree");
+    }
+    Verifier::resume(desc.digest.clone(), desc.size, digester)
+        .map_err(|_| "hash state does not fit the content")
 }
 
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
@@ -75,14 +162,21 @@ pub(crate) fn record_path(dir: &Path, registry: &str, repository: &str, key: &st
 }
 
 impl UploadRecord {
-    /// A record of a session at `location` whose acknowledged bytes hashed to `verifier`.
+    /// A record of a session at `location` with the hash `checkpoints` of its content.
     pub fn new(
         (registry, repository, key): (&str, &str, &str),
         descriptor: &Descriptor,
         location: &Url,
-        verifier: &Verifier,
+        checkpoints: &Checkpoints,
         started_at: SystemTime,
     ) -> UploadRecord {
+        let (newest, earlier) = match checkpoints.0.split_last() {
+            Some((n, e)) => (n.clone(), e),
+            None => (
+                Verifier::new(descriptor.digest.clone(), descriptor.size),
+                &[][..],
+            ),
+        };
         UploadRecord {
             version: FORMAT_VERSION,
             key: key.to_owned(),
@@ -90,9 +184,15 @@ impl UploadRecord {
             repository: repository.to_owned(),
             descriptor: descriptor.clone(),
             location: location.to_string(),
-            hash_state: base64::engine::general_purpose::STANDARD
-                .encode(verifier.digester().save_state()),
-            acknowledged: verifier.received(),
+            hash_state: encode_state(&newest),
+            acknowledged: newest.received(),
+            earlier: earlier
+                .iter()
+                .map(|v| SavedCheckpoint {
+                    offset: v.received(),
+                    hash_state: encode_state(v),
+                })
+                .collect(),
             started_at_ms: to_ms(started_at),
             updated_at_ms: to_ms(SystemTime::now()),
         }
@@ -113,22 +213,21 @@ impl UploadRecord {
         let Ok(location) = Url::parse(&self.location) else {
             return unusable("bad location");
         };
-        let Ok(state) = base64::engine::general_purpose::STANDARD.decode(&self.hash_state) else {
-            return unusable("bad hash state encoding");
+        let newest = match decode_state(&self.hash_state, self.acknowledged, desc) {
+            Ok(v) => v,
+            Err(why) => return unusable(why),
         };
-        let digester = match Digester::restore(&state) {
-            Ok(d) => d,
-            Err(_) => return unusable("damaged hash state"),
-        };
-        if digester.bytes_hashed() != self.acknowledged {
-            return unusable("hash state and acknowledged bytes disagree");
+        let mut checkpoints = Checkpoints::default();
+        // Older checkpoints are a fallback: a damaged one is left out.
+        for c in self.earlier.iter().filter(|c| c.offset < self.acknowledged) {
+            if let Ok(v) = decode_state(&c.hash_state, c.offset, desc) {
+                checkpoints.push(&v);
+            }
         }
-        let Ok(verifier) = Verifier::resume(desc.digest.clone(), desc.size, digester) else {
-            return unusable("hash state does not fit the content");
-        };
+        checkpoints.push(&newest);
         Some(Restored {
             location,
-            verifier,
+            checkpoints,
             started_at: from_ms(self.started_at_ms),
         })
     }
@@ -243,31 +342,72 @@ mod tests {
         d
     }
 
-    fn sample() -> (Descriptor, Verifier, Url) {
-        let data = b"hello, resumable world";
+    const DATA: &[u8] = b"hello, resumable world";
+
+    /// The sample content, checkpoints at 3 and 7 bytes, an upload URL.
+    fn sample() -> (Descriptor, Checkpoints, Url) {
         let desc = Descriptor::new(
             media_types::OCI_LAYER_TAR,
-            Algorithm::Sha256.hash(data),
-            data.len() as u64,
+            Algorithm::Sha256.hash(DATA),
+            DATA.len() as u64,
         );
         let mut v = Verifier::new(desc.digest.clone(), desc.size);
-        v.update(&data[..7]).unwrap();
+        let mut c = Checkpoints::default();
+        v.update(&DATA[..3]).unwrap();
+        c.push(&v);
+        v.update(&DATA[3..7]).unwrap();
+        c.push(&v);
         let url = Url::parse("http://127.0.0.1:5000/v2/a/blobs/uploads/u?_state=secret").unwrap();
-        (desc, v, url)
+        (desc, c, url)
+    }
+
+    #[test]
+    fn checkpoints_keep_the_newest_few_and_answer_at_or_below_an_offset() {
+        let (desc, _, _) = sample();
+        let mut v = Verifier::new(desc.digest.clone(), desc.size);
+        let mut c = Checkpoints::default();
+        assert_eq!(c.at_or_below(5, &desc).received(), 0);
+        for i in 0..DATA.len() {
+            v.update(&DATA[i..=i]).unwrap();
+            c.push(&v);
+            c.push(&v); // the same offset again: ignored
+        }
+        let n = DATA.len() as u64;
+        assert_eq!(c.newest(), n);
+        assert!(c.0.len() <= MAX_CHECKPOINTS, "{}", c.0.len());
+        // The newest ones as taken, older ones thinned but still there.
+        for back in 0..DENSE_CHECKPOINTS as u64 {
+            assert_eq!(c.at_or_below(n - back, &desc).received(), n - back);
+        }
+        let old = c.at_or_below(n / 2, &desc).received();
+        assert!(old > 0 && old <= n / 2, "{old}");
+        for x in 0..=n {
+            let mut v = c.at_or_below(x, &desc);
+            assert!(v.received() <= x);
+            v.update(&DATA[v.received() as usize..]).unwrap();
+            v.finish().unwrap();
+        }
+        c.keep_upto(n - 1);
+        assert_eq!(c.newest(), n - 1);
+        let mut rest = c.at_or_below(n, &desc);
+        rest.update(&DATA[DATA.len() - 1..]).unwrap();
+        rest.finish().unwrap();
     }
 
     #[test]
     fn a_saved_record_restores_the_session_and_finishes_the_hash() {
         let dir = tmp("roundtrip");
-        let (desc, v, url) = sample();
+        let (desc, c, url) = sample();
         let path = record_path(&dir, "127.0.0.1:5000", "a", "k");
         let rec = UploadRecord::new(
             ("127.0.0.1:5000", "a", "k"),
             &desc,
             &url,
-            &v,
+            &c,
             SystemTime::now(),
         );
+        assert_eq!(rec.acknowledged, 7);
+        assert_eq!(rec.earlier.len(), 1);
         save(&path, &rec).unwrap();
         let back = load(&path).unwrap().unwrap();
         assert_eq!(back, rec);
@@ -275,9 +415,14 @@ mod tests {
         assert!(!back.is_for("127.0.0.1:5000", "b"));
         let r = back.restore(&desc).unwrap();
         assert_eq!(r.location, url);
-        assert_eq!(r.verifier.received(), 7);
-        let mut verifier = r.verifier;
-        verifier.update(&b"hello, resumable world"[7..]).unwrap();
+        assert_eq!(r.checkpoints.newest(), 7);
+        let mut verifier = r.checkpoints.at_or_below(100, &desc);
+        verifier.update(&DATA[7..]).unwrap();
+        verifier.finish().unwrap();
+        // The older checkpoint, for a registry found holding fewer bytes.
+        let mut verifier = r.checkpoints.at_or_below(6, &desc);
+        assert_eq!(verifier.received(), 3);
+        verifier.update(&DATA[3..]).unwrap();
         verifier.finish().unwrap();
         #[cfg(unix)]
         {
@@ -312,14 +457,26 @@ mod tests {
         assert!(load(&path).unwrap().is_none());
         assert!(load_all(&dir).unwrap().is_empty());
 
-        let (desc, v, url) = sample();
-        let mut rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &v, SystemTime::now());
+        let (desc, c, url) = sample();
+        let mut rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &c, SystemTime::now());
         rec.acknowledged += 1;
         assert!(rec.restore(&desc).is_none(), "byte count disagrees");
-        let mut rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &v, SystemTime::now());
+        let mut rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &c, SystemTime::now());
         rec.hash_state = base64::engine::general_purpose::STANDARD.encode(b"garbage");
         assert!(rec.restore(&desc).is_none(), "hash state damaged");
-        let rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &v, SystemTime::now());
+        // A damaged older checkpoint is left out; the newest still restores.
+        let mut rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &c, SystemTime::now());
+        rec.earlier[0].hash_state = "%%%".into();
+        let r = rec
+            .restore(&desc)
+            .expect("restores without the older checkpoint");
+        assert_eq!(r.checkpoints.at_or_below(6, &desc).received(), 0);
+        // A record written before older checkpoints existed reads the same.
+        let mut json = serde_json::to_value(&rec).unwrap();
+        json.as_object_mut().unwrap().remove("earlier");
+        let old: UploadRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(old.restore(&desc).unwrap().checkpoints.newest(), 7);
+        let rec = UploadRecord::new(("r", "a", "k"), &desc, &url, &c, SystemTime::now());
         let small = Descriptor::new(media_types::OCI_LAYER_TAR, desc.digest.clone(), 3);
         assert!(
             rec.restore(&small).is_none(),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::capture::Capture;
 use common::fault::{BearerAuth, FakeRegistry, Faults};
 use futures_util::StreamExt;
 use oci_distribution_client::{
@@ -263,6 +264,8 @@ async fn blob_get_resets_resume_with_range_and_verify() {
     assert_eq!(collect(&par, &desc).await.expect("parallel pull"), data);
 }
 
+/// A registry listed as wanting chunks (`ClientConfig::chunked_uploads`) gets chunked uploads,
+/// each chunk held while it is sent and resumed in place after a reset.
 #[tokio::test]
 async fn chunk_patch_resets_resume_in_place() {
     let reg = FakeRegistry::start(Faults {
@@ -270,7 +273,7 @@ async fn chunk_patch_resets_resume_in_place() {
         ..Faults::default()
     })
     .await;
-    let mut cfg = config(&reg.addr);
+    let mut cfg = config(&reg.addr).with_chunked_uploads(&reg.addr, 64 << 20);
     cfg.monolithic_max = 256 * 1024;
     cfg.chunk_size = 1024 * 1024;
     let app = repo(&reg, cfg, "app");
@@ -760,48 +763,6 @@ async fn a_stalled_transfer_times_out_and_resumes() {
 }
 
 /// Collects every event's fields as text, for checking what the client logs.
-struct Capture(Arc<Mutex<String>>);
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={:?} ", field.name(), value));
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut s = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        span.record(&mut Fields(&mut s));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut s = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        values.record(&mut Fields(&mut s));
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut s = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        event.record(&mut Fields(&mut s));
-        s.push('\n');
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test]
 async fn credentials_and_tokens_are_never_logged() {
     let reg = FakeRegistry::start(Faults {
@@ -1101,7 +1062,7 @@ async fn an_absurd_upload_range_is_a_protocol_error_not_an_overflow() {
         ..Faults::default()
     })
     .await;
-    let mut cfg = config(&reg.addr);
+    let mut cfg = config(&reg.addr).with_chunked_uploads(&reg.addr, 64 << 20);
     cfg.monolithic_max = 1024;
     cfg.chunk_size = 4096;
     cfg.resume_attempts = 2;
@@ -1109,6 +1070,17 @@ async fn an_absurd_upload_range_is_a_protocol_error_not_an_overflow() {
     let data = random(10_000);
     let desc = blob_desc(&data);
     match app.push_blob(&desc, source(&data, 1000)).await {
+        Err(Error::Protocol { what, .. }) => {
+            assert!(what.contains(&u64::MAX.to_string()), "{what}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(reg.state().blobs.get(desc.digest.as_str()), None);
+    // The answer to a streamed upload claims as much: refused before the closing PUT.
+    let streamed = repo(&reg, config(&reg.addr), "app");
+    let data = random(9 << 20);
+    let desc = blob_desc(&data);
+    match streamed.push_blob(&desc, source(&data, 1 << 20)).await {
         Err(Error::Protocol { what, .. }) => {
             assert!(what.contains(&u64::MAX.to_string()), "{what}")
         }
@@ -1614,7 +1586,7 @@ async fn an_absurd_chunk_min_length_is_capped_at_max_chunk_size() {
         ..Faults::default()
     })
     .await;
-    let mut cfg = config(&reg.addr);
+    let mut cfg = config(&reg.addr).with_chunked_uploads(&reg.addr, u64::MAX);
     cfg.monolithic_max = 1024;
     cfg.chunk_size = 256 * 1024;
     cfg.max_chunk_size = 1024 * 1024;
@@ -1669,4 +1641,363 @@ fn ended_after_one_get(reg: &FakeRegistry, started: Instant) {
     );
     let gets = reg.seen().iter().filter(|s| s.method == "GET").count();
     assert_eq!(gets, 1, "GET requests sent");
+}
+
+// ---- Streamed uploads (issue 17) ----------------------------------------------------------
+
+const MIB: usize = 1 << 20;
+
+/// Hash checkpoints every MiB, streamed `PUT`s up to 256 KiB.
+fn streaming_config(addr: &str) -> ClientConfig {
+    let mut cfg = config(addr);
+    cfg.chunk_size = MIB as u64;
+    cfg.monolithic_max = 256 * 1024;
+    cfg
+}
+
+/// Waits (at most a minute) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited a minute for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The requests that carried upload bytes (`PATCH`, and `PUT` to an upload location): method,
+/// body length, whether the body was streamed (chunked).
+fn upload_requests(reg: &FakeRegistry) -> Vec<(String, usize, bool)> {
+    reg.seen()
+        .into_iter()
+        .filter(|s| {
+            s.target.contains("/blobs/uploads/") && matches!(s.method.as_str(), "PATCH" | "PUT")
+        })
+        .map(|s| (s.method, s.body_len, s.streamed))
+        .collect()
+}
+
+/// The one upload session the fake registry holds: how many bytes it has.
+fn session_bytes(reg: &FakeRegistry) -> usize {
+    let s = reg.state();
+    assert_eq!(s.uploads.len(), 1, "one upload session");
+    s.uploads.values().map(|(_, d)| d.len()).sum()
+}
+
+fn stored(reg: &FakeRegistry, desc: &Descriptor) -> Option<Vec<u8>> {
+    reg.state().blobs.get(desc.digest.as_str()).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_streams_its_source_into_one_request_while_reading_it() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&reg, streaming_config(&reg.addr), "app");
+    let data = Bytes::from(random(12 * MIB + 5));
+    let desc = blob_desc(&data);
+    // Piece k is handed out only once the registry received all but the last three pieces
+    // before it: a client that collected the body (or a chunk of it) before sending would
+    // never get there, and the source fails after a minute.
+    let received = reg.received.clone();
+    let pieces: Vec<Bytes> = (0..data.len().div_ceil(MIB))
+        .map(|i| data.slice(i * MIB..((i + 1) * MIB).min(data.len())))
+        .collect();
+    let src: BlobSource = Box::pin(
+        futures_util::stream::iter(pieces.into_iter().enumerate()).then(move |(i, piece)| {
+            let received = received.clone();
+            async move {
+                let need = (i.saturating_sub(3) * MIB) as u64;
+                let start = Instant::now();
+                while received.load(std::sync::atomic::Ordering::SeqCst) < need {
+                    if start.elapsed() > Duration::from_secs(60) {
+                        return Err(std::io::Error::other(format!(
+                            "piece {i}: the registry never received the first {need} bytes"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Ok(piece)
+            }
+        }),
+    );
+    assert_eq!(
+        app.push_blob(&desc, src).await.expect("push"),
+        BlobPush::Streamed
+    );
+    assert_eq!(
+        upload_requests(&reg),
+        [("PATCH".into(), data.len(), true), ("PUT".into(), 0, false)],
+        "one streamed PATCH with the whole blob, then the closing PUT"
+    );
+    assert_eq!(stored(&reg, &desc).as_deref(), Some(&data[..]));
+
+    // A small blob: one PUT carrying it, sent after the content verified.
+    let small = random(100_000);
+    let small_desc = blob_desc(&small);
+    let before = upload_requests(&reg).len();
+    assert_eq!(
+        app.push_blob(&small_desc, source(&small, 30_000))
+            .await
+            .expect("push"),
+        BlobPush::Monolithic
+    );
+    assert_eq!(
+        upload_requests(&reg)[before..],
+        [("PUT".into(), small.len(), false)]
+    );
+    assert_eq!(stored(&reg, &small_desc), Some(small));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_streamed_upload_resumes_from_the_registrys_offset_sending_nothing_twice() {
+    let cut = 5 * MIB + 12_345;
+    let reg = FakeRegistry::start(Faults {
+        reset_patches: 1,
+        reset_patch_at: Some(cut),
+        ..Faults::default()
+    })
+    .await;
+    let app = repo(&reg, streaming_config(&reg.addr), "app");
+    let layer = random(9 * MIB + 7);
+    let layer_desc = blob_desc(&layer);
+    let local = image_with_layer(&layer_desc, &layer).await;
+    let opts = oci_store::CopyOptions::default().with_retries(2, Duration::from_millis(5));
+    let report = oci_store::copy(&local, "v1", &app, Some("v1"), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+    let node = report
+        .nodes
+        .iter()
+        .find(|n| n.desc.digest == layer_desc.digest)
+        .expect("layer in the report");
+    assert_eq!(node.attempts, 2, "{report}");
+    assert_eq!(
+        node.resumed_from,
+        5 * MIB as u64,
+        "the hash checkpoint below the registry's offset: {report}"
+    );
+    // Every byte reached the registry once: the cut request's and the resumed one's.
+    let patches: Vec<(usize, bool)> = upload_requests(&reg)
+        .into_iter()
+        .filter(|(m, ..)| m == "PATCH")
+        .map(|(_, n, streamed)| (n, streamed))
+        .collect();
+    assert_eq!(patches, [(cut, true), (layer.len() - cut, true)]);
+    assert_eq!(stored(&reg, &layer_desc), Some(layer));
+}
+
+#[test]
+fn a_killed_process_resumes_its_streamed_upload_from_the_registrys_offset() {
+    // The registry lives in a runtime of its own; the "process" that is killed in another.
+    let server = common::runtime();
+    let reg = server.block_on(FakeRegistry::start(Faults::default()));
+    let state = common::registry::temp_dir("killed-upload").join("uploads");
+    let cfg = streaming_config(&reg.addr).with_upload_state_dir(&state);
+    let data = Bytes::from(random(8 * MIB + 99));
+    let desc = blob_desc(&data);
+
+    let process = common::runtime();
+    let writer = process.block_on(async {
+        use oci_store::WriteStore;
+        let app = repo(&reg, cfg.clone(), "app");
+        let mut w = app.writer("layer", &desc).await.expect("writer");
+        w.write(data.slice(..6 * MIB + 500)).await.expect("write");
+        let received = reg.received.clone();
+        until("5 MiB at the registry", || {
+            received.load(std::sync::atomic::Ordering::SeqCst) >= 5 * MIB as u64
+        })
+        .await;
+        w
+    });
+    common::kill(process, writer);
+
+    server.block_on(async {
+        use oci_store::WriteStore;
+        // The registry keeps what the cut request carried.
+        until("the cut request", || {
+            upload_requests(&reg).iter().any(|(m, ..)| m == "PATCH")
+        })
+        .await;
+        let held = session_bytes(&reg);
+        assert!(held >= 5 * MIB - 64 * 1024, "{held}");
+        let app = repo(&reg, cfg.clone(), "app");
+        let mut w = app.writer("layer", &desc).await.expect("resume");
+        let from = w.offset() as usize;
+        assert_eq!(from, held / MIB * MIB, "the checkpoint at or below {held}");
+        w.write(data.slice(from..)).await.expect("write the rest");
+        w.commit().await.expect("commit");
+        let patches: Vec<usize> = upload_requests(&reg)
+            .into_iter()
+            .filter(|(m, ..)| m == "PATCH")
+            .map(|(_, n, _)| n)
+            .collect();
+        assert_eq!(
+            patches,
+            [held, data.len() - held],
+            "the bytes the registry held were not sent again"
+        );
+        assert_eq!(stored(&reg, &desc).as_deref(), Some(&data[..]));
+    });
+    std::fs::remove_dir_all(state.parent().expect("parent")).expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_refuses_streamed_uploads_gets_chunks_honouring_its_limits() {
+    use oci_store::WriteStore;
+    let reg = FakeRegistry::start(Faults {
+        refuse_streamed_uploads: Some(411),
+        max_request_body: Some(4 * MIB),
+        chunk_min_length: Some(3 * MIB as u64),
+        ..Faults::default()
+    })
+    .await;
+    let mut cfg = streaming_config(&reg.addr);
+    cfg.chunk_size = 2 * MIB as u64;
+    // Not listed as wanting chunks: the copy's first attempt streams, is refused, and its
+    // retry sends chunks of the registry's minimum (3 MiB, above the 2 MiB preferred).
+    let app = repo(&reg, cfg.clone(), "app");
+    let layer = random(9 * MIB + 3);
+    let layer_desc = blob_desc(&layer);
+    let local = image_with_layer(&layer_desc, &layer).await;
+    let (capture, log) = Capture::new();
+    let _guard = tracing::subscriber::set_default(capture);
+    let opts = oci_store::CopyOptions::default().with_retries(2, Duration::from_millis(5));
+    let report = oci_store::copy(&local, "v1", &app, Some("v1"), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+    let node = report
+        .nodes
+        .iter()
+        .find(|n| n.desc.digest == layer_desc.digest)
+        .expect("layer in the report");
+    assert_eq!(node.attempts, 2, "{report}");
+    assert!(
+        common::capture::text(&log).contains("sent in chunks from now on"),
+        "the fallback is logged"
+    );
+    let requests = upload_requests(&reg);
+    let refused = requests
+        .iter()
+        .position(|(_, _, streamed)| *streamed)
+        .expect("a streamed attempt");
+    let after: Vec<(String, usize, bool)> = requests[refused + 1..].to_vec();
+    assert_eq!(
+        after,
+        [
+            ("PATCH".into(), 3 * MIB, false),
+            ("PATCH".into(), 3 * MIB, false),
+            ("PATCH".into(), 3 * MIB, false),
+            ("PUT".into(), 3, false),
+        ],
+        "chunks of the registry's minimum, the rest with the closing PUT"
+    );
+    assert_eq!(stored(&reg, &layer_desc), Some(layer));
+    // The same handle sends chunks at once from now on (3 MiB and 2 MiB).
+    let data = random(5 * MIB);
+    let before = upload_requests(&reg).len();
+    let pushed = app
+        .push_blob(&blob_desc(&data), source(&data, MIB))
+        .await
+        .expect("push");
+    assert!(
+        matches!(pushed, BlobPush::Chunked { chunks: 2, .. }),
+        "{pushed:?}"
+    );
+    assert!(upload_requests(&reg)[before..].iter().all(|(.., s)| !s));
+
+    // Listed as wanting chunks of at most 4 MiB (with a registry minimum of 3 MiB and a
+    // preferred 8 MiB): never a streamed request, chunks of 4 MiB.
+    reg.state().faults.chunk_min_length = None;
+    let mut listed_cfg = cfg.with_chunked_uploads(&reg.addr, 4 * MIB as u64);
+    listed_cfg.chunk_size = 8 * MIB as u64;
+    let listed = repo(&reg, listed_cfg, "listed");
+    let data = random(9 * MIB + 11);
+    let d = blob_desc(&data);
+    let before = upload_requests(&reg).len();
+    let mut w = listed.writer("k", &d).await.expect("writer");
+    for piece in data.chunks(700_000) {
+        w.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    w.commit().await.expect("commit");
+    let sizes: Vec<(usize, bool)> = upload_requests(&reg)[before..]
+        .iter()
+        .map(|(_, n, s)| (*n, *s))
+        .collect();
+    assert_eq!(
+        sizes,
+        [(4 * MIB, false), (4 * MIB, false), (MIB + 11, false)]
+    );
+    assert_eq!(stored(&reg, &d), Some(data));
+}
+
+/// On a current-thread runtime a dropped writer cannot wait for its request to end: it ends
+/// in the background, and the next writer of the key waits for it, then resumes from the
+/// registry's offset.
+#[tokio::test]
+async fn a_writer_dropped_on_a_current_thread_runtime_pauses_in_the_background() {
+    use oci_store::WriteStore;
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&reg, streaming_config(&reg.addr), "app");
+    let data = Bytes::from(random(6 * MIB + 1));
+    let desc = blob_desc(&data);
+    let mut w = app.writer("k", &desc).await.expect("writer");
+    w.write(data.slice(..3 * MIB + 300_000))
+        .await
+        .expect("write");
+    drop(w);
+    let mut w = app
+        .writer("k", &desc)
+        .await
+        .expect("reopen after the pause");
+    assert_eq!(session_bytes(&reg), 3 * MIB + 300_000, "ended cleanly");
+    assert_eq!(
+        w.offset(),
+        3 * MIB as u64,
+        "the checkpoint below the registry's offset"
+    );
+    w.write(data.slice(3 * MIB..))
+        .await
+        .expect("write the rest");
+    w.commit().await.expect("commit");
+    let patches: Vec<usize> = upload_requests(&reg)
+        .into_iter()
+        .filter(|(m, ..)| m == "PATCH")
+        .map(|(_, n, _)| n)
+        .collect();
+    assert_eq!(patches, [3 * MIB + 300_000, 3 * MIB - 300_000 + 1]);
+    assert_eq!(stored(&reg, &desc).as_deref(), Some(&data[..]));
+}
+
+/// A registry found holding fewer bytes than the newest checkpoint covers (bytes lost with a
+/// connection) resumes from an older checkpoint, or from the start; what it holds is never
+/// sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_holding_fewer_bytes_resumes_from_an_older_checkpoint() {
+    use oci_store::WriteStore;
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&reg, streaming_config(&reg.addr), "app");
+    let data = Bytes::from(random(7 * MIB + 3));
+    let desc = blob_desc(&data);
+    for (keep, from) in [(3 * MIB + 200_000, 3 * MIB), (700_000, 0)] {
+        let mut w = app.writer("k", &desc).await.expect("writer");
+        w.write(data.slice(..5 * MIB + 10)).await.expect("write");
+        drop(w);
+        assert_eq!(session_bytes(&reg), 5 * MIB + 10);
+        for (_, d) in reg.state().uploads.values_mut() {
+            d.truncate(keep);
+        }
+        let before = upload_requests(&reg).len();
+        let mut w = app.writer("k", &desc).await.expect("resume");
+        assert_eq!(w.offset(), from as u64, "kept {keep}");
+        w.write(data.slice(from..)).await.expect("write the rest");
+        w.commit().await.expect("commit");
+        let sent: Vec<usize> = upload_requests(&reg)[before..]
+            .iter()
+            .map(|(_, n, _)| *n)
+            .collect();
+        assert_eq!(sent, [data.len() - keep, 0], "kept {keep}");
+        assert_eq!(stored(&reg, &desc).as_deref(), Some(&data[..]));
+        reg.state().blobs.clear();
+    }
 }

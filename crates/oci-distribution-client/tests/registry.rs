@@ -234,16 +234,25 @@ async fn push_and_pull_single_and_multi_platform_images() {
 }
 
 #[tokio::test]
-async fn chunked_and_monolithic_uploads() {
+async fn streamed_chunked_and_monolithic_uploads() {
     let reg = TestRegistry::start();
     let mut cfg = config(&reg.addr);
     cfg.monolithic_max = 1024 * 1024;
     cfg.chunk_size = 1024 * 1024;
-    let app = repo_with(&reg, cfg, "up");
-    for (size, expected) in [
-        (0usize, BlobPush::Monolithic),
-        (500_000, BlobPush::Monolithic),
+    let streamed = repo_with(&reg, cfg.clone(), "up");
+    // The same registry listed as wanting chunks of at most 1 MiB.
+    let chunked = repo_with(
+        &reg,
+        cfg.with_chunked_uploads(&reg.addr, 1024 * 1024),
+        "up-chunked",
+    );
+    for (app, size, expected) in [
+        (&streamed, 0usize, BlobPush::Monolithic),
+        (&streamed, 500_000, BlobPush::Monolithic),
+        (&streamed, 3 * 1024 * 1024 + 512 * 1024, BlobPush::Streamed),
+        (&chunked, 500_000, BlobPush::Monolithic),
         (
+            &chunked,
             3 * 1024 * 1024 + 512 * 1024,
             BlobPush::Chunked {
                 chunks: 4,
@@ -251,6 +260,7 @@ async fn chunked_and_monolithic_uploads() {
             },
         ),
         (
+            &chunked,
             2 * 1024 * 1024,
             BlobPush::Chunked {
                 chunks: 2,
@@ -258,7 +268,7 @@ async fn chunked_and_monolithic_uploads() {
             },
         ),
     ] {
-        let data = random(size, size as u64);
+        let data = random(size, size as u64 + app.name().len() as u64);
         let desc = Descriptor::new(
             media_types::OCI_LAYER_TAR,
             Algorithm::Sha256.hash(&data),
@@ -269,27 +279,37 @@ async fn chunked_and_monolithic_uploads() {
             expected,
             "{size}"
         );
-        assert_eq!(collect(&app, &desc).await, data, "{size}");
+        assert_eq!(collect(app, &desc).await, data, "{size}");
         // A second push is skipped.
         assert_eq!(
             app.push_blob(&desc, source(&data)).await.expect("push"),
             BlobPush::Skipped
         );
     }
-    // A source that lies about its content is refused by us before the registry commits it.
-    let data = random(2_500_000, 99);
-    let desc = Descriptor::new(
-        media_types::OCI_LAYER_TAR,
-        Algorithm::Sha256.hash(&data),
-        data.len() as u64,
-    );
-    let mut other = data.clone();
-    other[2_400_000] ^= 1;
-    assert!(matches!(
-        app.push_blob(&desc, source(&other)).await,
-        Err(Error::Verify { .. })
-    ));
-    assert!(!app.blob_exists(&desc).await.expect("head"));
+    // A source that lies about its content is refused by us before the registry commits it,
+    // in every mode (one streamed PUT, a streamed PATCH, chunks).
+    for (app, size) in [
+        (&streamed, 900_000),
+        (&streamed, 2_500_000),
+        (&chunked, 2_500_000),
+    ] {
+        let data = random(size, 99);
+        let desc = Descriptor::new(
+            media_types::OCI_LAYER_TAR,
+            Algorithm::Sha256.hash(&data),
+            data.len() as u64,
+        );
+        let mut other = data.clone();
+        other[size - 100_000] ^= 1;
+        match app.push_blob(&desc, source(&other)).await {
+            Err(Error::Verify { .. }) => {}
+            other => panic!(
+                "{size} to {}: expected a verify error, got {other:?}",
+                app.name()
+            ),
+        }
+        assert!(!app.blob_exists(&desc).await.expect("head"));
+    }
 }
 
 #[tokio::test]

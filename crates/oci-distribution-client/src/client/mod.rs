@@ -13,13 +13,13 @@ pub(crate) use transport::{Req, strip_query};
 
 use std::sync::Arc;
 
+use oci_reference::{Reference, validate_registry, validate_repository};
 use reqwest::{Method, StatusCode, Url};
 use tracing::debug;
 
 use crate::auth::{AuthState, DockerConfigFile, docker_config_path};
 use crate::config::ClientConfig;
 use crate::{Error, Repository};
-use oci_reference::{Reference, validate_registry, validate_repository};
 
 /// An async registry client. Cheap to clone (shared connection pool, token cache and
 /// configuration).
@@ -46,6 +46,10 @@ impl std::fmt::Debug for Client {
 
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
+    /// For streamed uploads (issue 17): as `http`, without the read timeout, which reqwest
+    /// counts from the start of a request to its answer's head and so would cut an upload body
+    /// that takes longer; an upload's waits are bounded by its own stall timeout and deadline.
+    pub(crate) upload_http: reqwest::Client,
     pub(crate) config: ClientConfig,
     pub(crate) auth: AuthState,
     docker_config: Option<DockerConfigFile>,
@@ -96,20 +100,33 @@ impl Client {
                 return Err(bad(format!("credentials for {r:?}: not host[:port]")));
             }
         }
-        let tls = tls_config(&config)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .user_agent(config.user_agent.clone())
-            .tls_backend_preconfigured(tls);
-        if !config.proxy_from_env {
-            builder = builder.no_proxy();
+        for (r, max) in &config.chunked_uploads {
+            if validate_registry(r).is_err() || *max == 0 {
+                return Err(bad(format!(
+                    "chunked_uploads entry ({r:?}, {max}): expected host[:port] and a largest chunk > 0"
+                )));
+            }
         }
-        let http = builder.build().map_err(|e| Error::InvalidConfig {
-            what: "cannot build the HTTP client".into(),
-            source: Some(Box::new(e)),
-        })?;
+        let tls = tls_config(&config)?;
+        let http_client = |read_timeout: bool| {
+            let mut builder = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(config.connect_timeout)
+                .user_agent(config.user_agent.clone())
+                .tls_backend_preconfigured(tls.clone());
+            if read_timeout {
+                builder = builder.read_timeout(config.read_timeout);
+            }
+            if !config.proxy_from_env {
+                builder = builder.no_proxy();
+            }
+            builder.build().map_err(|e| Error::InvalidConfig {
+                what: "cannot build the HTTP client".into(),
+                source: Some(Box::new(e)),
+            })
+        };
+        let http = http_client(true)?;
+        let upload_http = http_client(false)?;
         let docker_config = if config.docker_config {
             match config
                 .docker_config_file
@@ -125,6 +142,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                upload_http,
                 config,
                 auth: AuthState::default(),
                 docker_config,

@@ -4,8 +4,9 @@
 //! - `manifest.rs`: resolve, fetch, push and delete manifests;
 //! - `fetch.rs`: blob existence (`HEAD`), whole blobs (verified or counted), ranges, parallel
 //!   parts; every body is read by `body.rs`, the one resumable, rate-held reader;
-//! - `upload.rs`: blob pushes, mounts, monolithic and chunked uploads, blob deletion; the
-//!   upload session's requests in `session.rs`;
+//! - `upload.rs`: blob pushes, mounts, streamed and chunked uploads, blob deletion; the
+//!   upload session's requests in `session.rs`, streamed requests (a body read from its
+//!   source as it is sent) in `stream.rs`;
 //! - `referrers.rs`: the referrers API and the tag schema fallback;
 //! - `list.rs`: tags and the registry's catalog, following pagination.
 //!
@@ -20,6 +21,7 @@ mod list;
 mod manifest;
 mod referrers;
 mod session;
+mod stream;
 mod upload;
 
 use std::pin::Pin;
@@ -34,6 +36,8 @@ use crate::client::{Req, expect};
 use crate::{Client, Error};
 
 pub use manifest::FetchedManifest;
+pub(crate) use session::{commit_url, refuses_streaming};
+pub(crate) use stream::{Feed, FeedRefused};
 pub use upload::BlobPush;
 
 /// A stream of blob bytes. Items are the crate's [`Error`]s; a stream that ends without an error
@@ -125,7 +129,7 @@ impl Repository {
         vec![repo_scope(&self.name, "pull")]
     }
 
-    fn push_scope(&self) -> Vec<String> {
+    pub(crate) fn push_scope(&self) -> Vec<String> {
         vec![repo_scope(&self.name, "pull,push")]
     }
 

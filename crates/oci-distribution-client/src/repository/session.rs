@@ -1,7 +1,8 @@
 //! The requests of an upload session: start it (`POST`), send a chunk (`PATCH`, resumed in
 //! place after a failure from what the registry says it received), ask its status, finish it
-//! (`PUT` with the digest) or cancel it. Used by blob pushes and by the store's resumable
-//! writer.
+//! (`PUT` with the digest) or cancel it, and read the answer of a streamed upload request
+//! ([`UploadAnswer`]; the streamed requests themselves are in `stream.rs`). Used by blob pushes
+//! and by the store's resumable writer.
 
 use bytes::Bytes;
 use oci_manifest::Descriptor;
@@ -13,6 +14,48 @@ use super::{Repository, header_str};
 use crate::Error;
 use crate::client::{Req, expect, status_error};
 
+/// The answer of a streamed upload request (`PATCH` or `PUT`) that the registry accepted.
+#[derive(Debug)]
+pub(crate) struct UploadAnswer {
+    /// `201 Created` (the blob is committed) or `202 Accepted` / `204` (the session goes on).
+    pub status: StatusCode,
+    /// Where the session goes on (the request's URL when the answer names none).
+    pub location: Url,
+    /// The last byte the registry says it holds (`Range: 0-N`).
+    pub have: Option<u64>,
+    /// The `Docker-Content-Digest` header, if any.
+    pub digest: Option<String>,
+}
+
+impl UploadAnswer {
+    /// Reads an answer to `method url`: an accepted one, else the registry's error.
+    pub(crate) async fn read(
+        resp: Response,
+        method: &Method,
+        url: &Url,
+    ) -> Result<UploadAnswer, Error> {
+        let status = resp.status();
+        if !matches!(
+            status,
+            StatusCode::CREATED | StatusCode::ACCEPTED | StatusCode::NO_CONTENT
+        ) {
+            return Err(status_error(resp, method).await);
+        }
+        Ok(UploadAnswer {
+            status,
+            location: location(&resp, url).unwrap_or_else(|_| url.clone()),
+            have: range_end(resp.headers()),
+            digest: header_str(resp.headers(), "docker-content-digest").map(str::to_owned),
+        })
+    }
+}
+
+/// Whether `e` is a registry refusing a streamed upload (it wants chunks, a length, smaller
+/// requests): `400`, `411`, `413`, `416` or `501`.
+pub(crate) fn refuses_streaming(e: &Error) -> bool {
+    matches!(e.status(), Some(400 | 411 | 413 | 416 | 501))
+}
+
 impl Repository {
     pub(crate) async fn start_upload(&self) -> Result<(Url, Option<u64>), Error> {
         let url = self.url("blobs/uploads/")?;
@@ -21,6 +64,9 @@ impl Repository {
             .await?;
         let resp = expect(resp, &Method::POST, &[StatusCode::ACCEPTED]).await?;
         let min = header_str(resp.headers(), "oci-chunk-min-length").and_then(|v| v.parse().ok());
+        if let Some(m) = min {
+            self.ingests.set_min_chunk(m);
+        }
         Ok((location(&resp, &url)?, min))
     }
 
@@ -143,11 +189,8 @@ impl Repository {
         loc: &Url,
         body: Option<Bytes>,
     ) -> Result<(), Error> {
-        let mut url = loc.clone();
-        url.query_pairs_mut()
-            .append_pair("digest", desc.digest.as_str());
         let len = body.as_ref().map_or(0, Bytes::len);
-        let mut req = Req::new(Method::PUT, url)
+        let mut req = Req::new(Method::PUT, commit_url(loc, desc))
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, &len.to_string())
             .uploading(&self.client.inner.config, len as u64);
@@ -156,17 +199,24 @@ impl Repository {
         }
         let resp = self.send(req, &self.push_scope()).await?;
         let resp = expect(resp, &Method::PUT, &[StatusCode::CREATED]).await?;
-        if let Some(d) = header_str(resp.headers(), "docker-content-digest")
-            && d != desc.digest.as_str()
-        {
-            return Err(Error::DigestHeaderMismatch {
+        self.check_committed(desc, header_str(resp.headers(), "docker-content-digest"))
+    }
+
+    /// Checks the `Docker-Content-Digest` of the answer that committed `desc` (none is fine).
+    pub(crate) fn check_committed(
+        &self,
+        desc: &Descriptor,
+        digest: Option<&str>,
+    ) -> Result<(), Error> {
+        match digest {
+            Some(d) if d != desc.digest.as_str() => Err(Error::DigestHeaderMismatch {
                 what: "blob",
                 repository: self.name.clone(),
                 expected: desc.digest.clone(),
                 actual: d.to_owned(),
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub(crate) async fn cancel_upload(&self, loc: &Url) {
@@ -175,6 +225,14 @@ impl Repository {
             debug!(error = %e, "cancelling upload failed");
         }
     }
+}
+
+/// The URL that commits an upload session at `loc` as `desc` (`?digest=`).
+pub(crate) fn commit_url(loc: &Url, desc: &Descriptor) -> Url {
+    let mut url = loc.clone();
+    url.query_pairs_mut()
+        .append_pair("digest", desc.digest.as_str());
+    url
 }
 
 pub(super) fn location(resp: &Response, base: &Url) -> Result<Url, Error> {

@@ -1,6 +1,8 @@
-//! Pushing blobs: skip what the registry says it has, cross-repository mounts, monolithic and
-//! chunked uploads (the next chunk read while the current one is sent), and deleting a blob.
-//! The upload session's requests are in `session.rs`.
+//! Pushing blobs: skip what the registry says it has, cross-repository mounts, uploads and
+//! deleting a blob. An upload is one streamed request (`stream.rs`): a `PUT` carrying a small
+//! blob, else a `PATCH` and the closing `PUT`, the content read from the source as it is sent.
+//! Registries that want chunks get chunked uploads (the next chunk read while the current one
+//! is sent). The upload session's requests are in `session.rs`.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -9,7 +11,7 @@ use oci_manifest::Descriptor;
 use reqwest::{Method, StatusCode, Url};
 use tracing::{debug, warn};
 
-use super::session::location;
+use super::session::{UploadAnswer, commit_url, location, refuses_streaming};
 use super::{BlobSource, Repository};
 use crate::Error;
 use crate::auth::repo_scope;
@@ -25,8 +27,10 @@ pub enum BlobPush {
     Skipped,
     /// The registry mounted it from another repository.
     Mounted,
-    /// Uploaded in one request.
+    /// Uploaded in one request that carried the content (`PUT`).
     Monolithic,
+    /// Uploaded as one streamed `PATCH` and the closing `PUT`.
+    Streamed,
     /// Uploaded in this many chunks.
     Chunked {
         /// Chunks sent (retries of a chunk not counted).
@@ -38,10 +42,17 @@ pub enum BlobPush {
 
 impl Repository {
     /// Pushes a blob: skips it when the registry says it has it ([`Repository::blob_exists`]),
-    /// else uploads it (monolithic up to
-    /// [`ClientConfig::monolithic_max`](crate::ClientConfig::monolithic_max), else chunked).
-    /// The content is verified against `desc` as it is read; a mismatch aborts the upload before
-    /// it is committed.
+    /// else uploads it in one streamed request (a `PUT` carrying the content up to
+    /// [`ClientConfig::monolithic_max`](crate::ClientConfig::monolithic_max), else a `PATCH`
+    /// and the closing `PUT`), or in chunks to a registry that wants them
+    /// ([`ClientConfig::chunked_uploads`](crate::ClientConfig::chunked_uploads)). The content
+    /// is verified against `desc` as it is read; a mismatch aborts the upload before it is
+    /// committed.
+    ///
+    /// The source is read once: a streamed upload whose connection drops fails (and its session
+    /// is cancelled). To resume from what the registry holds, upload through the store traits
+    /// ([`oci_store::WriteStore::writer`], as a copy does), which read the source again from
+    /// there.
     ///
     /// The registry's existence answer is trusted: to check it (a registry that claims a blob
     /// it lost), copy with [`oci_store::VerifyMode`], which reads the content back and repairs.
@@ -147,13 +158,88 @@ impl Repository {
         data: BlobSource,
         location: Option<Url>,
     ) -> Result<BlobPush, Error> {
-        let (mut loc, min_chunk) = match location {
+        let (loc, min_chunk) = match location {
             Some(l) => (l, None),
             None => self.start_upload().await?,
         };
-        let cfg = &self.client.inner.config;
-        let mut source = oci_digest::VerifyingStream::new(data, desc.digest.clone(), desc.size);
-        let verify_err = |e: std::io::Error| match oci_digest::VerifyError::from_io(&e) {
+        match self.chunk_limit() {
+            Some(limit) => {
+                self.upload_chunked(desc, data, loc, self.chunk_len(min_chunk, limit))
+                    .await
+            }
+            None => self.upload_streamed(desc, data, loc).await,
+        }
+    }
+
+    /// One streamed request carries the content: a `PUT` with the digest up to
+    /// [`ClientConfig::monolithic_max`](crate::ClientConfig::monolithic_max) (its last piece held
+    /// back until the content verified), else a `PATCH` and, once the content verified, the
+    /// closing `PUT`. A failure cancels the session: the source cannot be read again here.
+    async fn upload_streamed(
+        &self,
+        desc: &Descriptor,
+        data: BlobSource,
+        loc: Url,
+    ) -> Result<BlobPush, Error> {
+        let monolithic = desc.size <= self.client.inner.config.monolithic_max;
+        let failed = SourceFailure::default();
+        let body = reqwest::Body::wrap_stream(source_body(
+            oci_digest::VerifyingStream::new(data, desc.digest.clone(), desc.size),
+            failed.clone(),
+            monolithic,
+        ));
+        let (method, url, len) = if monolithic {
+            (Method::PUT, commit_url(&loc, desc), Some(desc.size))
+        } else {
+            (Method::PATCH, loc.clone(), None)
+        };
+        let sent = async {
+            let resp = self
+                .send_streamed(&method, &url, body, len, desc.size)
+                .await?;
+            UploadAnswer::read(resp, &method, &url).await
+        }
+        .await;
+        let answer = match sent {
+            Ok(a) => a,
+            Err(e) => {
+                self.cancel_upload(&loc).await;
+                // The body failed because the source did: that is the error to report.
+                if let Some(source) = failed.take() {
+                    return Err(self.source_error(desc, source));
+                }
+                if refuses_streaming(&e) {
+                    self.note_streaming_refused(&e);
+                }
+                return Err(e);
+            }
+        };
+        if monolithic {
+            self.check_committed(desc, answer.digest.as_deref())?;
+            return Ok(BlobPush::Monolithic);
+        }
+        if let Some(h) = answer.have
+            && h.checked_add(1) != Some(desc.size)
+            && desc.size > 0
+        {
+            self.cancel_upload(&answer.location).await;
+            return Err(Error::protocol(
+                "PATCH",
+                &loc,
+                format!(
+                    "the registry holds bytes 0-{h} after the whole blob of {} bytes was sent",
+                    desc.size
+                ),
+            ));
+        }
+        self.finish_upload(desc, &answer.location, None).await?;
+        Ok(BlobPush::Streamed)
+    }
+
+    /// The error for a failure of the source of `desc`: [`Error::Verify`] when its content did
+    /// not verify, else [`Error::Source`].
+    fn source_error(&self, desc: &Descriptor, e: std::io::Error) -> Error {
+        match oci_digest::VerifyError::from_io(&e) {
             Some(v) => Error::Verify {
                 repository: self.name.clone(),
                 digest: desc.digest.clone(),
@@ -163,35 +249,37 @@ impl Repository {
                 context: format!("reading blob {} to push to {}", desc.digest, self.name),
                 source: e,
             },
-        };
-        if desc.size <= cfg.monolithic_max {
-            let mut buf = BytesMut::with_capacity(desc.size as usize);
+        }
+    }
+
+    /// A chunked upload for registries that want one: monolithic (one `PUT`, buffered) up to
+    /// the smaller of `monolithic_max` and the chunk length, else chunks of `chunk_len`, each
+    /// held in memory while it is sent so that a connection dropped mid-chunk resumes in place
+    /// from what the registry says it received (the next chunk is read from the source while
+    /// the current one is sent).
+    async fn upload_chunked(
+        &self,
+        desc: &Descriptor,
+        data: BlobSource,
+        mut loc: Url,
+        chunk_len: usize,
+    ) -> Result<BlobPush, Error> {
+        let cfg = &self.client.inner.config;
+        let mut source = oci_digest::VerifyingStream::new(data, desc.digest.clone(), desc.size);
+        if desc.size <= cfg.monolithic_max.min(chunk_len as u64) {
+            let mut buf = BytesMut::with_capacity(chunk_len.min(desc.size as usize));
             while let Some(item) = source.next().await {
                 match item {
                     Ok(b) => buf.extend_from_slice(&b),
                     Err(e) => {
                         self.cancel_upload(&loc).await;
-                        return Err(verify_err(e));
+                        return Err(self.source_error(desc, e));
                     }
                 }
             }
             self.finish_upload(desc, &loc, Some(buf.freeze())).await?;
             return Ok(BlobPush::Monolithic);
         }
-        // The registry's minimum raises the chunk size up to our maximum, never past it: the
-        // number is the peer's (u64::MAX would be a chunk buffer of that size).
-        let mut chunk_len = cfg.chunk_size;
-        if let Some(m) = min_chunk {
-            if m > cfg.max_chunk_size {
-                warn!(
-                    min_chunk = m,
-                    max_chunk_size = cfg.max_chunk_size,
-                    "the registry asks for chunks larger than max_chunk_size; sending max_chunk_size"
-                );
-            }
-            chunk_len = chunk_len.max(m);
-        }
-        let chunk_len = usize::try_from(chunk_len.min(cfg.max_chunk_size)).unwrap_or(usize::MAX);
         let mut offset: u64 = 0;
         let mut chunks = 0;
         let mut resumed = 0;
@@ -203,7 +291,7 @@ impl Repository {
             Ok(c) => c,
             Err(e) => {
                 self.cancel_upload(&loc).await;
-                return Err(verify_err(e));
+                return Err(self.source_error(desc, e));
             }
         };
         while let Some(chunk) = current.take() {
@@ -228,12 +316,53 @@ impl Repository {
                 Ok(c) => c,
                 Err(e) => {
                     self.cancel_upload(&loc).await;
-                    return Err(verify_err(e));
+                    return Err(self.source_error(desc, e));
                 }
             };
         }
         self.finish_upload(desc, &loc, None).await?;
         Ok(BlobPush::Chunked { chunks, resumed })
+    }
+
+    /// The largest chunk of this repository's uploads when they are chunked (its registry is
+    /// listed in [`ClientConfig::chunked_uploads`](crate::ClientConfig::chunked_uploads), or it
+    /// refused a streamed upload through this handle), `None` when they are streamed.
+    pub(crate) fn chunk_limit(&self) -> Option<u64> {
+        let cfg = &self.client.inner.config;
+        cfg.upload_chunk_limit(&self.registry).or_else(|| {
+            self.ingests
+                .streaming_refused()
+                .then_some(cfg.max_chunk_size)
+        })
+    }
+
+    /// The chunk length of a chunked upload: the preferred chunk size, raised to the
+    /// registry's minimum (`min_chunk`), never past `limit` nor `max_chunk_size`. The minimum
+    /// is the peer's number: `u64::MAX` must not become a buffer of that size.
+    pub(crate) fn chunk_len(&self, min_chunk: Option<u64>, limit: u64) -> usize {
+        let cfg = &self.client.inner.config;
+        let cap = limit.min(cfg.max_chunk_size).max(1);
+        let mut len = cfg.chunk_size;
+        if let Some(m) = min_chunk {
+            if m > cap {
+                warn!(
+                    min_chunk = m,
+                    max_chunk = cap,
+                    "the registry asks for chunks larger than the largest chunk; sending the largest"
+                );
+            }
+            len = len.max(m);
+        }
+        usize::try_from(len.min(cap)).unwrap_or(usize::MAX)
+    }
+
+    /// Remembers that the registry refused a streamed upload: this handle's uploads are
+    /// chunked from now on.
+    pub(crate) fn note_streaming_refused(&self, e: &Error) {
+        if !self.ingests.set_streaming_refused() {
+            warn!(registry = %self.registry, repository = %self.name, status = ?e.status(), error = %e,
+                "the registry refused a streamed upload; uploads to it are sent in chunks from now on");
+        }
     }
 
     /// Deletes a blob by digest.
@@ -281,6 +410,76 @@ async fn fill_chunk(
         }
     }
     Ok((!buf.is_empty()).then(|| buf.freeze()))
+}
+
+/// Where the body of a streamed push keeps the error of its source, so that the push reports
+/// it (the HTTP client only sees a failed body).
+#[derive(Clone, Default)]
+struct SourceFailure(std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>);
+
+impl SourceFailure {
+    fn set(&self, e: std::io::Error) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+    }
+
+    fn take(&self) -> Option<std::io::Error> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// The body of a streamed push: the verified source, its failure kept in `failed` (the body
+/// fails too, so the registry never gets it whole). With `hold_last` the last piece is passed
+/// on only once the whole content verified, so that a request whose length is known (a
+/// `PUT`) cannot complete with content that does not.
+fn source_body(
+    source: oci_digest::VerifyingStream<BlobSource>,
+    failed: SourceFailure,
+    hold_last: bool,
+) -> impl futures_core::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    struct St {
+        source: oci_digest::VerifyingStream<BlobSource>,
+        held: Option<Bytes>,
+        done: bool,
+    }
+    let st = St {
+        source,
+        held: None,
+        done: false,
+    };
+    futures_util::stream::unfold(st, move |mut st| {
+        let failed = failed.clone();
+        async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match st.source.next().await {
+                    Some(Ok(b)) if hold_last => {
+                        if let Some(prev) = st.held.replace(b) {
+                            return Some((Ok(prev), st));
+                        }
+                    }
+                    Some(Ok(b)) => return Some((Ok(b), st)),
+                    Some(Err(e)) => {
+                        failed.set(e);
+                        st.done = true;
+                        let e = std::io::Error::other("the content to push failed");
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        st.done = true;
+                        return st.held.take().map(|b| (Ok(b), st));
+                    }
+                }
+            }
+        }
+    })
 }
 
 enum MountResult {

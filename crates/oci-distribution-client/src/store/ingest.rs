@@ -1,41 +1,69 @@
 //! Upload sessions as resumable ingests of the store traits: [`WriteStore::writer`] opens (or
 //! reopens, by key) a session kept in memory and, with
 //! [`ClientConfig::upload_state_dir`](crate::ClientConfig::upload_state_dir), recorded on disk,
-//! so another process can resume it; the [`BlobWriter`] sends chunks as they fill and hashes
-//! exactly what the registry acknowledged.
+//! so another process can resume it. The writer itself (streamed or chunked) is in
+//! `writer.rs`.
+//!
+//! A session is its upload location and the hash [`Checkpoints`] of its content. Reopened, it
+//! resumes from the registry's own offset: the `GET` of the location says how many bytes the
+//! registry holds (`Range`), the hash restarts from the newest checkpoint at or below that, the
+//! writer's offset is that checkpoint (the caller reads its source again from there), and the
+//! bytes up to the registry's offset are hashed, not sent again. A session the registry no
+//! longer has (expired, cancelled; distribution 2.8 cancels one whose last request was cut
+//! short) starts again from byte 0, and says so.
 //!
 //! [`WriteStore::writer`]: oci_store::WriteStore::writer
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use oci_digest::Verifier;
 use oci_manifest::Descriptor;
-use oci_store::{BlobWriter, IngestStatus, PushOutcome, StoreError};
+use oci_store::{BlobWriter, IngestStatus, StoreError};
 use reqwest::Url;
-use tracing::{debug, warn};
+use tokio::sync::Notify;
+use tracing::{info, warn};
 
+use super::writer::RegistryWriter;
 use crate::Repository;
-use crate::upload_state::{self, Restored};
+use crate::upload_state::{self, Checkpoints, Restored};
 
-/// Upload sessions kept as resumable ingests, by ingest key.
+/// Upload sessions kept as resumable ingests, by ingest key, and what this repository handle
+/// learnt about the registry's uploads.
 #[derive(Default)]
 pub(crate) struct Ingests {
     map: Mutex<HashMap<String, IngestState>>,
+    /// The registry refused a streamed upload through this handle: chunks from now on.
+    streaming_refused: AtomicBool,
+    /// The registry's last `OCI-Chunk-Min-Length` (0: none seen), for chunked uploads of
+    /// sessions reopened (whose start this handle did not see).
+    min_chunk: AtomicU64,
 }
 
-struct IngestState {
-    desc: Descriptor,
+pub(super) struct IngestState {
+    pub(super) desc: Descriptor,
     /// `None` while a writer is still opening the session.
-    location: Option<Url>,
-    verifier: Verifier,
-    busy: bool,
+    pub(super) location: Option<Url>,
+    pub(super) checkpoints: Checkpoints,
+    pub(super) busy: bool,
+    /// Set while the request of a dropped writer is being ended (see `writer.rs`): a new
+    /// writer of the key waits for it rather than finding the key busy.
+    pub(super) pausing: Option<Arc<Notify>>,
+    pub(super) started_at: SystemTime,
+    pub(super) updated_at: SystemTime,
+}
+
+/// A session a writer continues: where it is, what the registry holds, the hash checkpoints.
+struct Session {
+    location: Url,
+    /// Bytes the registry holds.
+    held: u64,
+    checkpoints: Checkpoints,
     started_at: SystemTime,
-    updated_at: SystemTime,
+    /// The registry's `OCI-Chunk-Min-Length` (known for a session started now).
+    min_chunk: Option<u64>,
 }
 
 /// Releases a key reserved by [`WriteStore::writer`] when opening the session fails (or the
@@ -73,10 +101,57 @@ fn record_status(r: &upload_state::UploadRecord) -> IngestStatus {
 }
 
 impl Ingests {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, IngestState>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, IngestState>> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the registry refused a streamed upload through this handle.
+    pub(crate) fn streaming_refused(&self) -> bool {
+        self.streaming_refused.load(Ordering::SeqCst)
+    }
+
+    /// Notes that the registry refused a streamed upload; returns whether that was known.
+    pub(crate) fn set_streaming_refused(&self) -> bool {
+        self.streaming_refused.swap(true, Ordering::SeqCst)
+    }
+
+    /// Notes the registry's `OCI-Chunk-Min-Length`.
+    pub(crate) fn set_min_chunk(&self, min: u64) {
+        self.min_chunk.store(min, Ordering::SeqCst);
+    }
+
+    /// The registry's last `OCI-Chunk-Min-Length`, if one was seen.
+    pub(crate) fn min_chunk(&self) -> Option<u64> {
+        Some(self.min_chunk.load(Ordering::SeqCst)).filter(|m| *m > 0)
+    }
+
+    /// Marks ingest `key` idle (its writer is gone, its request ended), waking writers that
+    /// wait for it.
+    pub(super) fn release(&self, key: &str) {
+        if let Some(st) = self.lock().get_mut(key) {
+            st.busy = false;
+            if let Some(n) = st.pausing.take() {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    /// Notes that the request of ingest `key`'s dropped writer is being ended.
+    pub(super) fn pausing(&self, key: &str) {
+        if let Some(st) = self.lock().get_mut(key) {
+            st.pausing = Some(Arc::new(Notify::new()));
+        }
+    }
+
+    /// Notes where the session of `key` is now.
+    pub(super) fn update(&self, key: &str, location: &Url, checkpoints: &Checkpoints) {
+        if let Some(st) = self.lock().get_mut(key) {
+            st.location = Some(location.clone());
+            st.checkpoints = checkpoints.clone();
+            st.updated_at = SystemTime::now();
+        }
     }
 }
 
@@ -136,12 +211,12 @@ impl Repository {
     }
 
     /// Records the session of `key` on disk (when configured).
-    async fn save_record(
+    pub(super) async fn save_record(
         &self,
         key: &str,
         desc: &Descriptor,
         location: &Url,
-        verifier: &Verifier,
+        checkpoints: &Checkpoints,
         started_at: SystemTime,
     ) -> oci_store::Result<()> {
         let Some(path) = self.record_path(key) else {
@@ -151,7 +226,7 @@ impl Repository {
             (&self.registry, &self.name, key),
             desc,
             location,
-            verifier,
+            checkpoints,
             started_at,
         );
         upload_state::blocking({
@@ -164,7 +239,7 @@ impl Repository {
 
     /// Removes the record of `key` (a failure is logged: a left-over record only costs a
     /// status request when the key is used again).
-    async fn remove_record(&self, key: &str) {
+    pub(super) async fn remove_record(&self, key: &str) {
         let Some(path) = self.record_path(key) else {
             return;
         };
@@ -178,13 +253,38 @@ impl Repository {
         }
     }
 
+    /// Waits while the request of a dropped writer of `key` is being ended (it is bounded by
+    /// the request timeout), so that what comes next sees where it left the session.
+    ///
+    /// # Errors
+    /// [`StoreError::IngestBusy`] when it takes longer than twice the request timeout.
+    async fn wait_for_pause(&self, key: &str) -> oci_store::Result<()> {
+        let pausing = |ingests: &Ingests| ingests.lock().get(key).and_then(|st| st.pausing.clone());
+        let wait = self.client.inner.config.request_timeout.saturating_mul(2);
+        let started = tokio::time::Instant::now();
+        while let Some(n) = pausing(&self.ingests) {
+            let woken = n.notified();
+            // Checked again once the waiter exists: a release in between is not missed.
+            if pausing(&self.ingests).is_none() {
+                break;
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() || tokio::time::timeout(left, woken).await.is_err() {
+                return Err(StoreError::IngestBusy {
+                    key: key.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Opens (or reopens) the upload session of ingest `key` for `desc`.
     pub(super) async fn open_writer(
         &self,
         key: &str,
         desc: &Descriptor,
     ) -> oci_store::Result<Box<dyn BlobWriter>> {
-        let chunk_len = self.client.inner.config.chunk_size as usize;
+        self.wait_for_pause(key).await?;
         // Reserve the key in memory first: a second writer of this process gets `IngestBusy`
         // even while this one is still asking the registry.
         let in_memory = {
@@ -206,7 +306,7 @@ impl Repository {
                     st.busy = true;
                     st.location.clone().map(|location| Restored {
                         location,
-                        verifier: st.verifier.clone(),
+                        checkpoints: st.checkpoints.clone(),
                         started_at: st.started_at,
                     })
                 }
@@ -217,8 +317,9 @@ impl Repository {
                         IngestState {
                             desc: desc.clone(),
                             location: None,
-                            verifier: Verifier::new(desc.digest.clone(), desc.size),
+                            checkpoints: Checkpoints::default(),
                             busy: true,
+                            pausing: None,
                             started_at: now,
                             updated_at: now,
                         },
@@ -237,42 +338,22 @@ impl Repository {
             None => self.restore_record(key, desc).await?,
         };
         let resumed = match prior {
-            Some(prior) => {
-                // The registry must have exactly what we hashed; else start again.
-                match self.upload_status(&prior.location).await {
-                    Ok((loc, have))
-                        if have.map_or(Some(0), |h| h.checked_add(1))
-                            == Some(prior.verifier.received()) =>
-                    {
-                        Some(Restored {
-                            location: loc,
-                            ..prior
-                        })
-                    }
-                    Ok(_) => {
-                        debug!(key, digest = %desc.digest, "the registry has another offset than recorded; starting the upload again");
-                        self.cancel_upload(&prior.location).await;
-                        None
-                    }
-                    Err(e) => {
-                        debug!(key, digest = %desc.digest, status = ?e.status(), "the recorded upload is gone; starting again");
-                        None
-                    }
-                }
-            }
+            Some(prior) => self.resume_session(key, desc, prior).await?,
             None => None,
         };
         let session = match resumed {
-            Some(r) => r,
+            Some(s) => s,
             None => {
-                let (location, _) = self
+                let (location, min_chunk) = self
                     .start_upload()
                     .await
                     .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
-                Restored {
+                Session {
                     location,
-                    verifier: Verifier::new(desc.digest.clone(), desc.size),
+                    held: 0,
+                    checkpoints: Checkpoints::default(),
                     started_at: SystemTime::now(),
+                    min_chunk,
                 }
             }
         };
@@ -280,27 +361,82 @@ impl Repository {
             key,
             desc,
             &session.location,
-            &session.verifier,
+            &session.checkpoints,
             session.started_at,
         )
         .await?;
         if let Some(st) = self.ingests.lock().get_mut(key) {
             st.desc = desc.clone();
             st.location = Some(session.location.clone());
-            st.verifier = session.verifier.clone();
+            st.checkpoints = session.checkpoints.clone();
             st.started_at = session.started_at;
             st.updated_at = SystemTime::now();
         }
         reservation.armed = false;
-        Ok(Box::new(RegistryWriter {
-            repo: self.clone(),
-            key: key.to_owned(),
-            desc: desc.clone(),
-            location: session.location,
-            verifier: session.verifier,
-            started_at: session.started_at,
-            buf: BytesMut::new(),
+        let chunk_len = self
+            .chunk_limit()
+            .map(|limit| self.chunk_len(session.min_chunk.or(self.ingests.min_chunk()), limit));
+        Ok(Box::new(RegistryWriter::new(
+            self.clone(),
+            key,
+            desc,
+            (session.location, session.held),
+            session.checkpoints,
+            session.started_at,
             chunk_len,
+        )))
+    }
+
+    /// Asks the registry where the session `prior` stands: the session to continue, `None`
+    /// when it must start again (the registry no longer has it, or holds what cannot be this
+    /// content).
+    ///
+    /// # Errors
+    /// A failure to ask (a transport error, a `5xx`): the session may still be there, and a
+    /// later attempt asks again.
+    async fn resume_session(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+        prior: Restored,
+    ) -> oci_store::Result<Option<Session>> {
+        let (location, have) = match self.upload_status(&prior.location).await {
+            Ok(v) => v,
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+                warn!(key, digest = %desc.digest, status = ?e.status(), error = %e,
+                    "the registry does not resume the recorded upload session; starting the blob again from byte 0");
+                return Ok(None);
+            }
+            Err(e) => return Err(self.store_err(e, "ask the upload status of", &desc.digest)),
+        };
+        // `Range: 0-N` is N + 1 bytes. distribution answers `0-0` for a session holding
+        // nothing, which is taken so; a session holding one byte (a request cut after its
+        // first byte) is then sent that byte again, and the registry's digest check at commit
+        // refuses the result, which the next attempt starts again.
+        let held = match have {
+            None | Some(0) => 0,
+            Some(h) => h.saturating_add(1),
+        };
+        if held > desc.size {
+            warn!(key, digest = %desc.digest, held, size = desc.size,
+                "the registry's upload session holds more bytes than the blob has; starting the blob again from byte 0");
+            self.cancel_upload(&location).await;
+            return Ok(None);
+        }
+        let mut checkpoints = prior.checkpoints;
+        let recorded = checkpoints.newest();
+        checkpoints.keep_upto(held);
+        let from = checkpoints.newest();
+        if held > 0 || recorded > 0 {
+            info!(key, digest = %desc.digest, registry_offset = held, hash_from = from, recorded,
+                "resuming the upload at the registry's offset: the source is read again from the hash checkpoint, bytes up to the registry's offset are hashed, not sent");
+        }
+        Ok(Some(Session {
+            location,
+            held,
+            checkpoints,
+            started_at: prior.started_at,
+            min_chunk: None,
         }))
     }
 
@@ -313,7 +449,7 @@ impl Repository {
             IngestStatus::new(
                 key,
                 s.desc.clone(),
-                s.verifier.received(),
+                s.checkpoints.newest(),
                 s.started_at,
                 s.updated_at,
             )
@@ -334,7 +470,7 @@ impl Repository {
                 IngestStatus::new(
                     k.clone(),
                     s.desc.clone(),
-                    s.verifier.received(),
+                    s.checkpoints.newest(),
                     s.started_at,
                     s.updated_at,
                 )
@@ -359,6 +495,7 @@ impl Repository {
 
     /// Aborts ingest `key` (cancels its upload session, removes its record).
     pub(super) async fn abort_session(&self, key: &str) -> oci_store::Result<()> {
+        self.wait_for_pause(key).await?;
         let st = {
             let mut map = self.ingests.lock();
             match map.get(key) {
@@ -397,124 +534,6 @@ impl Repository {
         if let Some(location) = location {
             self.cancel_upload(&location).await;
         }
-        Ok(())
-    }
-}
-
-/// A resumable upload session as a [`BlobWriter`]. Bytes are sent in chunks as they fill;
-/// the hash covers exactly the bytes the registry acknowledged, so a writer dropped without
-/// commit can be reopened with the same key and continue.
-struct RegistryWriter {
-    repo: Repository,
-    key: String,
-    desc: Descriptor,
-    location: Url,
-    verifier: Verifier,
-    started_at: SystemTime,
-    buf: BytesMut,
-    chunk_len: usize,
-}
-
-impl RegistryWriter {
-    async fn flush_chunks(&mut self, all: bool) -> oci_store::Result<()> {
-        while self.buf.len() >= self.chunk_len || (all && !self.buf.is_empty()) {
-            let n = self.buf.len().min(self.chunk_len);
-            let chunk = self.buf.split_to(n).freeze();
-            let offset = self.verifier.received();
-            let (next, _) = self
-                .repo
-                .send_chunk(&self.location, offset, chunk.clone())
-                .await
-                .map_err(|e| self.repo.store_err(e, "upload chunk of", &self.desc.digest))?;
-            self.verifier.update(&chunk).map_err(StoreError::Verify)?;
-            self.location = next;
-            if let Some(st) = self.repo.ingests.lock().get_mut(&self.key) {
-                st.location = Some(self.location.clone());
-                st.verifier = self.verifier.clone();
-                st.updated_at = SystemTime::now();
-            }
-            self.repo
-                .save_record(
-                    &self.key,
-                    &self.desc,
-                    &self.location,
-                    &self.verifier,
-                    self.started_at,
-                )
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for RegistryWriter {
-    fn drop(&mut self) {
-        if let Some(st) = self.repo.ingests.lock().get_mut(&self.key) {
-            st.busy = false;
-        }
-    }
-}
-
-#[async_trait]
-impl BlobWriter for RegistryWriter {
-    fn key(&self) -> &str {
-        &self.key
-    }
-
-    fn expected(&self) -> &Descriptor {
-        &self.desc
-    }
-
-    fn offset(&self) -> u64 {
-        self.verifier
-            .received()
-            .saturating_add(self.buf.len() as u64)
-    }
-
-    async fn write(&mut self, chunk: Bytes) -> oci_store::Result<()> {
-        // Saturating: a descriptor's size near u64::MAX must not overflow the check.
-        let after = self.offset().saturating_add(chunk.len() as u64);
-        if after > self.desc.size {
-            return Err(StoreError::Verify(oci_digest::VerifyError::TooLong {
-                expected: self.desc.digest.clone(),
-                expected_size: self.desc.size,
-                received: after,
-            }));
-        }
-        self.buf.extend_from_slice(&chunk);
-        self.flush_chunks(false).await
-    }
-
-    async fn commit(mut self: Box<Self>) -> oci_store::Result<PushOutcome> {
-        // Check the whole content before the registry commits it.
-        let mut check = self.verifier.clone();
-        let result = check.update(&self.buf).and_then(|()| check.finish());
-        if let Err(e) = result {
-            self.repo.ingests.lock().remove(&self.key);
-            self.repo.remove_record(&self.key).await;
-            self.repo.cancel_upload(&self.location).await;
-            return Err(StoreError::Verify(e));
-        }
-        let body = self.buf.split().freeze();
-        // The record goes first: a process killed between the two leaves no record of a
-        // committed blob (which a later copy would skip and never clean up); at worst the
-        // session is not resumed.
-        self.repo.remove_record(&self.key).await;
-        let finished = self
-            .repo
-            .finish_upload(&self.desc, &self.location, Some(body))
-            .await;
-        self.repo.ingests.lock().remove(&self.key);
-        finished.map(|()| PushOutcome::Written).map_err(|e| {
-            self.repo
-                .store_err(e, "commit upload of", &self.desc.digest)
-        })
-    }
-
-    async fn abort(self: Box<Self>) -> oci_store::Result<()> {
-        self.repo.ingests.lock().remove(&self.key);
-        self.repo.remove_record(&self.key).await;
-        self.repo.cancel_upload(&self.location).await;
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! so `copy()` works between memory, layout and registry. The media type of a descriptor
 //! decides between the manifest and blob endpoints. The store's existence answers are the
 //! registry's (`HEAD`); checking them is the copy's policy ([`oci_store::VerifyMode`]). Upload
-//! sessions as resumable ingests are in `ingest.rs`.
+//! sessions as resumable ingests are in `ingest.rs`, their writer (streamed or chunked) in
+//! `writer.rs`.
 //!
 //! Retries: called by a copy, these methods run with the copy's [`oci_store::RetryBudget`]
 //! current, and the client then sends each request once (429s and resumption at an offset
@@ -10,6 +11,7 @@
 //! client's [`ClientConfig::retry`](crate::ClientConfig::retry).
 
 mod ingest;
+mod writer;
 
 pub(crate) use ingest::Ingests;
 

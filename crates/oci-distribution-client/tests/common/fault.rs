@@ -4,10 +4,14 @@
 //! bytes, wrong `Docker-Content-Digest`, 429 with `Retry-After`, 5xx storms, HEAD answers
 //! for blobs it does not have, bodies drip-fed a byte at a time, manifest PUTs refused with a
 //! 500 (as distribution 2.8 refuses a manifest its configuration does not allow) and blobs
-//! whose GET always fails with a 500.
+//! whose GET always fails with a 500. Request bodies may be chunked (streamed uploads); a
+//! connection cut mid-body keeps what arrived in the upload (as a registry that follows the
+//! spec does), and knobs refuse streamed uploads or bodies over a size (registries that want
+//! chunks).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,8 +41,17 @@ pub struct Faults {
     pub reset_blob_gets: u32,
     /// This many blob GETs send half the body, then stall (hold the connection, send nothing).
     pub stall_blob_gets: u32,
-    /// This many PATCHes read a random part of the body, keep it, and drop the connection.
+    /// This many PATCHes read a random part of the body, keep it, and drop the connection (a
+    /// streamed one: after 1 byte to 1 MiB of its body).
     pub reset_patches: u32,
+    /// A reset PATCH (see `reset_patches`) keeps exactly this many bytes of its body.
+    pub reset_patch_at: Option<usize>,
+    /// Upload requests without a length (streamed, chunked transfer encoding) are read and
+    /// answered with this status, appending nothing: a registry that refuses streamed uploads.
+    pub refuse_streamed_uploads: Option<u16>,
+    /// Upload requests with a body longer than this are read and answered 413: a registry that
+    /// caps chunks.
+    pub max_request_body: Option<usize>,
     /// Serve blobs with one byte flipped.
     pub corrupt_blobs: bool,
     /// Answer manifest GET/HEAD with a wrong `Docker-Content-Digest`.
@@ -117,6 +130,8 @@ pub struct Seen {
     pub range: Option<String>,
     /// Body length received.
     pub body_len: usize,
+    /// The body came in chunked transfer encoding (a streamed upload).
+    pub streamed: bool,
 }
 
 #[derive(Default)]
@@ -142,6 +157,8 @@ pub struct FakeRegistry {
     pub addr: String,
     /// Shared state for setup and assertions.
     pub state: Arc<Mutex<State>>,
+    /// Request body bytes read so far, counted as they arrive (also of requests in flight).
+    pub received: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -162,6 +179,8 @@ impl FakeRegistry {
         }));
         let st = state.clone();
         let a = addr.clone();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
@@ -169,12 +188,18 @@ impl FakeRegistry {
                 };
                 let st = st.clone();
                 let a = a.clone();
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let _ = serve_conn(sock, st, a).await;
+                    let _ = serve_conn(Conn { sock, counter }, st, a).await;
                 });
             }
         });
-        FakeRegistry { addr, state, task }
+        FakeRegistry {
+            addr,
+            state,
+            received,
+            task,
+        }
     }
 
     /// Locks the state.
@@ -341,22 +366,37 @@ async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Request, 
     }
 }
 
-async fn serve_conn(
-    mut sock: TcpStream,
-    st: Arc<Mutex<State>>,
-    addr: String,
-) -> std::io::Result<()> {
+/// A connection, and the server's count of body bytes received.
+struct Conn {
+    sock: TcpStream,
+    counter: Arc<AtomicU64>,
+}
+
+impl Conn {
+    /// Reads body bytes into `buf`, counting them.
+    async fn read_body(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.sock.read(buf).await?;
+        self.counter.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+async fn serve_conn(mut conn: Conn, st: Arc<Mutex<State>>, addr: String) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
-        let Some((req, rest)) = read_head(&mut sock, &mut buf).await else {
+        let sock = &mut conn.sock;
+        let Some((req, rest)) = read_head(sock, &mut buf).await else {
             return Ok(());
         };
+        let chunked = req
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         let len: usize = req
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         // PATCH reset: keep a random part of the body, then drop the connection.
-        let reset_patch = req.method == "PATCH" && len > 1 && {
+        let reset_patch = req.method == "PATCH" && (len > 1 || chunked) && {
             let mut s = lock(&st);
             if s.faults.reset_patches > 0 {
                 s.faults.reset_patches -= 1;
@@ -365,44 +405,46 @@ async fn serve_conn(
                 false
             }
         };
-        let take = if reset_patch {
-            fastrand::usize(1..len)
-        } else {
-            len
+        let at = lock(&st).faults.reset_patch_at;
+        let take = match (reset_patch, chunked, at) {
+            (true, _, Some(at)) => Some(at),
+            (true, false, None) => Some(fastrand::usize(1..len)),
+            (true, true, None) => Some(fastrand::usize(1..=1 << 20)),
+            (false, ..) => None,
         };
-        let mut body = rest;
-        while body.len() < take {
-            let mut tmp = vec![0u8; 64 * 1024];
-            let n = sock.read(&mut tmp).await?;
-            if n == 0 {
-                return Ok(());
+        conn.counter.fetch_add(rest.len() as u64, Ordering::SeqCst);
+        let (mut body, extra, complete) = if chunked {
+            read_chunked(&mut conn, rest, take).await?
+        } else {
+            read_sized(&mut conn, rest, len, take).await?
+        };
+        let sock = &mut conn.sock;
+        if reset_patch || !complete {
+            // Cut short (by us, or by the client): keep what arrived, as a registry that follows
+            // the spec does, and close (RST rather than an orderly close when we cut it).
+            if let Some(t) = take {
+                body.truncate(t);
             }
-            body.extend_from_slice(&tmp[..n]);
-        }
-        let extra = if body.len() > len {
-            body.split_off(len)
-        } else {
-            Vec::new()
-        };
-        if reset_patch {
-            body.truncate(take);
             let id = req.path().rsplit('/').next().unwrap_or("").to_owned();
             let mut s = lock(&st);
-            record(&mut s, &req, body.len());
-            if let Some((_, data)) = s.uploads.get_mut(&id) {
+            record(&mut s, &req, body.len(), chunked);
+            if req.method == "PATCH"
+                && let Some((_, data)) = s.uploads.get_mut(&id)
+            {
                 data.extend_from_slice(&body);
             }
             drop(s);
-            // Abort: RST rather than an orderly close.
-            let _ = sock.set_zero_linger();
+            if reset_patch {
+                let _ = sock.set_zero_linger();
+            }
             return Ok(());
         }
         let answer = {
             let mut s = lock(&st);
-            record(&mut s, &req, body.len());
-            handle(&mut s, &req, body, &addr)
+            record(&mut s, &req, body.len(), chunked);
+            handle(&mut s, &req, body, chunked, &addr)
         };
-        write_answer(&mut sock, &answer, req.method == "HEAD").await?;
+        write_answer(sock, &answer, req.method == "HEAD").await?;
         if answer.stall {
             tokio::time::sleep(Duration::from_secs(30)).await;
             return Ok(());
@@ -415,12 +457,123 @@ async fn serve_conn(
     }
 }
 
+/// Reads a body of `len` bytes after `rest` (what followed the head). Returns the body, the
+/// bytes after it, and whether it is complete (the client may close early). With `cut`, stops
+/// once that many bytes arrived.
+async fn read_sized(
+    sock: &mut Conn,
+    rest: Vec<u8>,
+    len: usize,
+    cut: Option<usize>,
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+    let want = cut.unwrap_or(len);
+    let mut body = rest;
+    while body.len() < want {
+        let mut tmp = vec![0u8; 64 * 1024];
+        let n = sock.read_body(&mut tmp).await?;
+        if n == 0 {
+            return Ok((body, Vec::new(), false));
+        }
+        body.extend_from_slice(&tmp[..n]);
+    }
+    let extra = if body.len() > len {
+        body.split_off(len)
+    } else {
+        Vec::new()
+    };
+    Ok((body, extra, true))
+}
+
+/// Reads a chunked body after `rest`. Returns the decoded body, the bytes after it, and whether
+/// it ended with its last chunk (a client that stops or dies mid-body leaves it incomplete).
+/// With `cut`, stops once that many body bytes arrived.
+async fn read_chunked(
+    sock: &mut Conn,
+    rest: Vec<u8>,
+    cut: Option<usize>,
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+    let mut raw = rest;
+    let mut pos = 0;
+    let mut body = Vec::new();
+    loop {
+        if cut.is_some_and(|c| body.len() >= c) {
+            return Ok((body, Vec::new(), false));
+        }
+        // The size line.
+        let line_end = loop {
+            if let Some(i) = raw[pos..].windows(2).position(|w| w == b"\r\n") {
+                break pos + i;
+            }
+            if !fill(sock, &mut raw).await? {
+                return Ok((body, Vec::new(), false));
+            }
+        };
+        let line = String::from_utf8_lossy(&raw[pos..line_end]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size line {line:?}")))?;
+        pos = line_end + 2;
+        if size == 0 {
+            // Trailers (none expected) up to the empty line.
+            loop {
+                if let Some(i) = raw[pos..].windows(2).position(|w| w == b"\r\n") {
+                    let empty = i == 0;
+                    pos += i + 2;
+                    if empty {
+                        return Ok((body, raw.split_off(pos), true));
+                    }
+                    continue;
+                }
+                if !fill(sock, &mut raw).await? {
+                    return Ok((body, Vec::new(), false));
+                }
+            }
+        }
+        // The chunk's data and its CRLF; what arrives is body as it comes.
+        let mut left = size;
+        while left > 0 {
+            if pos == raw.len() {
+                raw.clear();
+                pos = 0;
+                if !fill(sock, &mut raw).await? {
+                    return Ok((body, Vec::new(), false));
+                }
+            }
+            let n = left.min(raw.len() - pos);
+            body.extend_from_slice(&raw[pos..pos + n]);
+            pos += n;
+            left -= n;
+            if cut.is_some_and(|c| body.len() >= c) {
+                return Ok((body, Vec::new(), false));
+            }
+        }
+        while raw.len() < pos + 2 {
+            if !fill(sock, &mut raw).await? {
+                return Ok((body, Vec::new(), false));
+            }
+        }
+        pos += 2;
+        // Keep the buffer small: drop what was consumed.
+        raw.drain(..pos);
+        pos = 0;
+    }
+}
+
+/// Reads more bytes into `raw`; `false` at the end of the connection.
+async fn fill(sock: &mut Conn, raw: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut tmp = vec![0u8; 64 * 1024];
+    // A connection reset counts as its end.
+    let n: usize = sock.read_body(&mut tmp).await.unwrap_or_default();
+    raw.extend_from_slice(&tmp[..n]);
+    Ok(n > 0)
+}
+
 fn lock(st: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
     st.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn record(s: &mut State, req: &Request, body_len: usize) {
+fn record(s: &mut State, req: &Request, body_len: usize, streamed: bool) {
     s.seen.push(Seen {
+        streamed,
         method: req.method.clone(),
         target: req.target.clone(),
         authorization: req.header("authorization").map(str::to_owned),
@@ -510,7 +663,7 @@ fn covers(granted: &[String], needed: &str) -> bool {
     })
 }
 
-fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
+fn handle(s: &mut State, req: &Request, body: Vec<u8>, chunked: bool, addr: &str) -> Answer {
     if s.faults.storm_503 > 0 {
         s.faults.storm_503 -= 1;
         return Answer::error(503, "UNAVAILABLE", "storm");
@@ -573,7 +726,7 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, addr: &str) -> Answer {
             req,
             &p[..i],
             &p[i + "/blobs/uploads".len()..],
-            body,
+            (body, chunked),
             addr,
         );
     }
@@ -811,10 +964,22 @@ fn uploads(
     req: &Request,
     name: &str,
     rest: &str,
-    body: Vec<u8>,
+    (body, chunked): (Vec<u8>, bool),
     _addr: &str,
 ) -> Answer {
     let id = rest.trim_start_matches('/').to_owned();
+    if matches!(req.method.as_str(), "PATCH" | "PUT") && !id.is_empty() {
+        if let Some(status) = s.faults.refuse_streamed_uploads
+            && chunked
+        {
+            return Answer::error(status, "SIZE_INVALID", "streamed uploads are not supported");
+        }
+        if let Some(max) = s.faults.max_request_body
+            && body.len() > max
+        {
+            return Answer::error(413, "SIZE_INVALID", "request body too large");
+        }
+    }
     match (req.method.as_str(), id.is_empty()) {
         ("POST", true) => {
             if let Some(m) = req.query("mount")
