@@ -83,6 +83,7 @@ pub mod cookbook;
 mod error;
 mod rate;
 mod repository;
+mod source;
 mod store;
 mod upload_state;
 
@@ -97,6 +98,7 @@ pub use oci_reference::{
     MAX_NAME_LENGTH, MAX_TAG_LENGTH, Reference, ReferenceError,
 };
 pub use repository::{BlobPush, BlobSource, ByteStream, FetchedManifest, Repository};
+pub use source::RegistrySource;
 
 /// Re-exports from the lower crates, so users need one dependency.
 pub use oci_digest::{Algorithm, Digest};
