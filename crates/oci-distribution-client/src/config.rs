@@ -261,6 +261,9 @@ pub struct ClientConfig {
     /// # Ok::<(), oci_distribution_client::Error>(())
     /// ```
     pub upload_state_dir: Option<std::path::PathBuf>,
+    /// Mirrors to pull from, per registry or namespace (see
+    /// [`Client::pull_sources`](crate::Client::pull_sources)); pushes never use them.
+    pub mirrors: crate::MirrorConfig,
 }
 
 impl Default for ClientConfig {
@@ -287,6 +290,7 @@ impl Default for ClientConfig {
             docker_config_file: None,
             credentials: Vec::new(),
             upload_state_dir: None,
+            mirrors: crate::MirrorConfig::default(),
         }
     }
 }
@@ -308,6 +312,12 @@ impl ClientConfig {
     /// [`upload_state_dir`](ClientConfig::upload_state_dir)).
     pub fn with_upload_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.upload_state_dir = Some(dir.into());
+        self
+    }
+
+    /// Pulls through these mirrors (see [`mirrors`](ClientConfig::mirrors)).
+    pub fn with_mirrors(mut self, mirrors: crate::MirrorConfig) -> Self {
+        self.mirrors = mirrors;
         self
     }
 

@@ -81,6 +81,7 @@ mod client;
 mod config;
 pub mod cookbook;
 mod error;
+mod mirrors;
 mod rate;
 mod repository;
 mod source;
@@ -91,6 +92,7 @@ pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;
 pub use config::{ClientConfig, MinRate, ParallelFetch, RetryPolicy};
 pub use error::{Error, RegistryErrorEntry, RegistryErrors};
+pub use mirrors::{Mirror, MirrorConfig, PullFromMirror, PullPlace, PullSource, RegistryMirrors};
 /// Image references, from the `oci-reference` crate (which parses them without this crate's
 /// HTTP stack).
 pub use oci_reference::{

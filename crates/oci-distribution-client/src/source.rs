@@ -52,7 +52,7 @@ use crate::{Error, Repository};
 ///     Arc::new(RegistrySource::new(mirror)),
 ///     Arc::new(RegistrySource::new(origin)),
 /// ];
-/// let dst = LayoutStore::open("./layout")?;
+/// let dst = LayoutStore::open("./layout").await?;
 /// let report = fetch_blob(&dst, "pull-1", &desc, &sources, &FetchOptions::default()).await?;
 /// for s in &report.sources {
 ///     println!("{}: {} bytes", s.name, s.bytes);
