@@ -290,6 +290,9 @@ pub struct ClientConfig {
     /// # Ok::<(), oci_distribution_client::Error>(())
     /// ```
     pub upload_state_dir: Option<std::path::PathBuf>,
+    /// Mirrors to pull from, per registry or namespace (see
+    /// [`Client::pull_sources`](crate::Client::pull_sources)); pushes never use them.
+    pub mirrors: crate::MirrorConfig,
 }
 
 impl Default for ClientConfig {
@@ -317,6 +320,7 @@ impl Default for ClientConfig {
             docker_config_file: None,
             credentials: Vec::new(),
             upload_state_dir: None,
+            mirrors: crate::MirrorConfig::default(),
         }
     }
 }
@@ -371,6 +375,12 @@ impl ClientConfig {
             .filter(|(r, _)| r == registry)
             .map(|(_, max)| *max)
             .min()
+    }
+
+    /// Pulls through these mirrors (see [`mirrors`](ClientConfig::mirrors)).
+    pub fn with_mirrors(mut self, mirrors: crate::MirrorConfig) -> Self {
+        self.mirrors = mirrors;
+        self
     }
 
     /// Sets the minimum transfer rate of blob bodies (`None`: no minimum).

@@ -81,8 +81,10 @@ mod client;
 mod config;
 pub mod cookbook;
 mod error;
+mod mirrors;
 mod rate;
 mod repository;
+mod source;
 mod store;
 mod upload_state;
 
@@ -90,6 +92,7 @@ pub use auth::{Challenge, Credential, docker_config_path};
 pub use client::Client;
 pub use config::{ClientConfig, MinRate, ParallelFetch, RetryPolicy};
 pub use error::{Error, RegistryErrorEntry, RegistryErrors};
+pub use mirrors::{Mirror, MirrorConfig, PullFromMirror, PullPlace, PullSource, RegistryMirrors};
 /// Image references, from the `oci-reference` crate (which parses them without this crate's
 /// HTTP stack).
 pub use oci_reference::{
@@ -97,6 +100,7 @@ pub use oci_reference::{
     MAX_NAME_LENGTH, MAX_TAG_LENGTH, Reference, ReferenceError,
 };
 pub use repository::{BlobPush, BlobSource, ByteStream, FetchedManifest, Repository};
+pub use source::RegistrySource;
 
 /// Re-exports from the lower crates, so users need one dependency.
 pub use oci_digest::{Algorithm, Digest};

@@ -99,6 +99,9 @@ pub struct Faults {
     pub manifest_put_answer: Option<(u16, String, Vec<u8>)>,
     /// Blobs (by digest) whose GET always answers 500 with a JSON error.
     pub failing_blob_gets: std::collections::HashSet<String>,
+    /// A blob GET whose `Range` starts at or past the blob's end answers 416, as distribution
+    /// does (otherwise: 200 with the whole blob).
+    pub answer_416: bool,
 }
 
 impl Faults {
@@ -674,8 +677,14 @@ fn handle(s: &mut State, req: &Request, body: Vec<u8>, chunked: bool, addr: &str
     }
     let path = req.path().to_owned();
     if let Some(d) = path.strip_prefix("/raw/") {
+        // Object storage honours Range, as S3 does.
         return match s.blobs.get(d) {
-            Some(b) => Answer::new(200).body(b.clone()),
+            Some(b) => match req.header("range").and_then(|r| parse_range(r, b.len())) {
+                Some((a, z)) => Answer::new(206)
+                    .header("Content-Range", format!("bytes {a}-{z}/{}", b.len()))
+                    .body(b[a..=z].to_vec()),
+                None => Answer::new(200).body(b.clone()),
+            },
             None => Answer::error(404, "BLOB_UNKNOWN", "no"),
         };
     }
@@ -908,6 +917,15 @@ fn blobs(s: &mut State, req: &Request, name: &str, digest: &str) -> Answer {
         "GET" => {
             if let Some(base) = &s.faults.redirect_blobs_to {
                 return Answer::new(307).header("Location", format!("{base}/raw/{digest}"));
+            }
+            let past_end = req
+                .header("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, _)| a.parse::<usize>().ok())
+                .is_some_and(|a| a >= data.len());
+            if s.faults.answer_416 && past_end {
+                return Answer::new(416).header("Content-Range", format!("bytes */{}", data.len()));
             }
             let mut body = data.clone();
             if s.faults.corrupt_blobs && !body.is_empty() {

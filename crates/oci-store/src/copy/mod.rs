@@ -65,6 +65,7 @@ mod budget;
 mod cancel;
 mod error;
 mod options;
+mod pieces;
 mod plan;
 mod progress;
 mod referrers;
@@ -87,7 +88,7 @@ pub use self::options::{CopyOptions, VerifyMode};
 pub use self::plan::resolve_reference;
 pub use self::progress::{Progress, ProgressEvent, ProgressFn};
 pub use self::referrers::{referrers_index, referrers_tag};
-pub use self::report::{CopyReport, ManifestConversion, NodeOutcome, NodeReport};
+pub use self::report::{CopyReport, ManifestConversion, NodeOutcome, NodeReport, SourceTotals};
 pub use self::run::ingest_key;
 pub use self::verify::checked_exists;
 

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::budget::RetryBudget;
 use super::cancel::CancelToken;
 use super::progress::{Progress, ProgressFn};
+use crate::fetch::{FetchOptions, RangeSource};
 use crate::traits::DEFAULT_LEASE_TTL;
 
 /// How far a copy trusts the destination's answer that it already has some content.
@@ -96,6 +97,19 @@ pub struct CopyOptions {
     /// global limit); when set, a transfer holds one of its permits and [`jobs`](Self::jobs)
     /// is not used. Closing the semaphore stops the copies waiting on it as a cancellation does.
     pub shared_limit: Option<Arc<Semaphore>>,
+    /// Sources of the blobs besides (or instead of) reading them from the copy's source: with
+    /// two or more, each blob the destination lacks is fetched in pieces from all of them at
+    /// once with [`fetch_blob`](crate::fetch_blob) (a bad piece costs one piece and is
+    /// named in [`CopyReport::fetches`](crate::CopyReport::fetches)); with fewer, they are not
+    /// used. List them in order of trust, the origin last (for a registry and its mirrors: the
+    /// mirrors, then the registry). A destination that takes no pieces (a registry) gets each
+    /// blob streamed from the copy's source as without them. Manifests always come from the
+    /// copy's source.
+    pub blob_sources: Vec<Arc<dyn RangeSource>>,
+    /// How blobs are fetched from [`blob_sources`](Self::blob_sources): a piece map, requests
+    /// per source, timeouts. Its cancel token defaults to the copy's; its event receiver is
+    /// called too, after the copy's progress.
+    pub fetch: FetchOptions,
 }
 
 impl Default for CopyOptions {
@@ -117,6 +131,8 @@ impl Default for CopyOptions {
             cancel: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             shared_limit: None,
+            blob_sources: Vec::new(),
+            fetch: FetchOptions::default(),
         }
     }
 }
@@ -137,11 +153,41 @@ impl fmt::Debug for CopyOptions {
             .field("cancel", &self.cancel)
             .field("lease_ttl", &self.lease_ttl)
             .field("shared_limit", &self.shared_limit.is_some())
+            .field(
+                "blob_sources",
+                &self
+                    .blob_sources
+                    .iter()
+                    .map(|s| s.source_name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("fetch", &self.fetch)
             .finish()
     }
 }
 
 impl CopyOptions {
+    /// These options fetching blobs in pieces from `sources` (see
+    /// [`blob_sources`](Self::blob_sources)), the origin last.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use oci_store::{CopyOptions, MemoryStore, RangeSource};
+    /// let sources: Vec<Arc<dyn RangeSource>> = vec![Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new())];
+    /// let o = CopyOptions::default().with_blob_sources(sources);
+    /// assert_eq!(o.blob_sources.len(), 2);
+    /// ```
+    pub fn with_blob_sources(mut self, sources: Vec<Arc<dyn RangeSource>>) -> Self {
+        self.blob_sources = sources;
+        self
+    }
+
+    /// These options fetching blobs in pieces as `fetch` says.
+    pub fn with_fetch_options(mut self, fetch: FetchOptions) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
     /// These options with `platform` added to the platforms copied.
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platforms.push(platform);

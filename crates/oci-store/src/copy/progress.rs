@@ -8,7 +8,10 @@ use futures_util::StreamExt;
 use oci_digest::Digest;
 use oci_manifest::Descriptor;
 
+use oci_digest::PieceLayout;
+
 use super::report::NodeOutcome;
+use crate::fetch::{FetchEvent, FetchEventFn};
 use crate::traits::BlobStream;
 
 /// A progress callback: called from the copy's task, keep it quick.
@@ -57,6 +60,27 @@ pub enum ProgressEvent {
         desc: Descriptor,
         /// What was done.
         outcome: NodeOutcome,
+    },
+    /// Bytes of a blob fetched in pieces arrived from one of the
+    /// [blob sources](crate::CopyOptions::blob_sources) (every byte received, kept or not).
+    SourceBytes {
+        /// The blob.
+        digest: Digest,
+        /// The source's index in [`CopyOptions::blob_sources`](crate::CopyOptions::blob_sources).
+        source: usize,
+        /// The source's name.
+        name: String,
+        /// Bytes received in this step.
+        bytes: u64,
+    },
+    /// A piece of a blob fetched in pieces did not match (its source is named).
+    BadPiece {
+        /// The blob.
+        digest: Digest,
+        /// The source's name.
+        name: String,
+        /// The piece.
+        index: u64,
     },
     /// An attempt failed and will be retried.
     Retrying {
@@ -139,6 +163,60 @@ impl Meter {
             }
             item
         }))
+    }
+}
+
+impl Meter {
+    /// The receiver of a piece fetch's events for blob `desc` cut by `layout` from sources
+    /// `names`: bytes per source and bad pieces as progress events, pieces written counted as
+    /// done; and the counter of the bytes it counted as done.
+    pub(super) fn piece_events(
+        &self,
+        desc: &Descriptor,
+        layout: PieceLayout,
+        names: Vec<String>,
+    ) -> (FetchEventFn, Arc<AtomicU64>) {
+        let progress = self.callback.clone();
+        let total = self.total;
+        let digest = desc.digest.clone();
+        let size = desc.size;
+        let done_bytes = Arc::clone(&self.done);
+        let counted = Arc::new(AtomicU64::new(0));
+        let mine = Arc::clone(&counted);
+        let name = move |i: usize| names.get(i).cloned().unwrap_or_default();
+        let f: FetchEventFn = Arc::new(move |e: &FetchEvent| {
+            let event = match e {
+                FetchEvent::Received { source, bytes } => ProgressEvent::SourceBytes {
+                    digest: digest.clone(),
+                    source: *source,
+                    name: name(*source),
+                    bytes: *bytes,
+                },
+                FetchEvent::PieceDone { index, .. } => {
+                    let n = layout.range(*index).map_or(0, |r| r.end - r.start);
+                    add(&done_bytes, n);
+                    ProgressEvent::Bytes {
+                        digest: digest.clone(),
+                        done: add(&mine, n),
+                        size,
+                    }
+                }
+                FetchEvent::BadPiece { source, index } => ProgressEvent::BadPiece {
+                    digest: digest.clone(),
+                    name: name(*source),
+                    index: *index,
+                },
+                _ => return,
+            };
+            if let Some(p) = &progress {
+                p(&Progress {
+                    event,
+                    done_bytes: done_bytes.load(Ordering::Relaxed),
+                    total_bytes: total,
+                });
+            }
+        });
+        (f, counted)
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use oci_digest::Digest;
 use oci_manifest::Descriptor;
 
+use crate::fetch::FetchReport;
+
 use super::budget::Draw;
 use super::plan::{Plan, strip};
 
@@ -132,6 +134,10 @@ pub struct CopyReport {
     pub verified: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// What each blob fetched in pieces from the
+    /// [blob sources](crate::CopyOptions::blob_sources) did (failed attempts included): bytes
+    /// and pieces per source, bad pieces with their source, bytes fetched twice.
+    pub fetches: Vec<FetchReport>,
 }
 
 impl CopyReport {
@@ -332,6 +338,7 @@ resumed {} bytes; {:.2} s",
         if self.verified > 0 {
             write!(f, "\n  read back to verify: {} blobs", self.verified)?;
         }
+        self.pieces_summary(f)?;
         for n in self
             .nodes
             .iter()
@@ -344,6 +351,98 @@ resumed {} bytes; {:.2} s",
                 n.attempts,
                 OneLine(n.error.as_deref().unwrap_or(""))
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// What one source did over every blob a copy fetched in pieces (see
+/// [`CopyReport::source_totals`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SourceTotals {
+    /// The source's name.
+    pub name: String,
+    /// Pieces it served that are in the destination.
+    pub pieces: u64,
+    /// Bytes of those pieces.
+    pub bytes: u64,
+    /// Every byte received from it.
+    pub bytes_fetched: u64,
+    /// Pieces it served with wrong bytes.
+    pub bad_pieces: u64,
+}
+
+impl CopyReport {
+    /// Per source (by name, in the order first seen), the totals over every blob fetched in
+    /// pieces ([`fetches`](Self::fetches)).
+    ///
+    /// ```
+    /// let r = oci_store::CopyReport::default();
+    /// assert!(r.source_totals().is_empty());
+    /// assert_eq!(r.bytes_refetched(), 0);
+    /// ```
+    pub fn source_totals(&self) -> Vec<SourceTotals> {
+        let mut out: Vec<SourceTotals> = Vec::new();
+        for s in self.fetches.iter().flat_map(|f| &f.sources) {
+            let i = match out.iter().position(|t| t.name == s.name) {
+                Some(i) => i,
+                None => {
+                    out.push(SourceTotals {
+                        name: s.name.clone(),
+                        ..SourceTotals::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let t = &mut out[i];
+            t.pieces = t.pieces.saturating_add(s.pieces);
+            t.bytes = t.bytes.saturating_add(s.bytes);
+            t.bytes_fetched = t.bytes_fetched.saturating_add(s.bytes_fetched);
+            t.bad_pieces = t.bad_pieces.saturating_add(s.bad_pieces);
+        }
+        out
+    }
+
+    /// Bytes fetched twice over every blob fetched in pieces (bad pieces, pieces taken over,
+    /// failed attempts, pieces fetched again to find a bad one).
+    pub fn bytes_refetched(&self) -> u64 {
+        self.fetches
+            .iter()
+            .fold(0u64, |a, f| a.saturating_add(f.bytes_refetched))
+    }
+
+    /// The lines of the summary about blobs fetched in pieces: bytes per source, bad pieces
+    /// with their source, bytes fetched twice.
+    fn pieces_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.fetches.is_empty() {
+            return Ok(());
+        }
+        write!(
+            f,
+            "\n  fetched in pieces: {} blobs, {} bytes fetched twice",
+            self.fetches.len(),
+            self.bytes_refetched()
+        )?;
+        for t in self.source_totals() {
+            write!(
+                f,
+                "\n    {}: {} pieces, {} bytes kept, {} bytes received{}",
+                OneLine(&t.name),
+                t.pieces,
+                t.bytes,
+                t.bytes_fetched,
+                if t.bad_pieces > 0 {
+                    format!(", {} BAD pieces", t.bad_pieces)
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        for fetch in &self.fetches {
+            for b in &fetch.bad_pieces {
+                write!(f, "\n  BAD piece of {}: {b}", fetch.digest)?;
+            }
         }
         Ok(())
     }

@@ -63,6 +63,8 @@ pub(super) struct Stats {
     /// Content that failed (not content left out by a cancellation), in order of failure.
     failures: Vec<(Digest, CopySide, Box<StoreError>)>,
     pub(super) verified: usize,
+    /// Reports of blobs fetched in pieces, in order of ending.
+    pub(super) fetches: Vec<crate::fetch::FetchReport>,
 }
 
 /// Where a node is once settled.
@@ -98,7 +100,7 @@ impl Done {
         }
     }
 
-    fn copied(bytes: u64, resumed_from: u64) -> Done {
+    pub(super) fn copied(bytes: u64, resumed_from: u64) -> Done {
         Done {
             outcome: NodeOutcome::Copied,
             bytes,
@@ -362,6 +364,12 @@ where
     /// Streams a blob from the source into a resumable writer of the destination (or a plain
     /// push when the destination has no resumable writers).
     async fn transfer_blob(&self, node: &Node) -> Result<Done, Fault> {
+        if self.options.blob_sources.len() > 1
+            && !node.target.is_manifest()
+            && let Some(done) = self.fetch_pieces(node).await
+        {
+            return done;
+        }
         let desc = strip(&node.target);
         let key = ingest_key(&desc.digest);
         let mut writer = match self.dst.writer(&key, &desc).await {
@@ -492,13 +500,14 @@ where
         root: &Descriptor,
     ) -> (CopyReport, Vec<(Digest, CopySide, Box<StoreError>)>) {
         let mut st = self.stats_lock();
-        let report = CopyReport::tally(
+        let mut report = CopyReport::tally(
             reference,
             root,
             self.plan,
             std::mem::take(&mut st.outcomes),
             st.verified,
         );
+        report.fetches = std::mem::take(&mut st.fetches);
         (report, std::mem::take(&mut st.failures))
     }
 }
