@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::budget::RetryBudget;
 use super::cancel::CancelToken;
 use super::progress::{Progress, ProgressFn};
+use super::shared::SharedBlobs;
 use crate::traits::DEFAULT_LEASE_TTL;
 
 /// How far a copy trusts the destination's answer that it already has some content.
@@ -96,6 +97,9 @@ pub struct CopyOptions {
     /// global limit); when set, a transfer holds one of its permits and [`jobs`](Self::jobs)
     /// is not used. Closing the semaphore stops the copies waiting on it as a cancellation does.
     pub shared_limit: Option<Arc<Semaphore>>,
+    /// A ledger of blobs shared with other copies into the same registries: a blob another
+    /// copy is sending is waited for and mounted from where it landed ([`SharedBlobs`]).
+    pub shared_blobs: Option<SharedBlobs>,
 }
 
 impl Default for CopyOptions {
@@ -117,6 +121,7 @@ impl Default for CopyOptions {
             cancel: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             shared_limit: None,
+            shared_blobs: None,
         }
     }
 }
@@ -137,6 +142,7 @@ impl fmt::Debug for CopyOptions {
             .field("cancel", &self.cancel)
             .field("lease_ttl", &self.lease_ttl)
             .field("shared_limit", &self.shared_limit.is_some())
+            .field("shared_blobs", &self.shared_blobs)
             .finish()
     }
 }
@@ -225,6 +231,17 @@ impl CopyOptions {
     /// ```
     pub fn with_shared_limit(mut self, limit: Arc<Semaphore>) -> Self {
         self.shared_limit = Some(limit);
+        self
+    }
+    /// These options sharing `blobs` with other copies (see [`SharedBlobs`]).
+    ///
+    /// ```
+    /// let shared = oci_store::SharedBlobs::new();
+    /// let o = oci_store::CopyOptions::default().with_shared_blobs(shared);
+    /// assert!(o.shared_blobs.is_some());
+    /// ```
+    pub fn with_shared_blobs(mut self, blobs: SharedBlobs) -> Self {
+        self.shared_blobs = Some(blobs);
         self
     }
     /// These options with the lease lifetime of [`copy_leased`](crate::copy_leased) replaced.
