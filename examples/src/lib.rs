@@ -11,6 +11,7 @@ pub mod output;
 pub mod sample;
 pub mod size;
 pub mod summary;
+pub mod sync_yaml;
 mod text;
 pub mod transport;
 

@@ -459,12 +459,17 @@ impl Context {
         if registries.is_empty() {
             return Ok(Context { client: None });
         }
+        Context::with_config(Context::config(settings, &registries))
+    }
+
+    /// The client configuration [`Context::new`] uses for `registries` (`host[:port]`).
+    pub fn config(settings: &RegistryArgs, registries: &[String]) -> ClientConfig {
         let mut config = ClientConfig::default();
         config.upload_state_dir = settings.state_dir.clone().or_else(default_state_dir);
         if let Some(max) = settings.monolithic_max {
             config.monolithic_max = max.0;
         }
-        for r in &registries {
+        for r in registries {
             if settings.plain_http && !config.plain_http.contains(r) {
                 config = config.with_plain_http(r.clone());
             }
@@ -476,12 +481,26 @@ impl Context {
                     config.with_credential(r.clone(), Credential::basic(c.user(), c.password()));
             }
         }
+        config
+    }
+
+    /// A context whose client has `config` (sync's YAML input sets credentials and TLS per
+    /// registry).
+    ///
+    /// # Errors
+    /// [`CopyError::Usage`] when the client cannot be built (bad TLS setup).
+    pub fn with_config(config: ClientConfig) -> Result<Context, CopyError> {
         let client = Client::new(config).map_err(|e| {
             CopyError::Usage(format!("cannot set up the registry client: {}", chain(&e)))
         })?;
         Ok(Context {
             client: Some(client),
         })
+    }
+
+    /// The registry client, when the context has one.
+    pub fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
     }
 }
 

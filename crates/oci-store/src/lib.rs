@@ -93,7 +93,8 @@ pub use crate::archive::{
 };
 pub use crate::copy::{
     CancelToken, CopyError, CopyOptions, CopyReport, CopySide, ManifestConversion, NodeOutcome,
-    NodeReport, Progress, ProgressEvent, ProgressFn, RetryBudget, SourceTotals, VerifyMode,
+    NodeReport, Progress, ProgressEvent, ProgressFn, RetryBudget, SharedBlobs, SourceTotals,
+    VerifyMode,
     checked_exists, copy, copy_leased, ingest_key, referrers_index, referrers_tag,
     resolve_reference,
 };

@@ -72,6 +72,7 @@ mod referrers;
 mod report;
 mod retry;
 mod run;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -90,6 +91,7 @@ pub use self::progress::{Progress, ProgressEvent, ProgressFn};
 pub use self::referrers::{referrers_index, referrers_tag};
 pub use self::report::{CopyReport, ManifestConversion, NodeOutcome, NodeReport, SourceTotals};
 pub use self::run::ingest_key;
+pub use self::shared::SharedBlobs;
 pub use self::verify::checked_exists;
 
 use self::CopySide::{Destination, Source};

@@ -13,6 +13,7 @@ use super::budget::RetryBudget;
 use super::cancel::CancelToken;
 use super::progress::{Progress, ProgressFn};
 use crate::fetch::{FetchOptions, RangeSource};
+use super::shared::SharedBlobs;
 use crate::traits::DEFAULT_LEASE_TTL;
 
 /// How far a copy trusts the destination's answer that it already has some content.
@@ -110,6 +111,9 @@ pub struct CopyOptions {
     /// per source, timeouts. Its cancel token defaults to the copy's; its event receiver is
     /// called too, after the copy's progress.
     pub fetch: FetchOptions,
+    /// A ledger of blobs shared with other copies into the same registries: a blob another
+    /// copy is sending is waited for and mounted from where it landed ([`SharedBlobs`]).
+    pub shared_blobs: Option<SharedBlobs>,
 }
 
 impl Default for CopyOptions {
@@ -133,6 +137,7 @@ impl Default for CopyOptions {
             shared_limit: None,
             blob_sources: Vec::new(),
             fetch: FetchOptions::default(),
+            shared_blobs: None,
         }
     }
 }
@@ -162,6 +167,7 @@ impl fmt::Debug for CopyOptions {
                     .collect::<Vec<_>>(),
             )
             .field("fetch", &self.fetch)
+            .field("shared_blobs", &self.shared_blobs)
             .finish()
     }
 }
@@ -271,6 +277,17 @@ impl CopyOptions {
     /// ```
     pub fn with_shared_limit(mut self, limit: Arc<Semaphore>) -> Self {
         self.shared_limit = Some(limit);
+        self
+    }
+    /// These options sharing `blobs` with other copies (see [`SharedBlobs`]).
+    ///
+    /// ```
+    /// let shared = oci_store::SharedBlobs::new();
+    /// let o = oci_store::CopyOptions::default().with_shared_blobs(shared);
+    /// assert!(o.shared_blobs.is_some());
+    /// ```
+    pub fn with_shared_blobs(mut self, blobs: SharedBlobs) -> Self {
+        self.shared_blobs = Some(blobs);
         self
     }
     /// These options with the lease lifetime of [`copy_leased`](crate::copy_leased) replaced.

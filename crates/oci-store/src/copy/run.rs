@@ -24,6 +24,7 @@ use super::progress::{Meter, ProgressEvent};
 use super::referrers::{by_subject, index_referrers};
 use super::report::{CopyReport, NodeOutcome, NodeReport};
 use super::retry::Retry;
+use super::shared::Ticket;
 use super::verify::Claim;
 use crate::error::{StoreError, error_chain};
 use crate::traits::{Location, ReadStore, Store, TagStore, bytes_stream};
@@ -133,6 +134,8 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     stats: Mutex<Stats>,
     /// Where blobs can be mounted from (two repositories of one registry).
     mount_from: Option<Location>,
+    /// The destination repository, when it is one (for [`CopyOptions::shared_blobs`]).
+    dst_location: Option<Location>,
     /// The source is a registry (its content comes over the network).
     remote_source: bool,
 }
@@ -176,6 +179,7 @@ where
                 .collect(),
             stats: Mutex::new(Stats::default()),
             mount_from,
+            dst_location: dst.location(),
             remote_source: src.location().is_some(),
         }
     }
@@ -285,7 +289,36 @@ where
     /// One attempt at a node, with a transfer permit. Another writer holding the node's ingest
     /// (a concurrent copy of the same content, in this or another process) is waited for while
     /// it makes progress, then the attempt is made again.
+    ///
+    /// With [`CopyOptions::shared_blobs`], a blob another copy is sending to the same registry
+    /// is waited for (without a transfer permit), then mounted from where it landed.
     async fn attempt_when_free(&self, node: &Node) -> Result<Done, Fault> {
+        let ticket = match (&self.options.shared_blobs, &self.dst_location) {
+            (Some(shared), Some(at)) if !node.target.is_manifest() => {
+                Some(shared.claim(&node.target.digest, at).await)
+            }
+            _ => None,
+        };
+        let hints = match &ticket {
+            Some(Ticket::Elsewhere(places)) => places.as_slice(),
+            _ => &[],
+        };
+        let result = self.attempt_with_permit(node, hints).await;
+        if result.is_ok() {
+            match (ticket, &self.options.shared_blobs, &self.dst_location) {
+                (Some(Ticket::Owner(guard)), _, _) => guard.stored(),
+                (Some(Ticket::Elsewhere(_)), Some(shared), Some(at)) => {
+                    shared.found(&node.target.digest, at);
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+
+    /// [`attempt`](Run::attempt) with a transfer permit, waiting for another writer of the
+    /// node's ingest while it makes progress.
+    async fn attempt_with_permit(&self, node: &Node, hints: &[Location]) -> Result<Done, Fault> {
         let mut busy: Option<(u64, Instant)> = None;
         loop {
             if self.options.is_cancelled() {
@@ -296,7 +329,7 @@ where
                 let Ok(_permit) = self.sem.acquire().await else {
                     return Err(Fault::Cancelled);
                 };
-                self.attempt(node).await
+                self.attempt(node, hints).await
             };
             let key = match &result {
                 Err(Fault::Store(_, e)) if !self.options.is_cancelled() => match &**e {
@@ -326,10 +359,11 @@ where
     /// One attempt at one node: mount, push or stream it into the destination unless the
     /// destination says it has it; then the destination's word is checked as the verify mode
     /// says ([`confirm`](Run::confirm), which stores the node again when the word is false).
-    async fn attempt(&self, node: &Node) -> Result<Done, Fault> {
+    /// `hints`: other repositories of the destination's registry that hold the node.
+    async fn attempt(&self, node: &Node, hints: &[Location]) -> Result<Done, Fault> {
         let target = strip(&node.target);
         let (claim, done) = match self.dst.stat(&target.digest).await.at(Destination)? {
-            None if self.mount(&target).await? => (Claim::Mounted, Done::mounted()),
+            None if self.mount(&target, hints).await? => (Claim::Mounted, Done::mounted()),
             None => match &node.bytes {
                 Some(bytes) => {
                     self.meter.emit(ProgressEvent::Started {
@@ -350,14 +384,20 @@ where
         self.confirm(node, &target, claim, done).await
     }
 
-    /// Mounts a blob from the source's repository when both are repositories of one registry;
-    /// whether it was mounted.
-    async fn mount(&self, target: &Descriptor) -> Result<bool, Fault> {
-        match &self.mount_from {
-            Some(from) if !target.is_manifest() => {
-                self.dst.mount(target, from).await.at(Destination)
-            }
-            _ => Ok(false),
+    /// Mounts a blob from the source's repository when both are repositories of one registry,
+    /// else from the first of `hints` (repositories of the destination's registry that hold
+    /// it); whether it was mounted.
+    async fn mount(&self, target: &Descriptor, hints: &[Location]) -> Result<bool, Fault> {
+        if target.is_manifest() {
+            return Ok(false);
+        }
+        let from = self.mount_from.as_ref().or_else(|| {
+            let at = self.dst_location.as_ref()?;
+            hints.iter().find(|h| at.can_mount_from(h))
+        });
+        match from {
+            Some(from) => self.dst.mount(target, from).await.at(Destination),
+            None => Ok(false),
         }
     }
 
