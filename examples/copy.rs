@@ -57,6 +57,7 @@ use oci_examples::size::{Count, ExactSize, Size};
 use oci_examples::summary::copy_summary;
 use oci_examples::transport::{self, Endpoint};
 use oci_examples::{errln, escape, outln, sample};
+use oci_manifest::convert::Flavor;
 use oci_store::{CancelToken, ProgressEvent};
 
 /// Copy an image between OCI layouts and registries: all platforms or some, concurrently,
@@ -89,6 +90,14 @@ struct Cli {
     /// Transfers at once
     #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = cli::count())]
     jobs: usize,
+    /// Convert a Docker schema 1 source (signed or not) as skopeo does: to OCI for oci:,
+    /// s3:// and oci-archive: destinations, to Docker schema 2 for registries and
+    /// docker-archive: (--format decides when given); the digest changes
+    ///
+    /// The diff IDs are computed by reading every layer once more while planning. Without
+    /// this option a schema 1 source is refused.
+    #[arg(long)]
+    convert_schema1: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Print only the summary
@@ -269,6 +278,18 @@ fn main() -> ExitCode {
         .with_progress(move |p| d.event(p));
     options.jobs = cli.jobs;
     options.retry_backoff = Duration::from_millis(500);
+    if cli.convert_schema1 {
+        let to = match &dst {
+            Endpoint::Layout { .. }
+            | Endpoint::Bucket { .. }
+            | Endpoint::Archive {
+                kind: oci_store::ArchiveKind::Oci,
+                ..
+            } => Flavor::Oci,
+            Endpoint::Registry { .. } | Endpoint::Archive { .. } => Flavor::Docker,
+        };
+        options = options.with_schema1_conversion(Some(to));
+    }
     if default_run {
         outln!("no arguments: copying the shipped sample image {src} into {dst}");
     }
@@ -294,6 +315,16 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             outln!("{}", copy_summary(&report));
+            for c in &report.conversions {
+                outln!(
+                    "  converted {} ({}) to {} ({}): {}",
+                    c.source.digest,
+                    escape(&c.source.media_type),
+                    c.result.digest,
+                    escape(&c.result.media_type),
+                    escape(&c.reason)
+                );
+            }
             if let Some(tag) = &report.tag {
                 outln!("  tagged \"{}\" in {dst}", escape(tag));
             }
@@ -314,7 +345,16 @@ fn main() -> ExitCode {
             if let Some(report) = e.report().filter(|r| !r.nodes.is_empty()) {
                 errln!("{}", copy_summary(report));
             }
-            oci_examples::fail("copy", if e.is_cancelled() { 130 } else { 1 }, e)
+            let message = e.to_string();
+            if !cli.convert_schema1 && message.contains("Docker schema 1 manifest") {
+                errln!("copy: {message}");
+                return oci_examples::fail(
+                    "copy",
+                    1,
+                    "the source is a Docker schema 1 image: --convert-schema1 converts it as skopeo does (the digest changes)",
+                );
+            }
+            oci_examples::fail("copy", if e.is_cancelled() { 130 } else { 1 }, message)
         }
     }
 }

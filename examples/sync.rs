@@ -64,7 +64,9 @@ use oci_examples::size::{ExactSize, Rate, Size};
 use oci_examples::sync_yaml::{self, Destination};
 use oci_examples::transport::{self, CopyError, Endpoint};
 use oci_examples::{Escaped, errln, escape, outln};
-use oci_store::{CopyReport, Digest, ProgressEvent, RetryBudget, SharedBlobs, TagStore};
+use oci_store::{
+    CopyOptions, CopyReport, Digest, ProgressEvent, RetryBudget, SharedBlobs, TagStore, VerifyMode,
+};
 use tokio::sync::Semaphore;
 
 /// Copy many images, listed in a file or chosen by a YAML file as for `skopeo sync --src
@@ -647,6 +649,50 @@ depend on which finishes last (use --scoped)",
     Ok(Work { jobs, failed, ctx })
 }
 
+/// The report of an image a registry destination already has exactly: its tag names the
+/// digest the source's reference resolves to (two manifest `HEAD`s). The registry accepted
+/// that manifest only with everything it refers to, so there is nothing to copy. `None` when
+/// that is not known (another answer, an error, a destination that is not a registry) or when
+/// the copy would change the manifest (`--platform`, `--format`, `--referrers`) or must check
+/// what is there (`--verify-existing`): the copy then runs and skips what is there.
+async fn already_there(
+    src: &Endpoint,
+    dst: &Endpoint,
+    options: &CopyOptions,
+    ctx: &transport::Context,
+) -> Option<CopyReport> {
+    if !matches!(dst, Endpoint::Registry { .. })
+        || !options.platforms.is_empty()
+        || options.format.is_some()
+        || options.include_referrers
+        || options.verify != VerifyMode::Trust
+    {
+        return None;
+    }
+    let source = transport::open(src, false, ctx).await.ok()?;
+    let reference = transport::source_reference(src, &source).await.ok()?;
+    let tag = match dst.reference() {
+        Some(t) => t,
+        None if Digest::parse(&reference).is_err() => reference.clone(),
+        None => return None,
+    };
+    let root = oci_store::resolve_reference(source.source(), &reference)
+        .await
+        .ok()?;
+    let target = transport::open(dst, false, ctx).await.ok()?;
+    let there = target.source().resolve(&tag).await.ok()?;
+    if there.digest != root.digest {
+        return None;
+    }
+    let mut report = CopyReport::default();
+    report.reference = reference;
+    report.total_bytes = 0;
+    report.result = Some(there);
+    report.source = Some(root);
+    report.tag = Some(tag);
+    Some(report)
+}
+
 async fn run(work: Work, cli: &Cli) -> Vec<Outcome> {
     let Work { jobs, failed, ctx } = work;
     let board = Board::new(jobs.len() + failed.len(), cli.quiet);
@@ -692,6 +738,17 @@ async fn run(work: Work, cli: &Cli) -> Vec<Outcome> {
                     attempts: 0,
                     result: Err(Failure::NotAttempted),
                     elapsed: Duration::ZERO,
+                };
+            }
+            if let Some(report) = already_there(&job.src, &job.dst, &options, &ctx).await {
+                board.image_done();
+                return Outcome {
+                    line: job.line,
+                    src: job.src,
+                    dst: Some(job.dst),
+                    attempts: 1,
+                    result: Ok(report),
+                    elapsed: started.elapsed(),
                 };
             }
             let mut attempts = 0;

@@ -36,6 +36,13 @@ use crate::escape;
 use crate::transport::{Endpoint, check_ref_name};
 
 /// The credentials of one registry, as the YAML gives them. `Debug` hides the password.
+///
+/// ```
+/// let y = oci_examples::sync_yaml::parse("r.example:\n  credentials: {username: john, password: s3cret}\n", "f").unwrap();
+/// let c = y[0].credentials.as_ref().unwrap();
+/// assert_eq!(c.username, "john");
+/// assert!(!format!("{c:?}").contains("s3cret"));
+/// ```
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct YamlCredentials {
@@ -79,6 +86,12 @@ pub enum Tags {
 
 impl Tags {
     /// Whether the tags must be listed from the registry.
+    ///
+    /// ```
+    /// use oci_examples::sync_yaml::Tags;
+    /// assert!(Tags::All.needs_listing());
+    /// assert!(!Tags::Listed(vec!["v1".into()]).needs_listing());
+    /// ```
     pub fn needs_listing(&self) -> bool {
         !matches!(self, Tags::Listed(_))
     }
@@ -102,6 +115,13 @@ impl Tags {
 }
 
 /// One registry of the YAML input.
+///
+/// ```
+/// let y = oci_examples::sync_yaml::parse("r.example:\n  images:\n    b: [v1]\n    a: []\n  cert-dir: /etc/certs\n", "f").unwrap();
+/// let names: Vec<&str> = y[0].repositories.iter().map(|(r, _)| r.as_str()).collect();
+/// assert_eq!(names, ["a", "b"]);
+/// assert_eq!(y[0].cert_dir.as_deref(), Some(std::path::Path::new("/etc/certs")));
+/// ```
 #[derive(Debug, Clone)]
 pub struct RegistryEntry {
     /// `host[:port]`, as written.
@@ -215,7 +235,7 @@ fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-/// Where `sync --src yaml` puts the images.
+/// Where `sync --src yaml` puts the images (see [`Destination::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// `docker://REGISTRY[/PREFIX]`.
@@ -289,6 +309,12 @@ impl Destination {
     }
 
     /// The registry it names, if it is one.
+    ///
+    /// ```
+    /// use oci_examples::sync_yaml::Destination;
+    /// assert_eq!(Destination::parse("docker://r.example:5000").unwrap().registry(), Some("r.example:5000"));
+    /// assert_eq!(Destination::parse("oci:out").unwrap().registry(), None);
+    /// ```
     pub fn registry(&self) -> Option<&str> {
         match self {
             Destination::Registry { registry, .. } => Some(registry),

@@ -463,6 +463,20 @@ impl Context {
     }
 
     /// The client configuration [`Context::new`] uses for `registries` (`host[:port]`).
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     registry: oci_examples::cli::RegistryArgs,
+    /// }
+    /// let cli = Cli::try_parse_from(["x", "--plain-http"]).unwrap();
+    /// let c = oci_examples::transport::Context::config(&cli.registry, &["127.0.0.1:5000".to_owned()]);
+    /// assert_eq!(c.plain_http, ["127.0.0.1:5000"]);
+    /// let ctx = oci_examples::transport::Context::with_config(c).unwrap();
+    /// assert!(ctx.client().is_some());
+    /// ```
     pub fn config(settings: &RegistryArgs, registries: &[String]) -> ClientConfig {
         let mut config = ClientConfig::default();
         config.upload_state_dir = settings.state_dir.clone().or_else(default_state_dir);
@@ -485,7 +499,7 @@ impl Context {
     }
 
     /// A context whose client has `config` (sync's YAML input sets credentials and TLS per
-    /// registry).
+    /// registry); see [`Context::config`] for an example.
     ///
     /// # Errors
     /// [`CopyError::Usage`] when the client cannot be built (bad TLS setup).
@@ -498,7 +512,7 @@ impl Context {
         })
     }
 
-    /// The registry client, when the context has one.
+    /// The registry client, when the context has one (see [`Context::config`]).
     pub fn client(&self) -> Option<&Client> {
         self.client.as_ref()
     }

@@ -57,8 +57,41 @@ impl FetchedManifest {
     }
 }
 
+/// Every manifest type, for `Accept`: the four this crate parses, then Docker schema 1 (signed
+/// and not), which registries still serve for old images and which a copy converts.
 fn accept_manifests() -> String {
-    media_types::MANIFEST_MEDIA_TYPES.join(", ")
+    let mut all = media_types::MANIFEST_MEDIA_TYPES.to_vec();
+    all.extend([
+        media_types::DOCKER_MANIFEST_V1_SIGNED,
+        media_types::DOCKER_MANIFEST_V1,
+    ]);
+    all.join(", ")
+}
+
+/// Whether `media_type` is a manifest this client fetches: a manifest or index, or Docker
+/// schema 1.
+fn is_fetchable(media_type: &str) -> bool {
+    media_types::is_manifest(media_type) || media_types::is_schema1(media_type)
+}
+
+/// The digest `bytes` have under `algorithm` as a registry names them: for a Docker schema 1
+/// manifest, the SHA-256 of its JWS payload (a registry signs a schema 1 manifest again on
+/// every GET, so only the payload, without `signatures`, keeps its digest); else the digest of
+/// the bytes.
+fn manifest_digest(
+    bytes: &Bytes,
+    schema1: bool,
+    algorithm: Algorithm,
+    reference: &str,
+) -> Result<Digest, Error> {
+    if schema1 {
+        oci_manifest::schema1::payload_digest(bytes).map_err(|source| Error::Manifest {
+            reference: reference.to_owned(),
+            source,
+        })
+    } else {
+        Ok(algorithm.hash(bytes))
+    }
 }
 
 impl Repository {
@@ -74,8 +107,9 @@ impl Repository {
     }
 
     /// Resolves a tag or digest to the manifest's descriptor: `HEAD` with an `Accept` for every
-    /// manifest type; when HEAD gives no `Docker-Content-Digest` (or is refused), a `GET` that
-    /// is verified and hashed.
+    /// manifest type (Docker schema 1 included); when HEAD gives no `Docker-Content-Digest` (or
+    /// is refused), a `GET` that is verified and hashed. The size of a signed schema 1 manifest
+    /// is that of one signing: the registry signs it again on each GET.
     ///
     /// # Errors
     /// [`Error::Registry`] (404 when unknown), [`Error::Unauthorized`], [`Error::Transport`], and
@@ -91,7 +125,7 @@ impl Repository {
             let size = header_str(h, "content-length").and_then(|s| s.parse::<u64>().ok());
             let media_type = header_str(h, "content-type").map(media_types::essence);
             if let (Some(digest), Some(size), Some(mt)) = (digest, size, media_type)
-                && media_types::is_manifest(mt)
+                && is_fetchable(mt)
             {
                 if let Some(p) = &pinned
                     && p != &digest
@@ -125,6 +159,12 @@ impl Repository {
     /// Fetches a manifest by tag or digest, with the size limit, verified against the pinned
     /// digest or else the `Docker-Content-Digest` header (by tag without that header, the
     /// digest is computed from the bytes; see [`FetchedManifest::bytes`]).
+    ///
+    /// A Docker schema 1 manifest (served as `application/vnd.docker.distribution.manifest.v1+prettyjws`
+    /// or `...v1+json`, or recognised in bytes served as plain JSON) is verified by its JWS
+    /// payload's digest ([`oci_manifest::schema1::payload_digest`]), which is how registries
+    /// name it: the signatures change on every GET. Its [`FetchedManifest::parse`] fails
+    /// ([`oci_manifest::ManifestError::Schema1`]); read it with [`oci_manifest::schema1::Schema1`].
     ///
     /// # Errors
     /// [`Error::ManifestTooLarge`], [`Error::ManifestDigestMismatch`] naming the reference and
@@ -161,6 +201,23 @@ impl Repository {
                 },
                 other => other,
             })?;
+        // The media type: the answer's, else (registries may serve application/json) the
+        // manifest's own, schema 1 recognised by its shape. Bytes that are no manifest at all
+        // are reported after the digest check (a digest mismatch says more).
+        let media_type = match content_type.filter(|c| is_fetchable(c)) {
+            Some(c) => Ok(c),
+            None => match Manifest::parse(bytes.clone(), None) {
+                Ok(m) => Ok(m.media_type().to_owned()),
+                Err(oci_manifest::ManifestError::Schema1 { signed: true, .. }) => {
+                    Ok(media_types::DOCKER_MANIFEST_V1_SIGNED.to_owned())
+                }
+                Err(oci_manifest::ManifestError::Schema1 { signed: false, .. }) => {
+                    Ok(media_types::DOCKER_MANIFEST_V1.to_owned())
+                }
+                Err(source) => Err(source),
+            },
+        };
+        let schema1 = matches!(&media_type, Ok(mt) if media_types::is_schema1(mt));
         let (expected, source) = match (&pinned, &header_digest) {
             (Some(p), _) => (Some(p.clone()), "pinned reference"),
             (None, Some(h)) => (Some(h.clone()), "Docker-Content-Digest"),
@@ -168,7 +225,7 @@ impl Repository {
         };
         let digest = match expected {
             Some(exp) => {
-                let actual = exp.algorithm().hash(&bytes);
+                let actual = manifest_digest(&bytes, schema1, exp.algorithm(), &refname)?;
                 if actual != exp {
                     return Err(Error::ManifestDigestMismatch {
                         reference: refname,
@@ -180,7 +237,7 @@ impl Repository {
                 // A pinned fetch whose header names another digest of the same bytes is fine
                 // only when that header matches too.
                 if let (Some(_), Some(h)) = (&pinned, &header_digest) {
-                    let a = h.algorithm().hash(&bytes);
+                    let a = manifest_digest(&bytes, schema1, h.algorithm(), &refname)?;
                     if &a != h {
                         return Err(Error::ManifestDigestMismatch {
                             reference: refname,
@@ -192,19 +249,12 @@ impl Repository {
                 }
                 actual
             }
-            None => Algorithm::Sha256.hash(&bytes),
+            None => manifest_digest(&bytes, schema1, Algorithm::Sha256, &refname)?,
         };
-        let media_type = match content_type.filter(|c| media_types::is_manifest(c)) {
-            Some(c) => c,
-            None => {
-                // Registries may serve application/json; take the manifest's own mediaType.
-                let m = Manifest::parse(bytes.clone(), None).map_err(|source| Error::Manifest {
-                    reference: refname.clone(),
-                    source,
-                })?;
-                m.media_type().to_owned()
-            }
-        };
+        let media_type = media_type.map_err(|source| Error::Manifest {
+            reference: refname.clone(),
+            source,
+        })?;
         let size = bytes.len() as u64;
         Ok(FetchedManifest {
             descriptor: Descriptor::new(media_type, digest, size),
