@@ -263,9 +263,10 @@ const RECORD_LIMIT: u64 = 1 << 20;
 ///
 /// Why these sizes: parts of 8 MiB are well above S3's minimum of 5 MiB, few enough requests
 /// (and ingest-record updates, one per part) per GiB (128), and small enough that four copies
-/// in flight (`copy --jobs 4`) stay within 64 MiB; four parts in flight keep a loopback or LAN
-/// server busy (the benchmark in `BENCHMARKS.md` gets no faster with more). Raise
-/// `upload_memory` for a distant server where each part waits a long round trip.
+/// being filled (`copy --jobs 4`) take 32 MiB; four parts in flight keep a loopback or LAN
+/// server busy (in `BENCHMARKS.md`, they reach 0.8 of `object_store`'s own multipart uploads
+/// with 16 parts in flight). Raise `upload_memory` for a distant server, where each part
+/// waits a long round trip.
 ///
 /// ```
 /// use bytes::Bytes;
