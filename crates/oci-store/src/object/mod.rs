@@ -57,10 +57,15 @@ pub struct BucketOptions {
     /// bucket's root). Every machine sharing the store must use the same.
     pub state_prefix: Option<String>,
     /// Size of an upload's parts (at least 5 MiB, S3's minimum; default 8 MiB). Raised for
-    /// blobs so large that they would need more than 9,000 parts.
+    /// blobs so large that they would need more than 9,000 parts (above about 70 GiB).
     pub part_size: usize,
     /// Parts of one writer uploaded at the same time (default 4).
     pub upload_concurrency: usize,
+    /// Bytes of parts in flight across **every** writer of the store (and its clones) at once
+    /// (default 32 MiB: four parts of 8 MiB). A writer whose part would go beyond it waits for
+    /// another part to finish uploading; one part is always allowed, however large. With `w`
+    /// writers filling parts at once, the parts take at most `w × part_size + upload_memory`.
+    pub upload_memory: usize,
     /// A writer holds its ingest this long after its last recorded part (default 60 s): a writer
     /// of another process waits until then before it takes over an ingest whose owner went
     /// silent (killed, say).
@@ -74,14 +79,15 @@ pub struct BucketOptions {
 }
 
 impl Default for BucketOptions {
-    /// Do not create; default state prefix; 8 MiB parts, 4 in flight; 60 s ingest locks;
-    /// 10-minute collection windows.
+    /// Do not create; default state prefix; 8 MiB parts, 4 in flight per writer and 32 MiB in
+    /// flight per store; 60 s ingest locks; 10-minute collection windows.
     fn default() -> Self {
         BucketOptions {
             create: false,
             state_prefix: None,
             part_size: 8 << 20,
             upload_concurrency: 4,
+            upload_memory: 32 << 20,
             ingest_lock_ttl: Duration::from_secs(60),
             gc_window: Duration::from_secs(600),
             tombstone_wait: None,
@@ -121,6 +127,18 @@ impl BucketOptions {
     /// ```
     pub fn with_part_size(mut self, size: usize) -> Self {
         self.part_size = size.max(MIN_PART);
+        self
+    }
+
+    /// These options with `upload_memory` replaced (the bytes of parts in flight across every
+    /// writer of the store).
+    ///
+    /// ```
+    /// let o = oci_store::BucketOptions::create().with_upload_memory(64 << 20);
+    /// assert_eq!(o.upload_memory, 64 << 20);
+    /// ```
+    pub fn with_upload_memory(mut self, bytes: usize) -> Self {
+        self.upload_memory = bytes;
         self
     }
 
@@ -224,10 +242,31 @@ const RECORD_LIMIT: u64 = 1 << 20;
 /// through a leased view ([`ManagedStore::with_lease`](crate::ManagedStore::with_lease)), as
 /// [`copy_leased`](crate::copy_leased) does.
 ///
+/// # Requests of a collection
+/// A collection lists `blobs/` once (one request per 1,000 keys) and the state prefix's leases,
+/// ingests, tombstones and markers; it reads `index.json` and fetches every manifest the roots
+/// reach, a level of the graph at a time, many at once (once per process: parsed manifests are
+/// cached). To find referrers of live content it reads each unreferenced blob of at most
+/// 4 MiB once (larger ones cannot be manifests). Then one create-only tombstone per blob to
+/// remove, and removals (of the blobs, then of their tombstones) in batched requests of 250
+/// keys (`DeleteObjects` on S3). On 100,000 blobs of which 50,000 go, that is about 100 lists,
+/// 51,000 reads, 50,000 tombstones and 400 batched removals (`BENCHMARKS.md`).
+///
 /// # Memory
-/// Blobs stream: a writer holds at most a part being filled plus the parts in flight
-/// ([`BucketOptions::part_size`] × ([`BucketOptions::upload_concurrency`] + 1)), reads stream
-/// the objects, fsck hashes as it reads.
+/// Blobs stream. A writer holds the part it is filling ([`BucketOptions::part_size`], 8 MiB by
+/// default) and hands full parts to uploads; the parts in flight of **all** the store's writers
+/// together hold at most [`BucketOptions::upload_memory`] (32 MiB by default), and at most
+/// [`BucketOptions::upload_concurrency`] (4) of them belong to one writer. So `w` writers at
+/// once hold at most `w × part_size + upload_memory` of parts, whatever the blobs' sizes
+/// (up to about 70 GiB: a larger blob needs parts larger than 8 MiB to stay within S3's
+/// 10,000). Reads stream the objects; fsck hashes as it reads.
+///
+/// Why these sizes: parts of 8 MiB are well above S3's minimum of 5 MiB, few enough requests
+/// (and ingest-record updates, one per part) per GiB (128), and small enough that four copies
+/// being filled (`copy --jobs 4`) take 32 MiB; four parts in flight keep a loopback or LAN
+/// server busy (in `BENCHMARKS.md`, they reach 0.8 of `object_store`'s own multipart uploads
+/// with 16 parts in flight). Raise `upload_memory` for a distant server, where each part
+/// waits a long round trip.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -270,6 +309,8 @@ struct Inner {
     cache: NodeCache,
     /// Ingests of this process: held by a writer, or being saved after a writer was dropped.
     local: Mutex<HashMap<String, Local>>,
+    /// Bytes of parts in flight across the store's writers (`options.upload_memory` permits).
+    parts: Arc<tokio::sync::Semaphore>,
 }
 
 /// An ingest of this process.
@@ -328,6 +369,10 @@ impl BucketStore {
         let mut options = options.clone();
         options.part_size = options.part_size.max(MIN_PART);
         options.upload_concurrency = options.upload_concurrency.max(1);
+        options.upload_memory = options
+            .upload_memory
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let parts = Arc::new(tokio::sync::Semaphore::new(options.upload_memory));
         let store = BucketStore {
             inner: Arc::new(Inner {
                 backend: backend.clone(),
@@ -335,6 +380,7 @@ impl BucketStore {
                 options,
                 cache: NodeCache::default(),
                 local: Mutex::new(HashMap::new()),
+                parts,
             }),
             lease: None,
         };

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Keys removed by one batched request. S3 takes up to 1,000, but a server that removes them
+/// one by one behind the request (SeaweedFS) may then not answer within the client's timeout
+/// (30 s) when several such requests run at once: 20 of 1,000 did not, on the benchmark's
+/// bucket.
+const DELETE_BATCH: usize = 250;
+
+/// Batched delete requests in flight at once.
+const DELETE_REQUESTS: usize = 4;
+
 impl BucketStore {
     /// A collection (see the module documentation of `object`).
     pub(in crate::object) async fn collect(&self, options: &GcOptions) -> Result<GcReport> {
@@ -173,26 +182,11 @@ impl BucketStore {
                 std::io::Error::from(std::io::ErrorKind::TimedOut),
             ));
         }
-        let deleted: Vec<(Removal, std::result::Result<(), object_store::Error>)> =
-            futures_util::stream::iter(doomed.into_iter().map(|r| async move {
-                let key = self.keys().blob(&r.digest);
-                let res = match self.store().delete(&key).await {
-                    Err(e) if is_not_found(&e) => Ok(()),
-                    other => other,
-                };
-                (r, res)
-            }))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
+        // Batched: on S3 one DeleteObjects request removes up to 1,000 keys.
+        let (mut gone, failure) = self
+            .delete_keyed(doomed, |r| self.keys().blob(&r.digest))
             .await;
-        let mut failure = None;
-        let mut gone = Vec::new();
-        for (r, res) in deleted {
-            match res {
-                Ok(()) => gone.push(r),
-                Err(e) => failure = Some(backend_err(format!("remove {}", r.digest), e)),
-            }
-        }
+        let failure = failure.map(|e| backend_err("remove collected blobs", e));
         self.remove_tombstones(gone.iter().map(|r| &r.digest)).await;
         gone.sort_by(|a, b| a.digest.cmp(&b.digest));
         report.bytes_freed = gone.iter().map(|r| r.size).sum();
@@ -226,17 +220,63 @@ impl BucketStore {
     }
 
     async fn remove_tombstones<'a>(&self, digests: impl Iterator<Item = &'a Digest>) {
-        let keys: Vec<_> = digests.map(|d| self.keys().tombstone(d)).collect();
-        futures_util::stream::iter(keys.into_iter().map(|k| async move {
-            if let Err(e) = self.store().delete(&k).await
-                && !is_not_found(&e)
-            {
-                tracing::warn!(key = %k, error = %e, "tombstone left (it expires)");
+        let digests: Vec<&Digest> = digests.collect();
+        let (_, failure) = self
+            .delete_keyed(digests, |d| self.keys().tombstone(d))
+            .await;
+        if let Some(e) = failure {
+            tracing::warn!(error = %e, "tombstones left (they expire)");
+        }
+    }
+
+    /// Deletes the keys of `items` in batches of [`DELETE_BATCH`] (`delete_stream`: on S3, one
+    /// `DeleteObjects` request each), [`DELETE_REQUESTS`] at once: the items whose key is gone (a key
+    /// already missing counts as gone), and the last failure.
+    async fn delete_keyed<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> object_store::path::Path,
+    ) -> (Vec<T>, Option<object_store::Error>) {
+        let mut by_key: HashMap<object_store::path::Path, T> =
+            items.into_iter().map(|item| (key(&item), item)).collect();
+        if by_key.is_empty() {
+            return (Vec::new(), None);
+        }
+        let keys: Vec<object_store::path::Path> = by_key.keys().cloned().collect();
+        let batches: Vec<Vec<object_store::Result<object_store::path::Path>>> = keys
+            .chunks(DELETE_BATCH)
+            .map(|b| b.iter().cloned().map(Ok).collect())
+            .collect();
+        // Each batch's stream owns what it needs ('static): no borrow lives across the awaits.
+        let store = self.store().clone();
+        let results: Vec<Vec<object_store::Result<object_store::path::Path>>> =
+            futures_util::stream::iter(batches)
+                .map(move |batch| {
+                    store
+                        .delete_stream(futures_util::stream::iter(batch).boxed())
+                        .collect::<Vec<_>>()
+                })
+                .buffer_unordered(DELETE_REQUESTS)
+                .collect()
+                .await;
+        let mut gone = Vec::with_capacity(by_key.len());
+        let mut failure = None;
+        for r in results.into_iter().flatten() {
+            match r {
+                Ok(k) => {
+                    if let Some(item) = by_key.remove(&k) {
+                        gone.push(item);
+                    }
+                }
+                Err(object_store::Error::NotFound { path, .. }) => {
+                    if let Some(item) = by_key.remove(&object_store::path::Path::from(path)) {
+                        gone.push(item);
+                    }
+                }
+                Err(e) => failure = Some(e),
             }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<()>>()
-        .await;
+        }
+        (gone, failure)
     }
 
     /// Removes tombstones and markers of collections whose window ended (they died or were

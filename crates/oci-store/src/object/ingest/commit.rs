@@ -2,7 +2,6 @@
 //! create-only publication (with the tombstone check when the content was there already), and
 //! what a dropped writer saves (the parts in flight and the tail) so that another resumes.
 
-use super::writer::InFlight;
 use super::*;
 
 impl BucketWriter {
@@ -154,6 +153,13 @@ impl BlobWriter for BucketWriter {
             }));
         }
         while !chunk.is_empty() {
+            if self.buf.capacity() == 0 {
+                // The part's buffer at its final size at once: no doubling, no copies.
+                let left = self.expected.size.saturating_sub(self.offset);
+                self.buf.reserve(
+                    usize::try_from(left).map_or(self.part_size, |l| l.min(self.part_size)),
+                );
+            }
             let room = self.part_size - self.buf.len();
             let take = room.min(chunk.len());
             self.buf.extend_from_slice(&chunk.split_to(take));
@@ -186,24 +192,7 @@ impl BlobWriter for BucketWriter {
                         .as_ref()
                         .map(|v| v.digester().save_state())
                         .unwrap_or_default();
-                    let mp = self.store.multipart().clone();
-                    let target = Path::from(upload.target.as_str());
-                    let size = data.len() as u64;
-                    let handle = tokio::spawn(async move {
-                        mp.put_part(
-                            &target,
-                            &upload.id,
-                            n as usize,
-                            PutPayload::from_bytes(data),
-                        )
-                        .await
-                    });
-                    self.inflight.push_back(InFlight {
-                        n,
-                        size,
-                        state,
-                        handle,
-                    });
+                    self.start_part(&upload, n, data, state).await?;
                 }
                 self.finish_all().await?;
             } else {

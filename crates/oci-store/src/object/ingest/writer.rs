@@ -311,7 +311,6 @@ impl BucketWriter {
     /// Hashes the buffered bytes as the next part and starts its upload.
     pub(super) async fn cut_part(&mut self) -> Result<()> {
         let data = self.buf.split().freeze();
-        let size = data.len() as u64;
         let mut verifier = self.verifier.take().ok_or_else(|| self.broken())?;
         let hashed_data = data.clone();
         let (verifier, res) = tokio::task::spawn_blocking(move || {
@@ -350,16 +349,47 @@ impl BucketWriter {
             ));
         }
         self.record.next_part += 1;
+        self.start_part(&upload, n, data, state).await?;
+        while self.inflight.len() > self.store.inner.options.upload_concurrency {
+            self.finish_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the upload of part `n` (hash state `state` after it) once the store's budget of
+    /// bytes in flight has room for it; the room is given back when the upload ends.
+    pub(super) async fn start_part(
+        &mut self,
+        upload: &Upload,
+        n: u32,
+        data: Bytes,
+        state: Vec<u8>,
+    ) -> Result<()> {
+        let size = data.len() as u64;
+        let budget = &self.store.inner.parts;
+        // One part may always go, however large: it asks for the whole budget at most.
+        let wanted = data.len().clamp(1, self.store.inner.options.upload_memory);
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        let permit = match budget.clone().try_acquire_many_owned(wanted) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::trace!(key = %self.key, part = n, "waiting for room among the parts in flight");
+                budget
+                    .clone()
+                    .acquire_many_owned(wanted)
+                    .await
+                    .map_err(|e| StoreError::backend("wait for room for a part", e))?
+            }
+        };
         let mp = self.store.multipart().clone();
         let target = Path::from(upload.target.as_str());
+        let id = upload.id.clone();
         let handle = tokio::spawn(async move {
-            mp.put_part(
-                &target,
-                &upload.id,
-                n as usize,
-                PutPayload::from_bytes(data),
-            )
-            .await
+            let res = mp
+                .put_part(&target, &id, n as usize, PutPayload::from_bytes(data))
+                .await;
+            drop(permit);
+            res
         });
         self.inflight.push_back(InFlight {
             n,
@@ -367,9 +397,6 @@ impl BucketWriter {
             state,
             handle,
         });
-        while self.inflight.len() > self.store.inner.options.upload_concurrency {
-            self.finish_oldest().await?;
-        }
         Ok(())
     }
 
