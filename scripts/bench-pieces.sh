@@ -38,7 +38,7 @@ export HOME=$work/home   # skopeo's blob-info cache stays out of the way
 mkdir -p "$HOME"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_registry() { # NAME -> prints 127.0.0.1:PORT
+start_registry() { # NAME -> sets addr=127.0.0.1:PORT (not in a subshell: the registry dies with its parent)
   local name=$1 port; port=$(free_port)
   mkdir -p "$work/$name/storage"
   cat > "$work/$name/config.yml" <<EOF
@@ -63,9 +63,11 @@ EOF
     python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/v2/')" 2>/dev/null && break
     sleep 0.1
   done
-  echo "127.0.0.1:$port"
+  addr=127.0.0.1:$port
 }
-r1=$(start_registry origin); r2=$(start_registry mirror1); r3=$(start_registry mirror2)
+start_registry origin; r1=$addr
+start_registry mirror1; r2=$addr
+start_registry mirror2; r3=$addr
 
 # A TCP proxy in front of mirror2 moving at most THROTTLE_MBS MB/s in all (a token bucket
 # shared by its connections), as a slow mirror would.
