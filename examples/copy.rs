@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use oci_examples::cli::{self, CopyArgs, LogArgs, RegistryArgs};
+use oci_examples::cli::{self, CopyArgs, LogArgs, MirrorArgs, RegistryArgs};
 use oci_examples::size::{Count, ExactSize, Size};
 use oci_examples::summary::copy_summary;
 use oci_examples::transport::{self, Endpoint};
@@ -100,6 +100,8 @@ struct Cli {
     convert_schema1: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
     /// Print only the summary
     #[arg(short, long)]
     quiet: bool,
@@ -111,6 +113,8 @@ struct Cli {
 struct Display {
     bars: Option<(MultiProgress, ProgressBar)>,
     blobs: Mutex<HashMap<String, ProgressBar>>,
+    /// Bytes received per blob source (blobs fetched in pieces), in the order first seen.
+    sources: Mutex<Vec<(String, u64)>>,
     quiet: bool,
 }
 
@@ -132,12 +136,60 @@ impl Display {
         Arc::new(Display {
             bars,
             blobs: Mutex::new(HashMap::new()),
+            sources: Mutex::new(Vec::new()),
             quiet,
         })
     }
 
+    /// Counts bytes received from a blob source; the per-source line ("from a: 1.0 MiB, b: ...").
+    fn source_bytes(&self, name: &str, bytes: u64) -> String {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        match sources.iter_mut().find(|(n, _)| n == name) {
+            Some((_, b)) => *b = b.saturating_add(bytes),
+            None => sources.push((name.to_owned(), bytes)),
+        }
+        drop(sources);
+        format!("from {}", self.sources_line())
+    }
+
+    /// Bytes received per blob source so far: "a: 1.0 MiB, b: 2.0 MiB" (empty without any).
+    fn sources_line(&self) -> String {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let parts: Vec<String> = sources
+            .iter()
+            .map(|(n, b)| format!("{}: {}", escape(n), Size(*b)))
+            .collect();
+        parts.join(", ")
+    }
+
     fn event(&self, p: &oci_store::Progress) {
         let short = |d: &oci_store::Digest| d.encoded().chars().take(12).collect::<String>();
+        if let ProgressEvent::SourceBytes { name, bytes, .. } = &p.event {
+            let line = self.source_bytes(name, *bytes);
+            if let Some((_, total)) = &self.bars {
+                total.set_message(line);
+            }
+            return;
+        }
+        if let ProgressEvent::BadPiece {
+            digest,
+            name,
+            index,
+        } = &p.event
+        {
+            let line = format!(
+                "    bad piece {index} of {digest} from {}: fetching it elsewhere",
+                escape(name)
+            );
+            match &self.bars {
+                Some((multi, _)) => {
+                    let _ = multi.println(line);
+                }
+                None if !self.quiet => errln!("{line}"),
+                None => {}
+            }
+            return;
+        }
         if let Some((multi, total)) = &self.bars {
             total.set_length(p.total_bytes);
             total.set_position(p.done_bytes);
@@ -210,8 +262,14 @@ impl Display {
                 );
             }
             ProgressEvent::Finished { desc, outcome } => {
+                let line = self.sources_line();
+                let from = if line.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [received so far from {line}]")
+                };
                 errln!(
-                    "{outcome:>9} {} {} ({}) [{} of {} done]",
+                    "{outcome:>9} {} {} ({}) [{} of {} done]{from}",
                     escape(&desc.media_type),
                     desc.digest,
                     Size(desc.size),
@@ -301,6 +359,16 @@ fn main() -> ExitCode {
             c.cancel();
         };
         let ctx = transport::Context::new(&cli.registry, [&src, &dst])?;
+        let mut options = options;
+        options.blob_sources = ctx.blob_sources(&src, &cli.registry, &cli.mirrors)?;
+        if !options.blob_sources.is_empty() && !cli.quiet {
+            let names: Vec<String> = options
+                .blob_sources
+                .iter()
+                .map(|s| escape(&s.source_name()).into_owned())
+                .collect();
+            errln!("fetching blobs in pieces from: {}", names.join(", "));
+        }
         let work = transport::copy(&src, &dst, &options, &ctx);
         tokio::pin!(work);
         tokio::pin!(ctrl_c);

@@ -527,6 +527,49 @@ pub fn chunk_size(s: &str) -> Result<Size, String> {
     Ok(size)
 }
 
+/// Mirrors to pull blobs from besides the source registry (`copy --mirror`,
+/// `--registries-conf`): with any, the blobs are fetched in pieces from the mirrors and the
+/// source at once, every piece checked, a bad one fetched again elsewhere.
+///
+/// ```
+/// use clap::Parser;
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     mirrors: oci_examples::cli::MirrorArgs,
+/// }
+/// let cli = Cli::try_parse_from(["x", "--mirror", "127.0.0.1:5001", "--mirror", "m.local/hub"]).unwrap();
+/// assert_eq!(cli.mirrors.mirror, ["127.0.0.1:5001", "m.local/hub"]);
+/// assert!(Cli::try_parse_from(["x", "--mirror", "not a host"]).is_err());
+/// ```
+#[derive(Args, Debug, Clone, Default)]
+pub struct MirrorArgs {
+    /// A mirror of the source registry to fetch blobs from too, as REGISTRY[/NAMESPACE]
+    /// (repeatable; tried in order, the source last); the mirror's repository is the source's
+    /// under NAMESPACE. --plain-http and --creds apply to mirrors too
+    #[arg(long, value_name = "REGISTRY", value_parser = mirror_location)]
+    pub mirror: Vec<String>,
+    /// Read mirrors from a containers-registries.conf(5) file ([[registry]] tables with
+    /// [[registry.mirror]]), as skopeo and podman do
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+}
+
+/// Parses `--mirror`: `host[:port][/namespace...]`.
+///
+/// # Errors
+/// What is wrong, for clap's message.
+pub fn mirror_location(s: &str) -> Result<String, String> {
+    let probe = format!("{s}/probe");
+    let r = oci_distribution_client::Reference::parse(&probe)
+        .map_err(|e| format!("not REGISTRY[/NAMESPACE]: {e}"))?;
+    let host = s.split('/').next().unwrap_or(s);
+    if r.registry() != host {
+        return Err("not REGISTRY[/NAMESPACE]: the first part must be a registry host (with a dot or a port, or localhost)".into());
+    }
+    Ok(s.to_owned())
+}
+
 /// `--format`: the media types a copy converts manifests to.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -99,6 +99,7 @@ resumed {} of interrupted transfers",
             Count(report.verified, "blob")
         ));
     }
+    lines.extend(pieces_lines(report));
     for n in report
         .nodes
         .iter()
@@ -112,4 +113,50 @@ resumed {} of interrupted transfers",
         ));
     }
     lines.join("\n")
+}
+
+/// The lines about blobs fetched in pieces from several sources (`--mirror`,
+/// `--registries-conf`): bytes per source, every bad piece with its source, bytes fetched twice.
+///
+/// ```
+/// let report = oci_store::CopyReport::default();
+/// assert!(oci_examples::summary::pieces_lines(&report).is_empty());
+/// ```
+pub fn pieces_lines(report: &CopyReport) -> Vec<String> {
+    if report.fetches.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "  fetched in pieces from {} sources: {}; fetched twice: {}",
+        report.source_totals().len(),
+        Count(report.fetches.len(), "blob"),
+        ExactSize(report.bytes_refetched())
+    )];
+    for t in report.source_totals() {
+        lines.push(format!(
+            "    {}: {} kept ({} pieces), {} received{}",
+            escape(&t.name),
+            ExactSize(t.bytes),
+            t.pieces,
+            ExactSize(t.bytes_fetched),
+            if t.bad_pieces > 0 {
+                format!(", BAD SOURCE: {} bad pieces", t.bad_pieces)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    for f in &report.fetches {
+        for b in &f.bad_pieces {
+            lines.push(format!(
+                "  bad piece {} (bytes {}..{}) of {} from {}: fetched again elsewhere",
+                b.index,
+                b.range.start,
+                b.range.end,
+                f.digest,
+                escape(&b.source_name)
+            ));
+        }
+    }
+    lines
 }

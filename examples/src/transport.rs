@@ -518,6 +518,91 @@ impl Context {
     }
 }
 
+impl Context {
+    /// The sources to fetch the blobs of `src` from in pieces: the mirrors `--mirror` and
+    /// `--registries-conf` give for the source's reference, then the source registry last; an
+    /// empty list when `src` is not a registry or no mirror applies (the copy then reads the
+    /// source alone). Mirrors named with `--mirror` get `--plain-http` and `--creds` as the
+    /// source does.
+    ///
+    /// ```
+    /// use oci_examples::cli::{MirrorArgs, RegistryArgs};
+    /// use oci_examples::transport::{Context, Endpoint};
+    /// let src = Endpoint::parse("docker://127.0.0.1:5000/app:v1").unwrap();
+    /// let settings = RegistryArgs { plain_http: true, ..RegistryArgs::default() };
+    /// let ctx = Context::new(&settings, [&src]).unwrap();
+    /// let mirrors = MirrorArgs { mirror: vec!["127.0.0.1:5001".into()], registries_conf: None };
+    /// let names: Vec<String> = ctx
+    ///     .blob_sources(&src, &settings, &mirrors)
+    ///     .unwrap()
+    ///     .iter()
+    ///     .map(|s| s.source_name())
+    ///     .collect();
+    /// assert_eq!(names, ["127.0.0.1:5001/app", "127.0.0.1:5000/app"]);
+    /// assert!(ctx.blob_sources(&src, &settings, &MirrorArgs::default()).unwrap().is_empty());
+    /// ```
+    ///
+    /// # Errors
+    /// [`CopyError::Usage`] for a registries.conf that cannot be read or parsed, a source the
+    /// configuration blocks, or a client that cannot be built.
+    pub fn blob_sources(
+        &self,
+        src: &Endpoint,
+        settings: &RegistryArgs,
+        mirrors: &crate::cli::MirrorArgs,
+    ) -> Result<Vec<std::sync::Arc<dyn oci_store::RangeSource>>, CopyError> {
+        use oci_distribution_client::{Mirror, MirrorConfig, RegistryMirrors, RegistrySource};
+        let (Endpoint::Registry { reference }, Some(client)) = (src, &self.client) else {
+            return Ok(Vec::new());
+        };
+        if mirrors.mirror.is_empty() && mirrors.registries_conf.is_none() {
+            return Ok(Vec::new());
+        }
+        let usage = |e: &(dyn std::error::Error + 'static)| CopyError::Usage(chain(e));
+        let r = Reference::parse(reference).map_err(|e| usage(&e))?;
+        let mut conf = match &mirrors.registries_conf {
+            Some(path) => MirrorConfig::from_registries_conf_file(path).map_err(|e| usage(&e))?,
+            None => MirrorConfig::new(),
+        };
+        if !mirrors.mirror.is_empty() {
+            let registry = r.registry().to_owned();
+            let mut entry = RegistryMirrors::new(registry.clone());
+            if settings.plain_http {
+                entry = entry.with_insecure(true);
+            }
+            for m in &mirrors.mirror {
+                let mut mirror = Mirror::new(m.clone()).with_insecure(settings.plain_http);
+                if let Some(c) = &settings.creds {
+                    mirror = mirror.with_credential(Credential::basic(c.user(), c.password()));
+                }
+                entry = entry.with_mirror(mirror);
+            }
+            match conf.registries.iter_mut().find(|e| e.prefix == registry) {
+                // The mirrors named on the command line first.
+                Some(e) => {
+                    let from_file = std::mem::take(&mut e.mirrors);
+                    e.mirrors = entry.mirrors;
+                    e.mirrors.extend(from_file);
+                }
+                None => conf = conf.with_registry(entry),
+            }
+        }
+        let client =
+            Client::new(client.config().clone().with_mirrors(conf)).map_err(|e| usage(&e))?;
+        let places = client.pull_sources(&r).map_err(|e| usage(&e))?;
+        if places.len() < 2 {
+            return Ok(Vec::new());
+        }
+        Ok(places
+            .into_iter()
+            .map(|p| {
+                std::sync::Arc::new(RegistrySource::new(p.repository))
+                    as std::sync::Arc<dyn oci_store::RangeSource>
+            })
+            .collect())
+    }
+}
+
 /// A store images are read from: every [`Opened`] store is one.
 pub trait Source: ReadStore + TagStore {}
 

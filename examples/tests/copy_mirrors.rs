@@ -1,0 +1,270 @@
+//! Two real registries: an origin `docker-registry` and a plain mirror holding the same
+//! repository, whose stored copy of one layer has bytes flipped on disk (distribution serves
+//! stored bytes without checking them). A pull through the `copy` example with `--mirror`
+//! (and with `--registries-conf`) completes, verifies, and names the mirror and the bad
+//! pieces; with a trusted piece map at most two pieces are fetched twice; skopeo pointed at the
+//! mirror fails.
+
+mod common;
+#[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
+mod registry;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oci_distribution_client::{Client, ClientConfig, RegistrySource, Repository};
+use oci_manifest::build::ImageManifestBuilder;
+use oci_manifest::{Descriptor, media_types};
+use oci_store::{
+    CopyOptions, FetchOptions, LayoutOptions, LayoutStore, MapTrust, MemoryStore, PieceMap,
+    RangeSource, ReadStore, TagStore, WriteStore, copy, fetch_blob,
+};
+use registry::{TestRegistry, require_tool};
+
+const MIB: usize = 1024 * 1024;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn repo(reg: &TestRegistry) -> Repository {
+    let mut config = ClientConfig::default().with_plain_http(reg.addr.clone());
+    config.docker_config = false;
+    Client::new(config)
+        .unwrap()
+        .repository_by_name(&reg.addr, "team/app")
+        .unwrap()
+}
+
+/// An image with an 8 MiB layer (eight 1 MiB pieces) of deterministic bytes, tagged `v1`.
+async fn image() -> (MemoryStore, Descriptor) {
+    let store = MemoryStore::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..8 * MIB)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let layer = Descriptor::of(media_types::OCI_LAYER_GZIP, &data);
+    store.push_bytes(&layer, Bytes::from(data)).await.unwrap();
+    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}");
+    let config_desc = Descriptor::of(media_types::OCI_CONFIG, &config);
+    store.push_bytes(&config_desc, config).await.unwrap();
+    let m = ImageManifestBuilder::oci(config_desc)
+        .layer(layer.clone())
+        .build()
+        .unwrap();
+    store
+        .push_bytes(&m.descriptor(), m.raw().clone())
+        .await
+        .unwrap();
+    store.tag(&m.descriptor(), "v1").await.unwrap();
+    (store, layer)
+}
+
+/// Flips one byte at each of `offsets` in the registry's stored copy of `desc`.
+fn corrupt_on_disk(reg: &TestRegistry, desc: &Descriptor, offsets: &[u64]) {
+    let hex = desc.digest.encoded();
+    let path = reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for &o in offsets {
+        bytes[o as usize] ^= 0xff;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The bytes of an exact size as the summary prints it: "37 bytes", "1 byte" or
+/// "3.0 MiB (3145765 bytes)".
+fn exact(s: &str) -> u64 {
+    let s = s.trim();
+    let n = match s.find('(') {
+        Some(open) => &s[open + 1..],
+        None => s,
+    };
+    n.split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a size: {s:?}"))
+}
+
+/// The text between `after` and `before` on the first line of `text` holding `after`.
+fn between<'a>(text: &'a str, after: &str, before: &str) -> &'a str {
+    let line = text
+        .lines()
+        .find(|l| l.contains(after))
+        .unwrap_or_else(|| panic!("no {after:?} in:\n{text}"));
+    let rest = &line[line.find(after).unwrap() + after.len()..];
+    match rest.find(before) {
+        Some(end) if !before.is_empty() => &rest[..end],
+        _ => rest,
+    }
+}
+
+#[test]
+fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
+    let rt = rt();
+    let origin = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let (src, layer) = rt.block_on(image());
+    for reg in [&origin, &mirror] {
+        rt.block_on(copy(
+            &src,
+            "v1",
+            &repo(reg),
+            Some("v1"),
+            &CopyOptions::default(),
+        ))
+        .unwrap();
+    }
+    // Pieces 0 and 1: those the mirror, listed first, is given first.
+    corrupt_on_disk(&mirror, &layer, &[100, MIB as u64 + 7]);
+    let mirror_name = format!("{}/team/app", mirror.addr);
+    let tmp = common::TempDir::new("copy-mirrors");
+
+    // The copy example with --mirror: completes, verifies, names the mirror and the pieces.
+    let out = Command::new(common::example("copy"))
+        .args(["--plain-http", "--mirror", &mirror.addr])
+        .arg(format!("docker://{}/team/app:v1", origin.addr))
+        .arg(format!("oci:{}:v1", tmp.path().join("a").display()))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "fetching blobs in pieces from: {mirror_name}, {}/team/app",
+            origin.addr
+        )),
+        "{stderr}"
+    );
+    let bad_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  bad piece"))
+        .collect();
+    assert!(!bad_lines.is_empty(), "{stdout}");
+    for l in &bad_lines {
+        assert!(l.contains(&layer.digest.to_string()), "{l}");
+        assert!(l.contains(&format!("from {mirror_name}")), "{l}");
+        assert!(
+            l.contains("bad piece 0 (bytes 0..1048576)")
+                || l.contains("bad piece 1 (bytes 1048576..2097152)"),
+            "{l}"
+        );
+    }
+    assert!(stdout.contains("BAD SOURCE"), "{stdout}");
+    // Without a map: at most what the mirror supplied is fetched again.
+    let twice = exact(between(&stdout, "fetched twice: ", ""));
+    let received = exact(
+        between(&stdout, &format!("    {mirror_name}: "), " received")
+            .rsplit("pieces), ")
+            .next()
+            .unwrap(),
+    );
+    assert!(twice > 0 && twice <= received, "{stdout}");
+    // The layout holds the right bytes (the store verified them).
+    rt.block_on(async {
+        let l = LayoutStore::open_with(tmp.path().join("a"), &LayoutOptions::read_only())
+            .await
+            .unwrap();
+        assert_eq!(
+            l.fetch_bytes(&layer, u64::MAX).await.unwrap(),
+            src.fetch_bytes(&layer, u64::MAX).await.unwrap()
+        );
+    });
+
+    // The same through a registries.conf, as skopeo and podman users write it.
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"{o}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{m}\"\ninsecure = true\n",
+            o = origin.addr,
+            m = mirror.addr
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::example("copy"))
+        .args(["--plain-http", "--registries-conf"])
+        .arg(&conf)
+        .arg(format!("docker://{}/team/app:v1", origin.addr))
+        .arg(format!("oci:{}:v1", tmp.path().join("b").display()))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("from {mirror_name}")), "{stdout}");
+
+    // With a trusted map (made from the origin's verified bytes): every piece checked as it
+    // arrives, the mirror's bad pieces replaced, at most two pieces' worth fetched twice.
+    rt.block_on(async {
+        let data = src.fetch_bytes(&layer, u64::MAX).await.unwrap();
+        let map = PieceMap::compute(&data[..], layer.digest.clone(), layer.size).unwrap();
+        let piece = map.layout().piece_length();
+        let sources: Vec<Arc<dyn RangeSource>> = vec![
+            Arc::new(RegistrySource::new(repo(&mirror))),
+            Arc::new(RegistrySource::new(repo(&origin))),
+        ];
+        let dst = LayoutStore::open_with(tmp.path().join("c"), &LayoutOptions::create())
+            .await
+            .unwrap();
+        let report = fetch_blob(
+            &dst,
+            "with-map",
+            &layer,
+            &sources,
+            &FetchOptions::default().with_map(map, MapTrust::Trusted),
+        )
+        .await
+        .unwrap();
+        assert_eq!(dst.fetch_bytes(&layer, u64::MAX).await.unwrap(), data);
+        assert!(!report.bad_pieces.is_empty(), "{report:?}");
+        for b in &report.bad_pieces {
+            assert_eq!(b.source_name, mirror_name);
+            assert!(b.index <= 1, "{b}");
+        }
+        assert!(report.sources[0].quarantined, "{report:?}");
+        assert!(report.bytes_refetched <= 2 * piece, "{report:?}");
+    });
+
+    // skopeo pointed at the mirror: the layer fails its digest, the copy fails.
+    let out = Command::new(require_tool("skopeo"))
+        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/team/app:v1", mirror.addr))
+        .arg(format!("oci:{}:v1", tmp.path().join("skopeo").display()))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "skopeo accepted the corrupt mirror: {stderr}"
+    );
+    // skopeo 1.9.3: "writing blob: happened during read: Digest did not match, expected
+    // sha256:<layer>, got sha256:<other>": the whole layer, with no word of which bytes or
+    // which source.
+    assert!(stderr.contains("Digest did not match"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("expected {}", layer.digest)),
+        "{stderr}"
+    );
+}
