@@ -26,7 +26,7 @@ done
 
 echo "building (release)..." >&2
 cargo build -q --release --example copy
-ours=$root/target/release/examples/copy
+ours=${CARGO_TARGET_DIR:-$root/target}/release/examples/copy
 (cd benches/e2e/oci-client-pull && CARGO_TARGET_DIR=$root/target/e2e cargo build -q --release)
 occ=$root/target/e2e/release/oci-client-pull
 

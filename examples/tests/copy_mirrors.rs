@@ -175,7 +175,10 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
             .next()
             .unwrap(),
     );
-    assert!(twice > 0 && twice <= received, "{stdout}");
+    // Besides the mirror's pieces, "fetched twice" also counts the part of a piece one source
+    // had received when the scheduler gave that piece to another (a slow source's piece taken
+    // over, on a loaded machine): at most one piece a source.
+    assert!(twice > 0 && twice <= received + 2 * MIB as u64, "{stdout}");
     // The layout holds the right bytes (the store verified them).
     rt.block_on(async {
         let l = LayoutStore::open_with(tmp.path().join("a"), &LayoutOptions::read_only())

@@ -6,9 +6,10 @@
 //! are those of skopeo's own conversion of the same image from the registry
 //! (`skopeo copy --format v2s2` / `--format oci`). Without the option, schema 1 is refused.
 //!
-//! The registry client does not read schema 1 yet (it names a signed manifest by the digest
-//! of its bytes, not of its JWS payload as registries do), so the served manifest reaches
-//! the copy through skopeo's `dir:` copy.
+//! Here the served manifest reaches the copy through skopeo's `dir:` copy, so that this test
+//! judges the conversion alone; the registry client reading schema 1 itself (a signed
+//! manifest named by the digest of its JWS payload, as registries do) is tested in
+//! `examples/tests/copy_schema1.rs`.
 //!
 //! Needs `docker-registry` and `skopeo`: `apt-get install docker-registry skopeo umoci jq
 //! apache2-utils`.

@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use super::budget::RetryBudget;
 use super::cancel::CancelToken;
 use super::progress::{Progress, ProgressFn};
-use crate::fetch::{FetchOptions, RangeSource};
 use super::shared::SharedBlobs;
+use crate::fetch::{FetchOptions, RangeSource};
 use crate::traits::DEFAULT_LEASE_TTL;
 
 /// How far a copy trusts the destination's answer that it already has some content.
