@@ -549,8 +549,8 @@ pub struct MirrorArgs {
     /// under NAMESPACE. --plain-http and --creds apply to mirrors too
     #[arg(long, value_name = "REGISTRY", value_parser = mirror_location)]
     pub mirror: Vec<String>,
-    /// Read mirrors from a containers-registries.conf(5) file ([[registry]] tables with
-    /// [[registry.mirror]]), as skopeo and podman do
+    /// Read mirrors from a containers-registries.conf(5) file (`[[registry]]` tables with
+    /// `[[registry.mirror]]`), as skopeo and podman do
     #[arg(long, value_name = "FILE")]
     pub registries_conf: Option<PathBuf>,
 }
