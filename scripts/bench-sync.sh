@@ -12,7 +12,7 @@
 # Medians (min-max) of RUNS alternating runs (default 3), peak RSS from /usr/bin/time.
 # Needs: docker-registry skopeo jq curl python3 bc time (Debian packages), cargo.
 # Usage: scripts/bench-sync.sh [RUNS]
-# OURS_DIR=DIR uses DIR/sync and DIR/copy instead of building them.
+# OURS_DIR=DIR uses DIR/sync and DIR/copy instead of building them; OURS_ARGS adds options to our sync.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -155,7 +155,7 @@ stats() { sort -n "$1" | awk '{t[NR]=$1; if ($2>r) r=$2} END {printf "%.2f %.2f 
 # sync_cmd TOOL DST: the command line of one sync onto DST.
 sync_cmd() {
   case $1 in
-    ours) echo "$bin/sync" --quiet --src yaml --plain-http --keep-going --report "$work/report.json" "$work/sync.yaml" "docker://$2/mirror" ;;
+    ours) echo "$bin/sync" ${OURS_ARGS:-} --quiet --src yaml --plain-http --keep-going --report "$work/report.json" "$work/sync.yaml" "docker://$2/mirror" ;;
     skopeo) echo skopeo --insecure-policy sync --src yaml --dest docker --dest-tls-verify=false "$work/sync.yaml" "$2/mirror" ;;
   esac
 }
