@@ -650,7 +650,8 @@ depend on which finishes last (use --scoped)",
 }
 
 /// The report of an image a registry destination already has exactly: its tag names the
-/// digest the source's reference resolves to (two manifest `HEAD`s). The registry accepted
+/// digest the source's reference resolves to (two manifest `HEAD`s; one when the destination
+/// has no such tag). The registry accepted
 /// that manifest only with everything it refers to, so there is nothing to copy. `None` when
 /// that is not known (another answer, an error, a destination that is not a registry) or when
 /// the copy would change the manifest (`--platform`, `--format`, `--referrers`) or must check
@@ -676,11 +677,16 @@ async fn already_there(
         None if Digest::parse(&reference).is_err() => reference.clone(),
         None => return None,
     };
-    let root = oci_store::resolve_reference(source.source(), &reference)
-        .await
-        .ok()?;
+    // The destination first: when its tag is missing (a first sync) the source need not be
+    // asked. A source tag by `HEAD` (`resolve_reference` would `GET` the manifest, which a
+    // registry such as Docker Hub counts as a pull even when there is nothing to copy).
     let target = transport::open(dst, false, ctx).await.ok()?;
     let there = target.source().resolve(&tag).await.ok()?;
+    let root = match Digest::parse(&reference) {
+        Ok(_) => oci_store::resolve_reference(source.source(), &reference).await,
+        Err(_) => source.source().resolve(&reference).await,
+    }
+    .ok()?;
     if there.digest != root.digest {
         return None;
     }

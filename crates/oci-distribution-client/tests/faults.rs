@@ -2001,3 +2001,72 @@ async fn a_registry_holding_fewer_bytes_resumes_from_an_older_checkpoint() {
         reg.state().blobs.clear();
     }
 }
+
+/// The requests of one image copied into a registry and back (issue 15: requests are the
+/// registry's CPU): into an empty repository each blob is asked for at the blob endpoint only
+/// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag (no `PUT` by
+/// digest, no `GET` to read it back for the tag); out of it, the tag is resolved and the
+/// manifest read in one `GET`.
+#[tokio::test]
+async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
+    let reg = FakeRegistry::start(Faults::default()).await;
+    let app = repo(&reg, config(&reg.addr), "app");
+    let layer = random(3000);
+    let layer_desc = blob_desc(&layer);
+    let local = image_with_layer(&layer_desc, &layer).await;
+    let root = {
+        use oci_store::TagStore;
+        local.resolve("v1").await.expect("root")
+    };
+    let opts = oci_store::CopyOptions::default();
+    oci_store::copy(&local, "v1", &app, Some("v1"), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+    let seen: Vec<(String, String)> = reg
+        .seen()
+        .into_iter()
+        .map(|s| (s.method, s.target))
+        .collect();
+    let count = |method: &str, part: &str| {
+        seen.iter()
+            .filter(|(m, t)| m == method && t.contains(part))
+            .count()
+    };
+    // The config and the layer: one HEAD each, at the blob endpoint.
+    assert_eq!(count("HEAD", "/blobs/"), 2, "{seen:?}");
+    // The root: one HEAD (absent), then one PUT by tag; nothing read back.
+    assert_eq!(count("HEAD", "/manifests/"), 1, "{seen:?}");
+    assert_eq!(count("PUT", "/manifests/"), 1, "{seen:?}");
+    assert_eq!(count("PUT", "/manifests/v1"), 1, "{seen:?}");
+    assert_eq!(count("GET", "/manifests/"), 0, "{seen:?}");
+    // The registry has the manifest by digest too, and the tag names it.
+    use oci_store::{ReadStore, TagStore};
+    assert_eq!(app.resolve("v1").await.expect("tag").digest, root.digest);
+    assert_eq!(
+        app.stat_descriptor(&root).await.expect("stat"),
+        Some(root.size)
+    );
+    assert_eq!(
+        app.stat_descriptor(&layer_desc).await.expect("stat"),
+        Some(3000)
+    );
+
+    // Back out: one GET resolves the tag and brings the manifest.
+    let before = reg.seen().len();
+    let back = oci_store::MemoryStore::new();
+    oci_store::copy(&app, "v1", &back, Some("v1"), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+    let pulled: Vec<(String, String)> = reg.seen()[before..]
+        .iter()
+        .map(|s| (s.method.clone(), s.target.clone()))
+        .collect();
+    let manifests: Vec<_> = pulled
+        .iter()
+        .filter(|(_, t)| t.contains("/manifests/"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{pulled:?}");
+    assert_eq!(manifests[0].0, "GET", "{pulled:?}");
+    assert!(manifests[0].1.ends_with("/manifests/v1"), "{pulled:?}");
+    assert_eq!(back.resolve("v1").await.expect("tag").digest, root.digest);
+}

@@ -166,6 +166,31 @@ pub trait ReadStore: Send + Sync {
         Ok(self.stat(digest).await?.is_some())
     }
 
+    /// [`stat`](Self::stat) of the content `desc` describes, for a store that keeps kinds of
+    /// content apart: a registry answers blobs and manifests at two endpoints, and with the
+    /// media type it asks only the one that serves `desc` (one request instead of two when the
+    /// content is not there). The same rules as `stat` hold: asked of the storage, never of a
+    /// cache. The default is `stat(&desc.digest)`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, ReadStore, WriteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let data = Bytes::from_static(b"a layer");
+    /// let desc = Descriptor::of("application/vnd.oci.image.layer.v1.tar", &data);
+    /// assert_eq!(store.stat_descriptor(&desc).await?, None);
+    /// store.push_bytes(&desc, data).await?;
+    /// assert_eq!(store.stat_descriptor(&desc).await?, Some(7));
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    async fn stat_descriptor(&self, desc: &Descriptor) -> Result<Option<u64>> {
+        self.stat(&desc.digest).await
+    }
+
     /// Streams the content named by `desc`, verified against its digest and size: a stream that
     /// ends without an error item carried exactly the described content. A mismatch is an error
     /// item of kind `InvalidData` wrapping an [`oci_digest::VerifyError`].
@@ -587,11 +612,67 @@ pub trait TagStore: Send + Sync {
     /// # Errors
     /// [`StoreError::TagNotFound`].
     async fn resolve(&self, tag: &str) -> Result<Descriptor>;
+    /// [`resolve`](Self::resolve), and the manifest's bytes when the store's answer carries
+    /// them: a registry answers a manifest `GET` with the descriptor and the content at once,
+    /// one request where a `HEAD` and a `GET` would be two. Bytes, when returned, are the
+    /// content the descriptor names (their digest and size checked by the store). A registry
+    /// also takes a digest here, as in `resolve`. The default resolves and returns no bytes.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, TagStore, WriteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let raw = Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+    /// let desc = Descriptor::new(oci_manifest::media_types::OCI_INDEX, oci_digest::Algorithm::Sha256.hash(&raw), raw.len() as u64);
+    /// store.push_bytes(&desc, raw).await?;
+    /// store.tag(&desc, "v1").await?;
+    /// let (found, bytes) = store.resolve_with_content("v1").await?;
+    /// assert_eq!(found.digest, desc.digest);
+    /// assert!(bytes.is_none()); // a local store answers with the descriptor only
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// Those of `resolve`.
+    async fn resolve_with_content(&self, tag: &str) -> Result<(Descriptor, Option<Bytes>)> {
+        Ok((self.resolve(tag).await?, None))
+    }
     /// Points `tag` at `desc` (replacing what it pointed to). The content must be stored.
     ///
     /// # Errors
     /// [`StoreError::InvalidTag`]; [`StoreError::NotFound`] when the content is not stored.
     async fn tag(&self, desc: &Descriptor, tag: &str) -> Result<()>;
+    /// Stores the manifest `bytes` described by `desc` and points `tag` at it in one step, where
+    /// the store has such a step: a registry takes a manifest `PUT` by tag, one request where
+    /// storing by digest and tagging are two. `Ok(false)` (the default) when it has none: the
+    /// caller then stores the content and tags it. The bytes must verify against `desc`, as for
+    /// [`WriteStore::push`]; a store that takes them checks that.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, TagStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let raw = Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+    /// let desc = Descriptor::new(oci_manifest::media_types::OCI_INDEX, oci_digest::Algorithm::Sha256.hash(&raw), raw.len() as u64);
+    /// // A local store stores and tags in two steps.
+    /// assert!(!MemoryStore::new().store_tagged(&desc, &raw, "v1").await?);
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidTag`]; [`StoreError::Verify`] when the bytes do not match `desc`
+    /// (nothing is stored); the store's errors.
+    async fn store_tagged(&self, desc: &Descriptor, bytes: &Bytes, tag: &str) -> Result<bool> {
+        let _ = (desc, bytes, tag);
+        Ok(false)
+    }
     /// Removes `tag` (the content stays until garbage collection).
     ///
     /// # Errors
@@ -731,6 +812,10 @@ macro_rules! tags_of_inner {
         impl<$($generics)*> $crate::traits::TagStore for $t {
             async fn resolve(&self, tag: &str) -> $crate::error::Result<oci_manifest::Descriptor> {
                 self.inner.resolve(tag).await
+            }
+
+            async fn resolve_with_content(&self, tag: &str) -> $crate::error::Result<(oci_manifest::Descriptor, Option<bytes::Bytes>)> {
+                self.inner.resolve_with_content(tag).await
             }
 
             async fn tag(&self, desc: &oci_manifest::Descriptor, tag: &str) -> $crate::error::Result<()> {

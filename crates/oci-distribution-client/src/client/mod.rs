@@ -186,6 +186,7 @@ impl Client {
             name: name.to_owned(),
             base,
             ingests: Default::default(),
+            pushed: Default::default(),
         })
     }
 

@@ -88,6 +88,7 @@ pub struct Repository {
     pub(crate) name: String,
     pub(crate) base: Url,
     pub(crate) ingests: std::sync::Arc<crate::store::Ingests>,
+    pub(crate) pushed: std::sync::Arc<crate::store::Pushed>,
 }
 
 impl std::fmt::Debug for Repository {

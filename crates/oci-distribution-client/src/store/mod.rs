@@ -15,6 +15,40 @@ mod writer;
 
 pub(crate) use ingest::Ingests;
 
+/// The manifests a [`Repository`] handle stored last (their bytes, which it verified before
+/// sending them), so that tagging one just stored needs no `GET` to read it back. Content is
+/// named by its digest, so the bytes cannot go stale; whether the registry still has them is
+/// the tag `PUT`'s answer.
+#[derive(Default)]
+pub(crate) struct Pushed(std::sync::Mutex<std::collections::VecDeque<(Digest, Bytes)>>);
+
+impl Pushed {
+    /// How many manifests are kept (a copy tags its root right after storing it).
+    const KEPT: usize = 4;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Digest, Bytes)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, digest: &Digest, bytes: &Bytes) {
+        let mut kept = self.lock();
+        kept.retain(|(d, _)| d != digest);
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((digest.clone(), bytes.clone()));
+    }
+
+    fn get(&self, digest: &Digest) -> Option<Bytes> {
+        let kept = self.lock();
+        kept.iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, b)| b.clone())
+    }
+}
+
 use std::ops::Range;
 
 use async_trait::async_trait;
@@ -158,9 +192,10 @@ impl Repository {
                 .await
                 .map_err(|e| self.store_err(e, "upload manifest bytes of", &desc.digest))?;
         }
-        self.push_manifest(desc.digest.as_str(), &desc.media_type, bytes)
+        self.push_manifest(desc.digest.as_str(), &desc.media_type, bytes.clone())
             .await
             .map_err(|e| self.store_err(e, "push manifest", &desc.digest))?;
+        self.pushed.remember(&desc.digest, &bytes);
         Ok(PushOutcome::Written)
     }
 }
@@ -181,6 +216,16 @@ impl ReadStore for Repository {
                 .await
                 .map_err(|e| self.store_err(e, "stat", digest)),
         }
+    }
+
+    async fn stat_descriptor(&self, desc: &Descriptor) -> oci_store::Result<Option<u64>> {
+        // The media type names the endpoint; a push of `desc` would go to the same one.
+        let answer = if is_manifest(desc) {
+            self.manifest_stat(&desc.digest).await
+        } else {
+            self.blob_exists_head(&desc.digest).await
+        };
+        answer.map_err(|e| self.store_err(e, "stat", &desc.digest))
     }
 
     async fn fetch(&self, desc: &Descriptor) -> oci_store::Result<BlobStream> {
@@ -331,6 +376,28 @@ impl TagStore for Repository {
         }
     }
 
+    async fn resolve_with_content(
+        &self,
+        tag: &str,
+    ) -> oci_store::Result<(Descriptor, Option<Bytes>)> {
+        // One GET: the descriptor and the bytes (verified against the pinned digest or the
+        // `Docker-Content-Digest`, else hashed), where `resolve` and a fetch are two requests.
+        match self.fetch_manifest(tag).await {
+            Ok(m) => Ok((m.descriptor, Some(m.bytes))),
+            Err(e) if e.is_not_found() => Err(StoreError::TagNotFound {
+                tag: tag.to_owned(),
+            }),
+            Err(Error::InvalidReference { .. }) => Err(StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            }),
+            Err(e) => Err(backend_error(
+                format!("resolve {}:{tag}", self.store_name()),
+                e,
+            )),
+        }
+    }
+
     async fn tag(&self, desc: &Descriptor, tag: &str) -> oci_store::Result<()> {
         if oci_reference::validate_tag(tag).is_err() {
             return Err(StoreError::InvalidTag {
@@ -338,11 +405,66 @@ impl TagStore for Repository {
                 reason: "not a valid tag",
             });
         }
-        let m = self.manifest_of(desc, "tag").await?;
-        self.push_manifest(tag, &desc.media_type, m.bytes)
+        // A manifest this handle just stored is tagged with the bytes it sent; any other is
+        // read back from the registry first.
+        let bytes = match self.pushed.get(&desc.digest) {
+            Some(b) if b.len() as u64 != desc.size => {
+                return Err(StoreError::SizeMismatch {
+                    digest: desc.digest.clone(),
+                    expected: desc.size,
+                    actual: b.len() as u64,
+                });
+            }
+            Some(b) => b,
+            None => self.manifest_of(desc, "tag").await?.bytes,
+        };
+        self.push_manifest(tag, &desc.media_type, bytes)
             .await
             .map(drop)
             .map_err(|e| self.store_err(e, "tag", &desc.digest))
+    }
+
+    async fn store_tagged(
+        &self,
+        desc: &Descriptor,
+        bytes: &Bytes,
+        tag: &str,
+    ) -> oci_store::Result<bool> {
+        if !is_manifest(desc) {
+            return Ok(false);
+        }
+        if oci_reference::validate_tag(tag).is_err() {
+            return Err(StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            });
+        }
+        let limit = self.client.inner.config.max_manifest_size;
+        if desc.size > limit {
+            return Err(StoreError::ManifestTooLarge {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit,
+            });
+        }
+        // Checked here: by tag, `push_manifest` has no digest to check the bytes against.
+        let mut check = oci_digest::Verifier::new(desc.digest.clone(), desc.size);
+        check
+            .update(bytes)
+            .and_then(|()| check.finish())
+            .map_err(StoreError::Verify)?;
+        let digest = self
+            .push_manifest(tag, &desc.media_type, bytes.clone())
+            .await
+            .map_err(|e| self.store_err(e, "push manifest", &desc.digest))?;
+        if digest != desc.digest {
+            // The same bytes under another algorithm: the tag PUT named them by sha256.
+            self.push_manifest(desc.digest.as_str(), &desc.media_type, bytes.clone())
+                .await
+                .map_err(|e| self.store_err(e, "push manifest", &desc.digest))?;
+        }
+        self.pushed.remember(&desc.digest, bytes);
+        Ok(true)
     }
 
     async fn untag(&self, tag: &str) -> oci_store::Result<()> {

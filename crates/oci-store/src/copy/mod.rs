@@ -194,7 +194,12 @@ where
     info!(reference = src_ref, root = %root.digest, nodes = plan.order.len(), total, "copy planned");
 
     // Transfer: the root, then each referrer (their subjects are settled by then).
-    let run = Run::new(src, dst, &plan, options, draw, total);
+    let mut run = Run::new(src, dst, &plan, options, draw, total);
+    if let Some(tag) = tag.as_deref()
+        && referrers.is_empty()
+    {
+        run.tag_root_on_store(&root.digest, tag);
+    }
     run.meter.emit(ProgressEvent::Planned {
         nodes: plan.order.len(),
     });

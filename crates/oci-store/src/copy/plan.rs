@@ -35,17 +35,19 @@ pub async fn resolve_reference<S: ReadStore + TagStore + ?Sized>(
     Ok(resolve_inner(store, reference).await?.0)
 }
 
-/// [`resolve_reference`], also returning the manifest when it had to be fetched.
+/// [`resolve_reference`], also returning the manifest when it had to be fetched, or when the
+/// store's answer carried it ([`TagStore::resolve_with_content`]: a registry's one `GET`).
 pub(super) async fn resolve_inner<S: ReadStore + TagStore + ?Sized>(
     store: &S,
     reference: &str,
 ) -> Result<(Descriptor, Option<Manifest>)> {
     let Ok(digest) = Digest::parse(reference) else {
-        return Ok((store.resolve(reference).await?, None));
+        let (d, bytes) = store.resolve_with_content(reference).await?;
+        return Ok(with_content(d, bytes));
     };
-    match store.resolve(reference).await {
-        Ok(d) if d.digest == digest => return Ok((d, None)),
-        Ok(d) => {
+    match store.resolve_with_content(reference).await {
+        Ok((d, bytes)) if d.digest == digest => return Ok(with_content(d, bytes)),
+        Ok((d, _)) => {
             warn!(reference, got = %d.digest, "store resolved a digest to other content");
         }
         Err(e) if e.is_not_found() || matches!(e, StoreError::InvalidTag { .. }) => {}
@@ -74,6 +76,22 @@ pub(super) async fn resolve_inner<S: ReadStore + TagStore + ?Sized>(
         }
         Err(source) => Err(StoreError::InvalidManifest { digest, source }),
     }
+}
+
+/// A resolved root and the manifest parsed from the bytes that came with it. Bytes that do not
+/// parse (schema 1, which the planner converts or refuses; anything else) are dropped: the
+/// planner fetches the root again and reports what it finds.
+fn with_content(desc: Descriptor, bytes: Option<Bytes>) -> (Descriptor, Option<Manifest>) {
+    let manifest = bytes.and_then(|raw| {
+        Manifest::parse_pinned(
+            raw,
+            Some(desc.media_type.as_str()),
+            &desc.digest,
+            &Default::default(),
+        )
+        .ok()
+    });
+    (desc, manifest)
 }
 
 /// One distinct piece of content to copy.

@@ -138,6 +138,11 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     dst_location: Option<Location>,
     /// The source is a registry (its content comes over the network).
     remote_source: bool,
+    /// The root (source digest) and the tag to store it under in one step
+    /// ([`TagStore::store_tagged`]), when the copy tags its result and plans no referrers.
+    tag_on_store: Option<(Digest, String)>,
+    /// The root was stored under its tag by [`TagStore::store_tagged`].
+    tagged_on_store: std::sync::atomic::AtomicBool,
 }
 
 impl<'a, S, D> Run<'a, S, D>
@@ -181,7 +186,50 @@ where
             mount_from,
             dst_location: dst.location(),
             remote_source: src.location().is_some(),
+            tag_on_store: None,
+            tagged_on_store: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stores the root `root` (a source digest) under `tag` in one step where the destination
+    /// can ([`TagStore::store_tagged`]): the tag then appears with the root, as it would when
+    /// [`finish`](Run::finish) tagged it next. Only for a copy without referrers, whose tag
+    /// must wait for them.
+    pub(super) fn tag_root_on_store(&mut self, root: &Digest, tag: &str) {
+        self.tag_on_store = Some((root.clone(), tag.to_owned()));
+    }
+
+    /// Whether the root was stored under its tag already.
+    pub(super) fn tagged_on_store(&self) -> bool {
+        self.tagged_on_store
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stores manifest `bytes` of `node` (described by `target`): under the copy's tag at once
+    /// when `node` is the root and the destination takes that, else by digest.
+    async fn store_manifest(
+        &self,
+        node: &Node,
+        target: &Descriptor,
+        bytes: &Bytes,
+    ) -> Result<(), Fault> {
+        if let Some((root, tag)) = &self.tag_on_store
+            && *root == node.src.digest
+            && self
+                .dst
+                .store_tagged(target, bytes, tag)
+                .await
+                .at(Destination)?
+        {
+            self.tagged_on_store
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        self.dst
+            .push_bytes(target, bytes.clone())
+            .await
+            .at(Destination)?;
+        Ok(())
     }
 
     pub(super) fn stats_lock(&self) -> MutexGuard<'_, Stats> {
@@ -362,7 +410,7 @@ where
     /// `hints`: other repositories of the destination's registry that hold the node.
     async fn attempt(&self, node: &Node, hints: &[Location]) -> Result<Done, Fault> {
         let target = strip(&node.target);
-        let (claim, done) = match self.dst.stat(&target.digest).await.at(Destination)? {
+        let (claim, done) = match self.dst.stat_descriptor(&target).await.at(Destination)? {
             None if self.mount(&target, hints).await? => (Claim::Mounted, Done::mounted()),
             None => match &node.bytes {
                 Some(bytes) => {
@@ -370,10 +418,7 @@ where
                         desc: target.clone(),
                         resumed_from: 0,
                     });
-                    self.dst
-                        .push_bytes(&target, bytes.clone())
-                        .await
-                        .at(Destination)?;
+                    self.store_manifest(node, &target, bytes).await?;
                     (Claim::Pushed, Done::copied(target.size, 0))
                 }
                 // A blob through a resumable writer: verified as it is written.
@@ -522,7 +567,8 @@ where
     ) -> Result<(), Fault> {
         let result = strip(result);
         if let Some(tag) = tag {
-            self.tag_checked(&result, tag).await?;
+            self.tag_checked(&result, tag, self.tagged_on_store())
+                .await?;
         }
         // Referrers: a store without a referrers index gets the tag schema fallback.
         for (subject, list) in by_subject(referrers) {

@@ -63,7 +63,7 @@ use crate::traits::{ReadStore, Store, TagStore, bytes_stream};
 /// error in the middle of the byte's stream ([`StoreError::Source`]), which may be the network
 /// rather than a lie; [`StoreError::Unsupported`] from a store without range reads.
 pub async fn checked_exists<S: ReadStore + ?Sized>(store: &S, desc: &Descriptor) -> Result<bool> {
-    if store.stat(&desc.digest).await?.is_none() {
+    if store.stat_descriptor(desc).await?.is_none() {
         return Ok(false);
     }
     if desc.size == 0 {
@@ -287,14 +287,18 @@ where
         Ok(Done::repaired(target.size))
     }
 
-    /// Tags the result; unless trusting the destination, checks that the tag resolves to it,
-    /// storing the root again and re-tagging once when it does not.
+    /// Tags the result (unless `tagged`: it was stored under its tag); unless trusting the
+    /// destination, checks that the tag resolves to it, storing the root again and re-tagging
+    /// once when it does not.
     pub(super) async fn tag_checked(
         &self,
         result: &Descriptor,
         tag: &str,
+        tagged: bool,
     ) -> std::result::Result<(), Fault> {
-        self.dst.tag(result, tag).await.at(Destination)?;
+        if !tagged {
+            self.dst.tag(result, tag).await.at(Destination)?;
+        }
         if self.options.verify == VerifyMode::Trust {
             return Ok(());
         }
