@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use oci_digest::{Digest, PieceLayout, Verified};
+use oci_digest::{Digest, PieceLayout, PieceMap, Verified};
 use oci_manifest::{Descriptor, Manifest};
 
 use crate::error::{Result, StoreError};
@@ -242,6 +242,39 @@ pub trait ReadStore: Send + Sync {
     /// listing the referrers).
     async fn referrers(&self, subject: &Descriptor) -> Result<Option<Vec<Descriptor>>> {
         let _ = subject;
+        Ok(None)
+    }
+
+    /// A piece map of the content `desc` that this store made itself from bytes that verified
+    /// against `desc`'s digest, so that it can be trusted
+    /// ([`MapTrust::Trusted`](crate::MapTrust::Trusted)); `Ok(None)` (the default) when the
+    /// store cannot make one (a registry, whose maps are only advisory).
+    /// [`LayoutStore`](crate::LayoutStore) computes and caches them
+    /// ([`LayoutStore::piece_map`](crate::LayoutStore::piece_map)), a
+    /// [`MemoryStore`](crate::MemoryStore) computes them from the bytes it holds. A copy with
+    /// [`CopyOptions::piece_maps`](crate::CopyOptions::piece_maps) takes its maps from here
+    /// when it can.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, ReadStore, WriteStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let data = Bytes::from(vec![1u8; 5000]);
+    /// let desc = Descriptor::of("application/octet-stream", &data);
+    /// store.push_bytes(&desc, data).await?;
+    /// let map = store.trusted_piece_map(&desc).await?.expect("a memory store makes maps");
+    /// assert_eq!((map.digest(), map.count()), (&desc.digest, 1));
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the store does not hold the content; the store's read and
+    /// verification errors.
+    async fn trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let _ = desc;
         Ok(None)
     }
 }

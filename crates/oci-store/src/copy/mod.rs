@@ -64,6 +64,7 @@
 mod budget;
 mod cancel;
 mod error;
+mod maps;
 mod options;
 mod pieces;
 mod plan;
@@ -85,6 +86,7 @@ use tracing::{debug, info, warn};
 pub use self::budget::RetryBudget;
 pub use self::cancel::CancelToken;
 pub use self::error::{CopyError, CopySide};
+pub use self::maps::{PIECE_MAP_BLOB_ANNOTATION, PieceMapArtifact, PieceMapsReport};
 pub use self::options::{CopyOptions, VerifyMode};
 pub use self::plan::resolve_reference;
 pub use self::progress::{Progress, ProgressEvent, ProgressFn};
@@ -194,7 +196,11 @@ where
     info!(reference = src_ref, root = %root.digest, nodes = plan.order.len(), total, "copy planned");
 
     // Transfer: the root, then each referrer (their subjects are settled by then).
-    let run = Run::new(src, dst, &plan, options, draw, total);
+    let mut run = Run::new(src, dst, &plan, options, draw, total);
+    let mut piece_maps = PieceMapsReport::default();
+    if options.blob_sources.len() > 1 && options.fetch.map.is_none() && options.find_piece_maps {
+        run.fetch_maps = maps::find_fetch_maps(src, &plan, &mut piece_maps).await;
+    }
     run.meter.emit(ProgressEvent::Planned {
         nodes: plan.order.len(),
     });
@@ -209,8 +215,28 @@ where
     }
 
     // Finish (tag, referrers index, read-back): only for a complete graph, not cancelled.
+    // With piece maps: their artifacts are made first, and pushed while finishing.
     let finished = if root_stored && !options.is_cancelled() {
-        Some(run.finish(&result, tag.as_deref(), &copied_referrers).await)
+        let artifacts = if options.piece_maps {
+            run.piece_map_artifacts(&mut piece_maps).await
+        } else {
+            Ok(Vec::new())
+        };
+        Some(match artifacts {
+            Ok(artifacts) => {
+                let done = run
+                    .finish(&result, tag.as_deref(), &copied_referrers, &artifacts)
+                    .await;
+                if done.is_ok() {
+                    piece_maps.pushed = artifacts
+                        .iter()
+                        .map(|(s, a)| (s.clone(), a.manifest.descriptor()))
+                        .collect();
+                }
+                done
+            }
+            Err(fault) => Err(fault),
+        })
     } else {
         None
     };
@@ -218,6 +244,7 @@ where
     let (mut report, failures) = run.report(src_ref, &root);
     report.result = Some(result.clone());
     report.referrers = copied_referrers.into_iter().map(|(_, r)| r).collect();
+    report.piece_maps = piece_maps;
     report.elapsed = started.elapsed();
     report.count_retries(draw);
     let finish_fault = match finished {
