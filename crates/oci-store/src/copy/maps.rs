@@ -308,9 +308,8 @@ pub(super) async fn artifact_maps<S: ReadStore + TagStore + ?Sized>(
             else {
                 continue; // a map of a blob this image does not have
             };
-            if out.contains_key(&layer.digest) {
-                continue;
-            }
+            // Read even when another artifact gave this layer's map: a broken artifact is
+            // named either way.
             let bytes = match store.fetch_bytes(&strip(entry), MAP_BLOB_LIMIT).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -333,7 +332,8 @@ pub(super) async fn artifact_maps<S: ReadStore + TagStore + ?Sized>(
                 ignore(format!("map {}: {e}", entry.digest));
                 continue;
             }
-            out.insert(layer.digest.clone(), (map, r.digest.clone()));
+            out.entry(layer.digest.clone())
+                .or_insert_with(|| (map, r.digest.clone()));
         }
     }
     if !out.is_empty() {
@@ -450,25 +450,27 @@ where
         Ok(out)
     }
 
-    /// A trusted map of `layer`: made by this run from the bytes it moved, else the source's
-    /// or the destination's own, else computed from the source's verified bytes (with the
-    /// copy's retries).
+    /// A trusted map of `layer`: the source store's own, else made by this run from the bytes
+    /// it moved, else the destination's own, else computed from the source's verified bytes
+    /// (with the copy's retries).
     async fn trusted_map(&self, layer: &Descriptor) -> std::result::Result<PieceMap, Fault> {
+        let own = |side, found: Result<Option<PieceMap>>| match found {
+            Ok(Some(m)) if m.check_for(&layer.digest, layer.size).is_ok() => Some(m),
+            Ok(_) => None,
+            Err(e) => {
+                debug!(digest = %layer.digest, %side, error = %crate::error::error_chain(&e), "no piece map from this store");
+                None
+            }
+        };
+        if let Some(m) = own(Source, self.src.trusted_piece_map(layer).await) {
+            return Ok(m);
+        }
         let made = self.stats_lock().maps.get(&layer.digest).cloned();
         if let Some(m) = made {
             return Ok(m);
         }
-        for (side, found) in [
-            (Source, self.src.trusted_piece_map(layer).await),
-            (Destination, self.dst.trusted_piece_map(layer).await),
-        ] {
-            match found {
-                Ok(Some(m)) if m.check_for(&layer.digest, layer.size).is_ok() => return Ok(m),
-                Ok(_) => {}
-                Err(e) => {
-                    debug!(digest = %layer.digest, %side, error = %crate::error::error_chain(&e), "no piece map from this store");
-                }
-            }
+        if let Some(m) = own(Destination, self.dst.trusted_piece_map(layer).await) {
+            return Ok(m);
         }
         let src = self.src;
         Retry::new(self.options, self.budget, src.location().is_some())

@@ -118,10 +118,11 @@ pub struct CopyOptions {
     /// [`PieceMapArtifact`](crate::PieceMapArtifact) per image manifest (for an index, one per
     /// platform's image manifest), whose `subject` is that manifest, made discoverable through
     /// the destination's referrers API or the tag schema fallback. The maps are trusted ones:
-    /// computed from the bytes this copy moved as they verified, else the source's or the
-    /// destination's own ([`ReadStore::trusted_piece_map`](crate::ReadStore::trusted_piece_map)),
-    /// else computed from the source's verified bytes (one more read of a layer the destination
-    /// already had). Off by default: hashing every piece costs a second SHA-256 pass. A
+    /// the source store's own ([`ReadStore::trusted_piece_map`](crate::ReadStore::trusted_piece_map):
+    /// a [`LayoutStore`](crate::LayoutStore) computes and caches them), else computed from
+    /// the bytes this copy moved from a registry as they verified, else the destination's own,
+    /// else computed from the source's verified bytes (one more read of a layer the
+    /// destination already had). Off by default: hashing every piece costs a second SHA-256 pass. A
     /// destination that already has an artifact covering every layer gets none again.
     pub piece_maps: bool,
     /// When blobs are fetched in pieces ([`blob_sources`](Self::blob_sources), two or more) and

@@ -443,9 +443,10 @@ where
         let mut done = resumed_from;
         let mut sent = 0u64;
         self.meter.add(resumed_from);
-        // The piece map, hashed as the bytes go by (all of them: not for a resumed transfer).
+        // The piece map, hashed as the bytes go by (all of them: not for a resumed transfer),
+        // when the source is a registry (a local store makes its own trusted maps).
         let mut map = match PieceLayout::for_size(desc.size) {
-            Ok(layout) if self.options.piece_maps && resumed_from == 0 => {
+            Ok(layout) if self.options.piece_maps && self.remote_source && resumed_from == 0 => {
                 Some(PieceMapBuilder::new(desc.digest.clone(), layout))
             }
             _ => None,
