@@ -2,32 +2,7 @@
 //! with [`CopyOptions::piece_maps`] pushes beside each image manifest, and how a copy that
 //! fetches blobs in pieces finds such artifacts in its source and uses their maps.
 //!
-//! # The artifact
-//!
-//! One OCI 1.1 artifact per image manifest (for an index: one per platform's image manifest,
-//! each the subject of its own artifact, since maps are of layers and layers belong to image
-//! manifests): an OCI image manifest with
-//!
-//! - `artifactType` [`PIECE_MAP_MEDIA_TYPE`](oci_digest::PIECE_MAP_MEDIA_TYPE);
-//! - the empty config (`application/vnd.oci.empty.v1+json`, `{}`);
-//! - one layer per map, of media type [`PIECE_MAP_MEDIA_TYPE`](oci_digest::PIECE_MAP_MEDIA_TYPE),
-//!   holding the map's serialised form ([`PieceMap`]), annotated
-//!   [`PIECE_MAP_BLOB_ANNOTATION`] with the digest of the image layer it maps, in the order
-//!   of the image's layers;
-//! - `subject` the image manifest.
-//!
-//! It is found through the registry's referrers API, or the tag schema fallback
-//! ([`referrers_tag`](crate::referrers_tag)) where there is none (distribution 2.8). Its bytes
-//! depend only on the subject and the maps, so pushing it again changes nothing.
-//!
-//! # Trust
-//!
-//! A map made from bytes that verified (by this copy as it moved them, or by a store from the
-//! blob it holds: [`ReadStore::trusted_piece_map`]) is trusted. A map read from an artifact is
-//! only what its pusher claims: a copy uses it as [`MapTrust::Advisory`], where a wrong map
-//! costs refetches, never a wrong blob. Artifacts and maps that are malformed, or for other
-//! blobs, are ignored with a warning naming the artifact
-//! ([`PieceMapsReport::ignored`]); they never fail a copy.
+//! See [`PieceMapArtifact`] for the format and how far its maps are trusted.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -68,8 +43,35 @@ const MAP_BLOB_LIMIT: u64 = oci_digest::PieceLayout::MAX_PIECES * 67 + 4096;
 const MAX_ARTIFACTS: usize = 4;
 
 /// The piece-map artifact of one image manifest: its manifest and the blobs it needs (the empty
-/// config and one serialised map per layer). See the [module documentation](self) for the
-/// format.
+/// config and one serialised map per layer).
+///
+/// # The artifact
+///
+/// One OCI 1.1 artifact per image manifest (for an index: one per platform's image manifest,
+/// each the subject of its own artifact, since maps are of layers and layers belong to image
+/// manifests): an OCI image manifest with
+///
+/// - `artifactType` [`PIECE_MAP_MEDIA_TYPE`](oci_digest::PIECE_MAP_MEDIA_TYPE);
+/// - the empty config (`application/vnd.oci.empty.v1+json`, `{}`);
+/// - one layer per map, of media type [`PIECE_MAP_MEDIA_TYPE`](oci_digest::PIECE_MAP_MEDIA_TYPE),
+///   holding the map's serialised form ([`PieceMap`]), annotated
+///   [`PIECE_MAP_BLOB_ANNOTATION`] with the digest of the image layer it maps, in the order
+///   of the image's layers (each distinct, non-empty layer once; foreign layers the source
+///   does not hold have none);
+/// - `subject` the image manifest.
+///
+/// It is found through the registry's referrers API, or the tag schema fallback
+/// ([`referrers_tag`](crate::referrers_tag)) where there is none (distribution 2.8). Its bytes
+/// depend only on the subject and the maps, so pushing it again changes nothing.
+///
+/// # Trust
+///
+/// A map made from bytes that verified (by this copy as it moved them, or by a store from the
+/// blob it holds: [`ReadStore::trusted_piece_map`]) is trusted. A map read from an artifact is
+/// only what its pusher claims: a copy uses it as [`MapTrust::Advisory`], where a wrong map
+/// costs refetches, never a wrong blob. Artifacts and maps that are malformed, or for other
+/// blobs, are ignored with a warning naming the artifact
+/// ([`PieceMapsReport::ignored`]); they never fail a copy.
 ///
 /// ```
 /// use oci_digest::{Algorithm, PieceMap};
