@@ -251,9 +251,11 @@ pub trait ReadStore: Send + Sync {
     /// store cannot make one (a registry, whose maps are only advisory).
     /// [`LayoutStore`](crate::LayoutStore) computes and caches them
     /// ([`LayoutStore::piece_map`](crate::LayoutStore::piece_map)), a
-    /// [`MemoryStore`](crate::MemoryStore) computes them from the bytes it holds. A copy with
-    /// [`CopyOptions::piece_maps`](crate::CopyOptions::piece_maps) takes its maps from here
-    /// when it can.
+    /// [`MemoryStore`](crate::MemoryStore) computes them from the bytes it holds. This may
+    /// read and hash the whole content; see
+    /// [`cached_trusted_piece_map`](ReadStore::cached_trusted_piece_map) for a map already made.
+    /// A copy with [`CopyOptions::piece_maps`](crate::CopyOptions::piece_maps) takes its maps
+    /// from here when it can.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -274,6 +276,28 @@ pub trait ReadStore: Send + Sync {
     /// [`StoreError::NotFound`] when the store does not hold the content; the store's read and
     /// verification errors.
     async fn trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let _ = desc;
+        Ok(None)
+    }
+
+    /// A trusted piece map of `desc` this store already has, without computing one (no read
+    /// of the content, no hashing): what a pull may use on its default path. `Ok(None)` (the
+    /// default) when there is none; a [`LayoutStore`](crate::LayoutStore) answers from its
+    /// cache ([`LayoutStore::cached_piece_map`](crate::LayoutStore::cached_piece_map)).
+    ///
+    /// ```
+    /// use oci_store::{MemoryStore, ReadStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let d = oci_manifest::Descriptor::of("application/octet-stream", b"x");
+    /// // A memory store computes maps when asked, but keeps none.
+    /// assert!(MemoryStore::new().cached_trusted_piece_map(&d).await?.is_none());
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The store's errors reaching what it keeps.
+    async fn cached_trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
         let _ = desc;
         Ok(None)
     }

@@ -345,8 +345,8 @@ pub(super) async fn artifact_maps<S: ReadStore + TagStore + ?Sized>(
 }
 
 /// Before a copy's transfer, when it fetches blobs in pieces: the maps of the layers of every
-/// image manifest it copies unchanged, by blob digest. A local source's own maps come first
-/// (trusted); then the maps of the piece-map artifacts the source has for the image
+/// image manifest it copies unchanged, by blob digest. A local source's own maps, when it has
+/// them already ([`ReadStore::cached_trusted_piece_map`]), come first (trusted); then the maps of the piece-map artifacts the source has for the image
 /// (advisory). What was found and ignored goes to `report`.
 pub(super) async fn find_fetch_maps<S: ReadStore + TagStore + ?Sized>(
     src: &S,
@@ -369,7 +369,8 @@ pub(super) async fn find_fetch_maps<S: ReadStore + TagStore + ?Sized>(
                 continue;
             }
             if local {
-                match src.trusted_piece_map(&l).await {
+                // Only a map the store already has: no hashing on the pull's default path.
+                match src.cached_trusted_piece_map(&l).await {
                     Ok(Some(m)) if m.check_for(&l.digest, l.size).is_ok() => {
                         report
                             .found

@@ -128,9 +128,10 @@ pub struct CopyOptions {
     /// When blobs are fetched in pieces ([`blob_sources`](Self::blob_sources), two or more) and
     /// [`fetch`](Self::fetch) gives no map: look in the source for the piece-map artifacts of
     /// each image manifest and use their maps, as [`MapTrust::Advisory`](crate::MapTrust)
-    /// (a wrong map costs refetches, never a wrong blob); a local source's own maps
-    /// ([`ReadStore::trusted_piece_map`](crate::ReadStore::trusted_piece_map)) come first and
-    /// are trusted. Malformed artifacts and maps are ignored with a warning
+    /// (a wrong map costs refetches, never a wrong blob); a local source's own maps, when it
+    /// has them already
+    /// ([`ReadStore::cached_trusted_piece_map`](crate::ReadStore::cached_trusted_piece_map):
+    /// nothing is hashed for them), come first and are trusted. Malformed artifacts and maps are ignored with a warning
     /// ([`PieceMapsReport::ignored`](crate::PieceMapsReport)). On by default.
     pub find_piece_maps: bool,
 }

@@ -119,22 +119,10 @@ impl LayoutStore {
         opts.read(true);
         let file = open_regular(&path, &opts, "open")?.ok_or_else(|| not_found(digest))?;
         let size = file.metadata().map_err(ioe("stat", &path))?.len();
-        let cache = self.piece_map_path(digest);
-        let alg = digest.algorithm().as_str();
-        if check_dirs(&self.inner.root, &[STATE_DIR, MAPS_DIR, alg])? {
-            match read_limited(&cache, MAP_RECORD_LIMIT) {
-                Ok(Some(raw)) => match unseal(&raw, digest, size) {
-                    Ok(map) => return Ok(map),
-                    Err(why) => {
-                        tracing::warn!(%digest, path = %cache.display(), why, "cached piece map unusable; deriving it again");
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(%digest, path = %cache.display(), error = %e, "cached piece map unreadable; deriving it again");
-                }
-            }
+        if let Some(map) = self.cached_map_blocking(digest, size)? {
+            return Ok(map);
         }
+        let cache = self.piece_map_path(digest);
         let map = PieceMap::compute(
             BufReader::with_capacity(READ_CHUNK, file),
             digest.clone(),
@@ -147,6 +135,61 @@ impl LayoutStore {
             tracing::warn!(%digest, path = %cache.display(), error = %e, "cannot cache the piece map");
         }
         Ok(map)
+    }
+
+    /// The cached map of `digest`, if a sealed, well-formed one for this blob of `size` bytes is
+    /// there (a damaged one is logged and passed over).
+    fn cached_map_blocking(&self, digest: &Digest, size: u64) -> Result<Option<PieceMap>> {
+        let cache = self.piece_map_path(digest);
+        let alg = digest.algorithm().as_str();
+        if !check_dirs(&self.inner.root, &[STATE_DIR, MAPS_DIR, alg])? {
+            return Ok(None);
+        }
+        match read_limited(&cache, MAP_RECORD_LIMIT) {
+            Ok(Some(raw)) => match unseal(&raw, digest, size) {
+                Ok(map) => return Ok(Some(map)),
+                Err(why) => {
+                    tracing::warn!(%digest, path = %cache.display(), why, "cached piece map unusable; deriving it again");
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%digest, path = %cache.display(), error = %e, "cached piece map unreadable; deriving it again");
+            }
+        }
+        Ok(None)
+    }
+
+    /// The cached piece map of the blob `desc`, when [`piece_map`](LayoutStore::piece_map)
+    /// made one earlier and its file is sound; `None` otherwise. Never reads or hashes the
+    /// blob (a map not cached is not computed).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{LayoutOptions, LayoutStore, WriteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("oci-store-doc-cached-{}", std::process::id()));
+    /// let store = LayoutStore::open_with(&dir, &LayoutOptions::create()).await?;
+    /// let data = Bytes::from(vec![3u8; 5000]);
+    /// let desc = Descriptor::of("application/octet-stream", &data);
+    /// store.push_bytes(&desc, data).await?;
+    /// assert!(store.cached_piece_map(&desc).await?.is_none());
+    /// let map = store.piece_map(&desc.digest).await?;
+    /// assert_eq!(store.cached_piece_map(&desc).await?, Some(map));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::UnsafeEntry`] when the cache's directories are not real directories;
+    /// I/O errors reaching them.
+    pub async fn cached_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let s = self.clone();
+        let d = desc.clone();
+        blocking(move || s.cached_map_blocking(&d.digest, d.size)).await
     }
 
     /// Writes `map` to the cache, under the shared lock, if its blob is still there.

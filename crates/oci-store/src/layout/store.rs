@@ -84,6 +84,14 @@ impl ReadStore for LayoutStore {
         Ok(Some(map))
     }
 
+    /// The layout's cached map ([`LayoutStore::cached_piece_map`]), never computed here.
+    async fn cached_trusted_piece_map(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<Option<oci_digest::PieceMap>> {
+        self.cached_piece_map(desc).await
+    }
+
     async fn fetch_unverified(&self, desc: &Descriptor) -> Result<BlobStream> {
         let (file, len) = self.open_blob(desc).await?;
         Ok(Box::pin(file_stream(file, len)))
