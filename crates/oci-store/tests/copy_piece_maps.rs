@@ -206,6 +206,19 @@ fn a_layout_source_gives_trusted_maps_that_catch_a_mirrors_bad_piece() {
             dst.fetch_bytes(&bad_layer, u64::MAX).await.unwrap(),
             src.fetch_bytes(&bad_layer, u64::MAX).await.unwrap()
         );
+        // Asked not to look for maps: none, though the source has them cached.
+        let dst3 = LayoutStore::open_with(tmp.path().join("dst3"), &LayoutOptions::create())
+            .await
+            .unwrap();
+        let unmapped = options.clone().with_found_piece_maps(false);
+        let report = copy(&src, "v1", &dst3, None, &unmapped).await.unwrap();
+        assert!(
+            report.piece_maps.found.is_empty(),
+            "{:?}",
+            report.piece_maps
+        );
+        assert!(report.fetches.iter().all(|f| f.map == MapUse::None));
+
         // Without cached maps, the source gives none: nothing is hashed on a pull's default
         // path, and no artifact is there.
         std::fs::remove_dir_all(tmp.path().join("src/.oci-rs/piece-maps")).unwrap();
