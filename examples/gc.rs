@@ -110,6 +110,9 @@ fn main() -> ExitCode {
         for t in &report.temporary_files {
             outln!("{verb} temporary file {}", Escaped(t.display()));
         }
+        for d in &report.piece_maps {
+            outln!("{verb} the cached piece map of {d} (its blob goes or is gone)");
+        }
         oci_examples::print_graph_findings(&report.missing, &report.foreign, &report.skipped);
         outln!(
             "{}, {} live; {verb} {}: {}",

@@ -7,6 +7,10 @@
 #   two         from two healthy registries (the origin and one mirror)
 #   throttled   the same two plus a third reached through a proxy throttled to THROTTLE_MBS
 #               MB/s (default 20): the pull should stay within 1.2x of "two"
+#   three_maps  "three" for a repository whose origin holds the piece-map artifact pushed by
+#               `copy --piece-maps`: every piece hashed and checked as it arrives (the map is
+#               advisory, from the registry; a trusted map costs the same hashing); target
+#               under 1.4x "single"
 #   corrupt     the origin and a mirror whose stored copy of one layer has a byte flipped on
 #               disk (last: it changes that mirror): completes, bytes fetched twice reported
 #   skopeo      skopeo copy from the origin (for scale), and from the corrupt mirror (fails:
@@ -134,6 +138,11 @@ first_layer=$(jq -r '.layers[0].digest | sub("sha256:"; "")' "$work/big/blobs/sh
 for r in "$r1" "$r2" "$r3"; do
   "$ours" -q --plain-http "oci:$work/big:latest" "docker://$r/bench/app:latest" >/dev/null
 done
+# The same image in bench/mapped, the origin's copy with its piece-map artifact.
+"$ours" -q --plain-http --piece-maps "oci:$work/big:latest" "docker://$r1/bench/mapped:latest" >/dev/null
+for r in "$r2" "$r3"; do
+  "$ours" -q --plain-http "oci:$work/big:latest" "docker://$r/bench/mapped:latest" >/dev/null
+done
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 minmax() { sort -n | awk 'NR==1 {a=$1} {b=$1} END {printf "%s-%s", a, b}'; }
@@ -145,6 +154,7 @@ for k in $(seq "$runs"); do
   echo "run $k/$runs" >&2
   timed single "$ours" -q --plain-http "$src" "$dst"
   timed three "$ours" -q --plain-http --mirror "$r2" --mirror "$r3" "$src" "$dst"
+  timed three_maps "$ours" -q --plain-http --mirror "$r2" --mirror "$r3" "docker://$r1/bench/mapped:latest" "$dst"
   timed two "$ours" -q --plain-http --mirror "$r2" "$src" "$dst"
   timed throttled "$ours" -q --plain-http --mirror "$r2" --mirror "$rslow" "$src" "$dst"
   timed skopeo_single skopeo --insecure-policy copy --src-tls-verify=false "docker://$r1/bench/app:latest" "oci:$work/out:latest"
@@ -178,11 +188,13 @@ echo '| pull into a layout | median s | min-max s | MiB/s | x base | peak RSS Mi
 echo '|---|---|---|---|---|---|'
 row single 'ours: one registry (base)' single
 row three 'ours: three registries (--mirror x2)' single
+row three_maps 'ours: three registries, piece maps from the artifact (hashing on)' single
 row skopeo_single 'skopeo: one registry' single
 row two 'ours: two healthy registries (base of the next)' two
 row throttled "ours: the two + one throttled to $throttle MB/s" two
 row corrupt 'ours: origin + a mirror with one flipped byte' single
 echo
+echo "three_maps, last run: $(grep -c '^  piece map of .*: advisory, from artifact' "$work/three_maps.out") layer maps used, $(grep -c 'dropped during the fetch' "$work/three_maps.out") dropped"
 echo "corrupt mirror, last run's summary lines about pieces:"
 grep -E 'fetched in pieces|    .*: .* kept|bad piece' "$work/corrupt.out" | sed 's/^/    /'
 echo "skopeo copy from the corrupt mirror: ${skopeo_bad:-no error?}"

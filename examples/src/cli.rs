@@ -622,6 +622,14 @@ pub struct CopyArgs {
     /// Convert manifests to these media types
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
+    /// After copying, push the piece maps of the image's layers beside it: one OCI artifact
+    /// per image manifest, its subject (referrers API, or the tag schema fallback)
+    ///
+    /// A later pull from several sources (--mirror, --registries-conf) checks every piece
+    /// against these maps as it arrives (advisory: a wrong map costs refetches, never a wrong
+    /// blob). Costs a second SHA-256 pass over the layers.
+    #[arg(long)]
+    pub piece_maps: bool,
     /// The retry budget of each copy: retries in all after transient failures, shared by every
     /// blob, manifest and the tag of the copy
     ///
@@ -641,6 +649,7 @@ impl CopyArgs {
         o.include_referrers = self.referrers;
         o.format = self.format.map(Flavor::from);
         o.retries = self.retries;
+        o.piece_maps = self.piece_maps;
         if self.verify_existing {
             o.verify = VerifyMode::Range;
         }

@@ -3,7 +3,7 @@
 //! bytes ([`ExactSize`]), every line escaped.
 
 use oci_manifest::Descriptor;
-use oci_store::{CopyReport, NodeOutcome};
+use oci_store::{CopyReport, MapTrust, MapUse, NodeOutcome};
 
 use crate::escape;
 use crate::size::{Count, ExactSize, Rate};
@@ -115,6 +115,57 @@ resumed {} of interrupted transfers",
     lines.join("\n")
 }
 
+/// The lines about piece maps: those found for the blobs fetched in pieces (trusted or
+/// advisory, and the artifact they came from), artifacts ignored and why, artifacts pushed.
+///
+/// ```
+/// let report = oci_store::CopyReport::default();
+/// assert!(oci_examples::summary::piece_map_lines(&report).is_empty());
+/// ```
+pub fn piece_map_lines(report: &CopyReport) -> Vec<String> {
+    let pm = &report.piece_maps;
+    let mut lines = Vec::new();
+    for (blob, trust, from) in &pm.found {
+        let how = match trust {
+            MapTrust::Trusted => "trusted",
+            _ => "advisory",
+        };
+        let from = from.as_ref().map_or_else(
+            || "the source store".to_owned(),
+            |a| format!("artifact {a}"),
+        );
+        lines.push(format!("  piece map of {blob}: {how}, from {from}"));
+    }
+    for f in &report.fetches {
+        if let MapUse::Rejected { reason } = &f.map {
+            lines.push(format!(
+                "  piece map of {} dropped during the fetch: {}",
+                f.digest,
+                escape(reason)
+            ));
+        }
+    }
+    for (artifact, why) in &pm.ignored {
+        lines.push(format!(
+            "  piece-map artifact {artifact} ignored: {}",
+            escape(why)
+        ));
+    }
+    for (subject, artifact) in &pm.pushed {
+        lines.push(format!(
+            "  piece maps pushed: artifact {} for {}",
+            artifact.digest, subject.digest
+        ));
+    }
+    for subject in &pm.present {
+        lines.push(format!(
+            "  piece maps of {} already in the destination",
+            subject.digest
+        ));
+    }
+    lines
+}
+
 /// The lines about blobs fetched in pieces from several sources (`--mirror`,
 /// `--registries-conf`): bytes per source, every bad piece with its source, bytes fetched twice.
 ///
@@ -123,15 +174,16 @@ resumed {} of interrupted transfers",
 /// assert!(oci_examples::summary::pieces_lines(&report).is_empty());
 /// ```
 pub fn pieces_lines(report: &CopyReport) -> Vec<String> {
+    let mut lines = piece_map_lines(report);
     if report.fetches.is_empty() {
-        return Vec::new();
+        return lines;
     }
-    let mut lines = vec![format!(
+    lines.extend([format!(
         "  fetched in pieces from {} sources: {}; fetched twice: {}",
         report.source_totals().len(),
         Count(report.fetches.len(), "blob"),
         ExactSize(report.bytes_refetched())
-    )];
+    )]);
     for t in report.source_totals() {
         lines.push(format!(
             "    {}: {} kept ({} pieces), {} received{}",

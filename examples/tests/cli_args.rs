@@ -104,6 +104,7 @@ fn shared_options_are_spelled_and_explained_alike() {
         "--all",
         "--verify-existing",
         "--referrers",
+        "--piece-maps",
         "--format <FORMAT>",
         "--retries <N>",
         "-j, --jobs <N>",

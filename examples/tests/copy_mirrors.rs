@@ -13,12 +13,14 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use oci_digest::PIECE_MAP_MEDIA_TYPE;
 use oci_distribution_client::{Client, ClientConfig, RegistrySource, Repository};
 use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::{Descriptor, media_types};
 use oci_store::{
-    CopyOptions, FetchOptions, LayoutOptions, LayoutStore, MapTrust, MemoryStore, PieceMap,
-    RangeSource, ReadStore, TagStore, WriteStore, copy, fetch_blob,
+    CopyOptions, FetchOptions, LayoutOptions, LayoutStore, MapTrust, MemoryStore,
+    PIECE_MAP_BLOB_ANNOTATION, PieceMap, PieceMapArtifact, RangeSource, ReadStore, TagStore,
+    WriteStore, copy, fetch_blob,
 };
 use registry::{TestRegistry, require_tool};
 
@@ -33,11 +35,15 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn repo(reg: &TestRegistry) -> Repository {
+    repo_named(reg, "team/app")
+}
+
+fn repo_named(reg: &TestRegistry, name: &str) -> Repository {
     let mut config = ClientConfig::default().with_plain_http(reg.addr.clone());
     config.docker_config = false;
     Client::new(config)
         .unwrap()
-        .repository_by_name(&reg.addr, "team/app")
+        .repository_by_name(&reg.addr, name)
         .unwrap()
 }
 
@@ -270,4 +276,303 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
         stderr.contains(&format!("expected {}", layer.digest)),
         "{stderr}"
     );
+}
+
+/// Runs the copy example with `args`; panics with its output unless it succeeds; returns its
+/// standard output.
+fn copy_example(home: &std::path::Path, args: &[String]) -> String {
+    let out = Command::new(common::example("copy"))
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "copy {args:?}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Pushes `artifact`'s blobs and manifest into `repo` (the client keeps the fallback tag).
+async fn push_artifact(repo: &Repository, artifact: &PieceMapArtifact) -> Descriptor {
+    for (d, b) in &artifact.blobs {
+        repo.push_bytes(d, b.clone()).await.unwrap();
+    }
+    let desc = artifact.manifest.descriptor();
+    repo.push_bytes(&desc, artifact.manifest.raw().clone())
+        .await
+        .unwrap();
+    desc
+}
+
+#[test]
+fn piece_maps_travel_with_the_image_and_a_pull_from_a_corrupt_mirror_uses_them() {
+    let rt = rt();
+    let origin = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let (src, layer) = rt.block_on(image());
+    let tmp = common::TempDir::new("copy-piece-maps");
+    let home = tmp.path();
+    let mirror_name = format!("{}/team/app", mirror.addr);
+
+    // The image in a layout, which makes trusted maps of the blobs it holds.
+    let layout_dir = tmp.path().join("src");
+    let manifest = rt.block_on(async {
+        let l = LayoutStore::open_with(&layout_dir, &LayoutOptions::create())
+            .await
+            .unwrap();
+        copy(&src, "v1", &l, Some("v1"), &CopyOptions::default())
+            .await
+            .unwrap();
+        l.resolve("v1").await.unwrap()
+    });
+
+    // copy --piece-maps into the origin: the image, then its maps as one artifact.
+    let to_origin = vec![
+        "--plain-http".to_owned(),
+        "--piece-maps".to_owned(),
+        format!("oci:{}:v1", layout_dir.display()),
+        format!("docker://{}/team/app:v1", origin.addr),
+    ];
+    let stdout = copy_example(home, &to_origin);
+    let pushed = between(&stdout, "piece maps pushed: artifact ", " for ").to_owned();
+    assert!(
+        stdout.contains(&format!(
+            "piece maps pushed: artifact {pushed} for {}",
+            manifest.digest
+        )),
+        "{stdout}"
+    );
+    // The maps came from the layout (its own, trusted); the example opens a source layout
+    // read-only, so nothing was cached there.
+    rt.block_on(async {
+        let l = LayoutStore::open(&layout_dir).await.unwrap();
+        assert!(!l.piece_map_path(&layer.digest).exists());
+    });
+
+    // The registry holds the artifact: distribution 2.8 has no referrers API, so the tag schema
+    // fallback names it; its subject is the image manifest; its one map is the layer's, right.
+    rt.block_on(async {
+        let r = repo(&origin);
+        let fallback = r
+            .fetch_manifest(&oci_store::referrers_tag(&manifest.digest))
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        let entries: Vec<&Descriptor> = fallback
+            .manifests()
+            .iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(PIECE_MAP_MEDIA_TYPE))
+            .collect();
+        assert_eq!(entries.len(), 1, "{fallback:?}");
+        assert_eq!(entries[0].digest.to_string(), pushed);
+        let listed = r
+            .referrers(&manifest.digest, Some(PIECE_MAP_MEDIA_TYPE))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        let artifact = r.fetch_manifest(&pushed).await.unwrap().parse().unwrap();
+        assert_eq!(artifact.artifact_type(), Some(PIECE_MAP_MEDIA_TYPE));
+        assert_eq!(artifact.subject().unwrap().digest, manifest.digest);
+        assert_eq!(artifact.layers().len(), 1);
+        let entry = &artifact.layers()[0];
+        assert_eq!(
+            entry.annotation(PIECE_MAP_BLOB_ANNOTATION),
+            Some(layer.digest.as_str())
+        );
+        let bytes = r.fetch_bytes(entry, 1 << 20).await.unwrap();
+        let map = PieceMapArtifact::read_map(entry, bytes).unwrap();
+        let data = src.fetch_bytes(&layer, u64::MAX).await.unwrap();
+        assert_eq!(
+            map,
+            PieceMap::compute(&data[..], layer.digest.clone(), layer.size).unwrap()
+        );
+    });
+
+    // Again: the artifact is there, nothing new is pushed.
+    let stdout = copy_example(home, &to_origin);
+    assert!(
+        stdout.contains(&format!(
+            "piece maps of {} already in the destination",
+            manifest.digest
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("piece maps pushed"), "{stdout}");
+
+    // The mirror holds the image without maps; its stored layer gets pieces 0 and 1 damaged.
+    rt.block_on(copy(
+        &src,
+        "v1",
+        &repo(&mirror),
+        Some("v1"),
+        &CopyOptions::default(),
+    ))
+    .unwrap();
+    corrupt_on_disk(&mirror, &layer, &[100, MIB as u64 + 7]);
+
+    // A pull from the mirror and the origin finds the artifact in the origin and checks every
+    // piece against its (advisory) map: the mirror's bad pieces are named and replaced, at most
+    // two pieces' worth fetched twice.
+    let stdout = copy_example(
+        home,
+        &[
+            "--plain-http".to_owned(),
+            "--mirror".to_owned(),
+            mirror.addr.clone(),
+            format!("docker://{}/team/app:v1", origin.addr),
+            format!("oci:{}:v1", tmp.path().join("pulled").display()),
+        ],
+    );
+    assert!(
+        stdout.contains(&format!(
+            "piece map of {}: advisory, from artifact {pushed}",
+            layer.digest
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("dropped during the fetch"), "{stdout}");
+    let bad_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  bad piece"))
+        .collect();
+    assert!(!bad_lines.is_empty(), "{stdout}");
+    for l in &bad_lines {
+        assert!(
+            l.contains(&format!("of {} from {mirror_name}", layer.digest)),
+            "{l}"
+        );
+        assert!(
+            l.contains("bad piece 0 (bytes 0..1048576)")
+                || l.contains("bad piece 1 (bytes 1048576..2097152)"),
+            "{l}"
+        );
+    }
+    assert!(stdout.contains("BAD SOURCE"), "{stdout}");
+    let twice = exact(between(&stdout, "fetched twice: ", ""));
+    assert!(twice <= 2 * MIB as u64, "{stdout}");
+    let data = rt.block_on(src.fetch_bytes(&layer, u64::MAX)).unwrap();
+    rt.block_on(async {
+        let l = LayoutStore::open_with(tmp.path().join("pulled"), &LayoutOptions::read_only())
+            .await
+            .unwrap();
+        assert_eq!(l.fetch_bytes(&layer, u64::MAX).await.unwrap(), data);
+    });
+
+    // A hostile artifact (every piece hash wrong, well formed) and a malformed one (its map
+    // is not JSON) for the same image in another repository: the malformed one is ignored
+    // with a warning naming it, the hostile map costs refetches and is dropped, and the blob
+    // is right.
+    let (hostile, malformed) = rt.block_on(async {
+        for reg in [&origin, &mirror] {
+            let r = repo_named(reg, "team/hostile");
+            copy(&src, "v1", &r, Some("v1"), &CopyOptions::default())
+                .await
+                .unwrap();
+        }
+        let good = PieceMap::compute(&data[..], layer.digest.clone(), layer.size).unwrap();
+        let wrong: Vec<[u8; 32]> = good
+            .hashes()
+            .iter()
+            .map(|h| {
+                let mut h = *h;
+                h[0] ^= 1;
+                h
+            })
+            .collect();
+        let wrong = PieceMap::from_parts(layer.digest.clone(), good.layout(), wrong).unwrap();
+        let r = repo_named(&origin, "team/hostile");
+        let hostile =
+            push_artifact(&r, &PieceMapArtifact::build(&manifest, &[wrong]).unwrap()).await;
+        let garbage = Bytes::from_static(b"{\"not\": \"a map\"}");
+        let entry = Descriptor::of(PIECE_MAP_MEDIA_TYPE, &garbage)
+            .with_annotation(PIECE_MAP_BLOB_ANNOTATION, layer.digest.as_str());
+        r.push_bytes(&entry, garbage).await.unwrap();
+        let m = ImageManifestBuilder::artifact(PIECE_MAP_MEDIA_TYPE)
+            .layer(entry)
+            .subject(manifest.clone())
+            .annotation("purpose", "malformed")
+            .build()
+            .unwrap();
+        let malformed = m.descriptor();
+        r.push_bytes(&malformed, m.raw().clone()).await.unwrap();
+        (hostile, malformed)
+    });
+    let stdout = copy_example(
+        home,
+        &[
+            "--plain-http".to_owned(),
+            "--mirror".to_owned(),
+            mirror.addr.clone(),
+            format!("docker://{}/team/hostile:v1", origin.addr),
+            format!("oci:{}:v1", tmp.path().join("hostile").display()),
+        ],
+    );
+    assert!(
+        stdout.contains(&format!(
+            "piece map of {}: advisory, from artifact {}",
+            layer.digest, hostile.digest
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "piece map of {} dropped during the fetch",
+            layer.digest
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "piece-map artifact {} ignored: ",
+            malformed.digest
+        )),
+        "{stdout}"
+    );
+    rt.block_on(async {
+        let l = LayoutStore::open_with(tmp.path().join("hostile"), &LayoutOptions::read_only())
+            .await
+            .unwrap();
+        assert_eq!(l.fetch_bytes(&layer, u64::MAX).await.unwrap(), data);
+    });
+
+    // skopeo ignores referrers: inspecting and copying the image with its artifact still work.
+    let skopeo = require_tool("skopeo");
+    let out = Command::new(&skopeo)
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/team/app:v1", origin.addr))
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        oci_store::Algorithm::Sha256.hash(&out.stdout),
+        manifest.digest
+    );
+    let out = Command::new(&skopeo)
+        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/team/app:v1", origin.addr))
+        .arg(format!("oci:{}:v1", tmp.path().join("skopeo").display()))
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // skopeo writes its own manifest (and, as the test layer is not really gzip, compresses
+    // it): an image is there under the tag, with one layer.
+    rt.block_on(async {
+        let l = LayoutStore::open(tmp.path().join("skopeo")).await.unwrap();
+        let copied = l.resolve("v1").await.unwrap();
+        assert_eq!(l.fetch_manifest(&copied).await.unwrap().layers().len(), 1);
+    });
 }

@@ -178,6 +178,10 @@ pub struct GcReport {
     pub stale_ingests: Vec<String>,
     /// Leftover temporary files of interrupted rewrites removed (or to be removed).
     pub temporary_files: Vec<PathBuf>,
+    /// Cached piece maps removed (or to be removed) because their blob is removed or gone, by
+    /// the blob's digest (a [`LayoutStore`](crate::LayoutStore) caches them, see
+    /// [`LayoutStore::piece_map`](crate::LayoutStore::piece_map)).
+    pub piece_maps: Vec<Digest>,
     /// Entries of the store's directories that are not regular files (links, FIFOs, devices,
     /// directories where blobs belong): never followed, read or removed, only reported.
     pub skipped: Vec<Skipped>,

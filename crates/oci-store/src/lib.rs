@@ -93,9 +93,9 @@ pub use crate::archive::{
 };
 pub use crate::copy::{
     CancelToken, CopyError, CopyOptions, CopyReport, CopySide, ManifestConversion, NodeOutcome,
-    NodeReport, Progress, ProgressEvent, ProgressFn, RetryBudget, SharedBlobs, SourceTotals,
-    VerifyMode, checked_exists, copy, copy_leased, ingest_key, referrers_index, referrers_tag,
-    resolve_reference,
+    NodeReport, PIECE_MAP_BLOB_ANNOTATION, PieceMapArtifact, PieceMapsReport, Progress,
+    ProgressEvent, ProgressFn, RetryBudget, SharedBlobs, SourceTotals, VerifyMode, checked_exists,
+    copy, copy_leased, ingest_key, referrers_index, referrers_tag, resolve_reference,
 };
 pub use crate::error::{Result, StoreError, error_chain};
 pub use crate::fetch::{

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use oci_digest::{Digest, PieceLayout, Verifier, VerifyingStream};
+use oci_digest::{Digest, PieceLayout, PieceMap, Verifier, VerifyError, VerifyingStream};
 use oci_manifest::Descriptor;
 
 use crate::error::{Result, StoreError};
@@ -262,6 +262,21 @@ impl ReadStore for MemoryStore {
         // Both ends are at most data.len(), which is a usize.
         let part = data.slice(r.start as usize..r.end as usize);
         Ok(crate::traits::bytes_stream(part))
+    }
+
+    /// Computed from the bytes held (verified against the digest as they are hashed).
+    async fn trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let data = self.blob_bytes(&desc.digest)?;
+        check_size(desc, data.len() as u64)?;
+        PieceMap::compute(&data[..], desc.digest.clone(), desc.size)
+            .map(Some)
+            .map_err(|source| match VerifyError::from_io(&source) {
+                Some(v) => StoreError::Verify(v.clone()),
+                None => StoreError::Source {
+                    digest: desc.digest.clone(),
+                    source,
+                },
+            })
     }
 }
 

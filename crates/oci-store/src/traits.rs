@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use oci_digest::{Digest, PieceLayout, Verified};
+use oci_digest::{Digest, PieceLayout, PieceMap, Verified};
 use oci_manifest::{Descriptor, Manifest};
 
 use crate::error::{Result, StoreError};
@@ -267,6 +267,63 @@ pub trait ReadStore: Send + Sync {
     /// listing the referrers).
     async fn referrers(&self, subject: &Descriptor) -> Result<Option<Vec<Descriptor>>> {
         let _ = subject;
+        Ok(None)
+    }
+
+    /// A piece map of the content `desc` that this store made itself from bytes that verified
+    /// against `desc`'s digest, so that it can be trusted
+    /// ([`MapTrust::Trusted`](crate::MapTrust::Trusted)); `Ok(None)` (the default) when the
+    /// store cannot make one (a registry, whose maps are only advisory).
+    /// [`LayoutStore`](crate::LayoutStore) computes and caches them
+    /// ([`LayoutStore::piece_map`](crate::LayoutStore::piece_map)), a
+    /// [`MemoryStore`](crate::MemoryStore) computes them from the bytes it holds. This may
+    /// read and hash the whole content; see
+    /// [`cached_trusted_piece_map`](ReadStore::cached_trusted_piece_map) for a map already made.
+    /// A copy with [`CopyOptions::piece_maps`](crate::CopyOptions::piece_maps) takes its maps
+    /// from here when it can.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, ReadStore, WriteStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let data = Bytes::from(vec![1u8; 5000]);
+    /// let desc = Descriptor::of("application/octet-stream", &data);
+    /// store.push_bytes(&desc, data).await?;
+    /// let map = store.trusted_piece_map(&desc).await?.expect("a memory store makes maps");
+    /// assert_eq!((map.digest(), map.count()), (&desc.digest, 1));
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the store does not hold the content; the store's read and
+    /// verification errors.
+    async fn trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let _ = desc;
+        Ok(None)
+    }
+
+    /// A trusted piece map of `desc` this store already has, without computing one (no read
+    /// of the content, no hashing): what a pull may use on its default path. `Ok(None)` (the
+    /// default) when there is none; a [`LayoutStore`](crate::LayoutStore) answers from its
+    /// cache ([`LayoutStore::cached_piece_map`](crate::LayoutStore::cached_piece_map)).
+    ///
+    /// ```
+    /// use oci_store::{MemoryStore, ReadStore};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let d = oci_manifest::Descriptor::of("application/octet-stream", b"x");
+    /// // A memory store computes maps when asked, but keeps none.
+    /// assert!(MemoryStore::new().cached_trusted_piece_map(&d).await?.is_none());
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The store's errors reaching what it keeps.
+    async fn cached_trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<PieceMap>> {
+        let _ = desc;
         Ok(None)
     }
 }

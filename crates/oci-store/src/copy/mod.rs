@@ -64,6 +64,7 @@
 mod budget;
 mod cancel;
 mod error;
+mod maps;
 mod options;
 mod pieces;
 mod plan;
@@ -85,6 +86,7 @@ use tracing::{debug, info, warn};
 pub use self::budget::RetryBudget;
 pub use self::cancel::CancelToken;
 pub use self::error::{CopyError, CopySide};
+pub use self::maps::{PIECE_MAP_BLOB_ANNOTATION, PieceMapArtifact, PieceMapsReport};
 pub use self::options::{CopyOptions, VerifyMode};
 pub use self::plan::resolve_reference;
 pub use self::progress::{Progress, ProgressEvent, ProgressFn};
@@ -195,10 +197,17 @@ where
 
     // Transfer: the root, then each referrer (their subjects are settled by then).
     let mut run = Run::new(src, dst, &plan, options, draw, total);
+    // The tag goes up with the root unless something must be stored before it: referrers, or
+    // the piece-map artifacts (whose failure leaves the result untagged).
     if let Some(tag) = tag.as_deref()
         && referrers.is_empty()
+        && !options.piece_maps
     {
         run.tag_root_on_store(&root.digest, tag);
+    }
+    let mut piece_maps = PieceMapsReport::default();
+    if options.blob_sources.len() > 1 && options.fetch.map.is_none() && options.find_piece_maps {
+        run.fetch_maps = maps::find_fetch_maps(src, &plan, &mut piece_maps).await;
     }
     run.meter.emit(ProgressEvent::Planned {
         nodes: plan.order.len(),
@@ -214,8 +223,28 @@ where
     }
 
     // Finish (tag, referrers index, read-back): only for a complete graph, not cancelled.
+    // With piece maps: their artifacts are made first, and pushed while finishing.
     let finished = if root_stored && !options.is_cancelled() {
-        Some(run.finish(&result, tag.as_deref(), &copied_referrers).await)
+        let artifacts = if options.piece_maps {
+            run.piece_map_artifacts(&mut piece_maps).await
+        } else {
+            Ok(Vec::new())
+        };
+        Some(match artifacts {
+            Ok(artifacts) => {
+                let done = run
+                    .finish(&result, tag.as_deref(), &copied_referrers, &artifacts)
+                    .await;
+                if done.is_ok() {
+                    piece_maps.pushed = artifacts
+                        .iter()
+                        .map(|(s, a)| (s.clone(), a.manifest.descriptor()))
+                        .collect();
+                }
+                done
+            }
+            Err(fault) => Err(fault),
+        })
     } else {
         None
     };
@@ -223,6 +252,7 @@ where
     let (mut report, failures) = run.report(src_ref, &root);
     report.result = Some(result.clone());
     report.referrers = copied_referrers.into_iter().map(|(_, r)| r).collect();
+    report.piece_maps = piece_maps;
     report.elapsed = started.elapsed();
     report.count_retries(draw);
     let finish_fault = match finished {

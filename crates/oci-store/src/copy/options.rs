@@ -114,6 +114,26 @@ pub struct CopyOptions {
     /// A ledger of blobs shared with other copies into the same registries: a blob another
     /// copy is sending is waited for and mounted from where it landed ([`SharedBlobs`]).
     pub shared_blobs: Option<SharedBlobs>,
+    /// After copying the image, push the piece maps of its layers beside it: one
+    /// [`PieceMapArtifact`](crate::PieceMapArtifact) per image manifest (for an index, one per
+    /// platform's image manifest), whose `subject` is that manifest, made discoverable through
+    /// the destination's referrers API or the tag schema fallback. The maps are trusted ones:
+    /// the source store's own ([`ReadStore::trusted_piece_map`](crate::ReadStore::trusted_piece_map):
+    /// a [`LayoutStore`](crate::LayoutStore) computes and caches them), else computed from
+    /// the bytes this copy moved from a registry as they verified, else the destination's own,
+    /// else computed from the source's verified bytes (one more read of a layer the
+    /// destination already had). Off by default: hashing every piece costs a second SHA-256 pass. A
+    /// destination that already has an artifact covering every layer gets none again.
+    pub piece_maps: bool,
+    /// When blobs are fetched in pieces ([`blob_sources`](Self::blob_sources), two or more) and
+    /// [`fetch`](Self::fetch) gives no map: look in the source for the piece-map artifacts of
+    /// each image manifest and use their maps, as [`MapTrust::Advisory`](crate::MapTrust)
+    /// (a wrong map costs refetches, never a wrong blob); a local source's own maps, when it
+    /// has them already
+    /// ([`ReadStore::cached_trusted_piece_map`](crate::ReadStore::cached_trusted_piece_map):
+    /// nothing is hashed for them), come first and are trusted. Malformed artifacts and maps are ignored with a warning
+    /// ([`PieceMapsReport::ignored`](crate::PieceMapsReport)). On by default.
+    pub find_piece_maps: bool,
 }
 
 impl Default for CopyOptions {
@@ -138,6 +158,8 @@ impl Default for CopyOptions {
             blob_sources: Vec::new(),
             fetch: FetchOptions::default(),
             shared_blobs: None,
+            piece_maps: false,
+            find_piece_maps: true,
         }
     }
 }
@@ -168,6 +190,8 @@ impl fmt::Debug for CopyOptions {
             )
             .field("fetch", &self.fetch)
             .field("shared_blobs", &self.shared_blobs)
+            .field("piece_maps", &self.piece_maps)
+            .field("find_piece_maps", &self.find_piece_maps)
             .finish()
     }
 }
@@ -288,6 +312,28 @@ impl CopyOptions {
     /// ```
     pub fn with_shared_blobs(mut self, blobs: SharedBlobs) -> Self {
         self.shared_blobs = Some(blobs);
+        self
+    }
+    /// These options pushing the piece maps of the image's layers beside it, or not (see
+    /// [`piece_maps`](Self::piece_maps)).
+    ///
+    /// ```
+    /// let o = oci_store::CopyOptions::default().with_piece_maps(true);
+    /// assert!(o.piece_maps && o.find_piece_maps);
+    /// ```
+    pub fn with_piece_maps(mut self, push: bool) -> Self {
+        self.piece_maps = push;
+        self
+    }
+    /// These options looking for piece-map artifacts in the source when fetching in pieces, or
+    /// not (see [`find_piece_maps`](Self::find_piece_maps)).
+    ///
+    /// ```
+    /// let o = oci_store::CopyOptions::default().with_found_piece_maps(false);
+    /// assert!(!o.find_piece_maps);
+    /// ```
+    pub fn with_found_piece_maps(mut self, find: bool) -> Self {
+        self.find_piece_maps = find;
         self
     }
     /// These options with the lease lifetime of [`copy_leased`](crate::copy_leased) replaced.

@@ -35,6 +35,11 @@ where
     pub(super) async fn fetch_pieces(&self, node: &Node) -> Option<Result<Done, Fault>> {
         let desc = strip(&node.target);
         let mut options = self.options.fetch.clone();
+        if options.map.is_none()
+            && let Some(found) = self.fetch_maps.get(&desc.digest)
+        {
+            options.map = Some(found.clone());
+        }
         if options.cancel.is_none() {
             options.cancel = self.options.cancel.clone();
         }

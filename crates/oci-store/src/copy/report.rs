@@ -10,6 +10,8 @@ use oci_manifest::Descriptor;
 
 use crate::fetch::FetchReport;
 
+use super::maps::PieceMapsReport;
+
 use super::budget::Draw;
 use super::plan::{Plan, strip};
 
@@ -138,6 +140,9 @@ pub struct CopyReport {
     /// [blob sources](crate::CopyOptions::blob_sources) did (failed attempts included): bytes
     /// and pieces per source, bad pieces with their source, bytes fetched twice.
     pub fetches: Vec<FetchReport>,
+    /// Piece maps: found for the blobs fetched in pieces (and from where), artifacts ignored,
+    /// artifacts pushed ([`CopyOptions::piece_maps`](crate::CopyOptions::piece_maps)).
+    pub piece_maps: PieceMapsReport,
 }
 
 impl CopyReport {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, Either, join_all};
-use oci_digest::Digest;
+use oci_digest::{Digest, PieceLayout, PieceMap, PieceMapBuilder};
 use oci_manifest::Descriptor;
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{debug, warn};
@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::CopySide::{self, Destination, Source};
 use super::budget::Draw;
 use super::error::{At, Fault};
+use super::maps::PieceMapArtifact;
 use super::options::CopyOptions;
 use super::plan::{Node, Plan, strip};
 use super::progress::{Meter, ProgressEvent};
@@ -27,6 +28,7 @@ use super::retry::Retry;
 use super::shared::Ticket;
 use super::verify::Claim;
 use crate::error::{StoreError, error_chain};
+use crate::fetch::MapTrust;
 use crate::traits::{Location, ReadStore, Store, TagStore, bytes_stream};
 
 /// The ingest key a copy uses for `digest` in the destination (so that a later copy, in this or
@@ -66,6 +68,9 @@ pub(super) struct Stats {
     pub(super) verified: usize,
     /// Reports of blobs fetched in pieces, in order of ending.
     pub(super) fetches: Vec<crate::fetch::FetchReport>,
+    /// Piece maps made from the bytes this run moved, as they verified
+    /// ([`CopyOptions::piece_maps`]), by blob digest.
+    pub(super) maps: HashMap<Digest, PieceMap>,
 }
 
 /// Where a node is once settled.
@@ -125,7 +130,7 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     pub(super) plan: &'a Plan,
     pub(super) options: &'a CopyOptions,
     /// The copy's retry budget.
-    budget: &'a Draw,
+    pub(super) budget: &'a Draw,
     pub(super) meter: Meter,
     /// The destination as named in messages.
     pub(super) dst_name: String,
@@ -143,6 +148,8 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     tag_on_store: Option<(Digest, String)>,
     /// The root was stored under its tag by [`TagStore::store_tagged`].
     tagged_on_store: std::sync::atomic::AtomicBool,
+    /// Piece maps for the blobs fetched in pieces, by blob digest (found before the transfer).
+    pub(super) fetch_maps: HashMap<Digest, (PieceMap, MapTrust)>,
 }
 
 impl<'a, S, D> Run<'a, S, D>
@@ -188,6 +195,7 @@ where
             remote_source: src.location().is_some(),
             tag_on_store: None,
             tagged_on_store: std::sync::atomic::AtomicBool::new(false),
+            fetch_maps: HashMap::new(),
         }
     }
 
@@ -480,6 +488,14 @@ where
         let mut done = resumed_from;
         let mut sent = 0u64;
         self.meter.add(resumed_from);
+        // The piece map, hashed as the bytes go by (all of them: not for a resumed transfer),
+        // when the source is a registry (a local store makes its own trusted maps).
+        let mut map = match PieceLayout::for_size(desc.size) {
+            Ok(layout) if self.options.piece_maps && self.remote_source && resumed_from == 0 => {
+                Some(PieceMapBuilder::new(desc.digest.clone(), layout))
+            }
+            _ => None,
+        };
         let result: Result<(), Fault> = async {
             // The writer verifies every byte at commit (as it does for a resumed range), so
             // the source need not hash them too.
@@ -517,6 +533,11 @@ where
                     })
                     .at(Source)?;
                 let n = chunk.len() as u64;
+                if let Some(b) = &mut map
+                    && b.update(&chunk).is_err()
+                {
+                    map = None;
+                }
                 writer.write(chunk).await.map_err(write_fault)?;
                 done = done.saturating_add(n);
                 sent = sent.saturating_add(n);
@@ -527,7 +548,12 @@ where
                     size: desc.size,
                 });
             }
-            writer.commit().await.map(|_| ()).map_err(write_fault)
+            writer.commit().await.map(|_| ()).map_err(write_fault)?;
+            // The writer verified these bytes; the builder checks the whole digest again.
+            if let Some(m) = map.take().and_then(|b| b.finish().ok()) {
+                self.stats_lock().maps.insert(desc.digest.clone(), m);
+            }
+            Ok(())
         }
         .await;
         if let Err(e) = result {
@@ -538,7 +564,8 @@ where
         Ok(Done::copied(sent, resumed_from))
     }
 
-    /// Once the whole graph is there: tags the result, makes the referrers discoverable, and
+    /// Once the whole graph is there: tags the result, makes the referrers discoverable, pushes
+    /// the piece-map artifacts ([`CopyOptions::piece_maps`]), and
     /// (unless trusting the destination) reads the result back. Retried as a whole: each step
     /// is idempotent.
     pub(super) async fn finish(
@@ -546,11 +573,12 @@ where
         result: &Descriptor,
         tag: Option<&str>,
         referrers: &[(Descriptor, Descriptor)],
+        piece_maps: &[(Descriptor, PieceMapArtifact)],
     ) -> Result<(), Fault> {
         let remote = self.dst.location().is_some();
         Retry::new(self.options, self.budget, remote)
             .run(
-                || self.finish_once(result, tag, referrers),
+                || self.finish_once(result, tag, referrers, piece_maps),
                 |attempt, fault| {
                     warn!(attempt, error = %fault, "finishing the copy failed; retrying");
                 },
@@ -564,6 +592,7 @@ where
         result: &Descriptor,
         tag: Option<&str>,
         referrers: &[(Descriptor, Descriptor)],
+        piece_maps: &[(Descriptor, PieceMapArtifact)],
     ) -> Result<(), Fault> {
         let result = strip(result);
         if let Some(tag) = tag {
@@ -576,6 +605,7 @@ where
                 .await
                 .at(Destination)?;
         }
+        self.push_piece_maps(piece_maps).await?;
         self.read_back_all().await
     }
 

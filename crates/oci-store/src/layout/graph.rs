@@ -234,6 +234,13 @@ impl LayoutStore {
             }
         }
         report.temporary_files.sort();
+        // Maps of blobs this collection removes, and of blobs already gone.
+        let removed: HashSet<&Digest> = report.removed.iter().map(|r| &r.digest).collect();
+        report.piece_maps = self
+            .cached_maps()?
+            .into_iter()
+            .filter(|d| !blobs.contains_key(d) || removed.contains(d))
+            .collect();
         report.skipped = skipped;
         if options.dry_run {
             return Ok(report);
@@ -256,6 +263,9 @@ impl LayoutStore {
         }
         for p in &report.temporary_files {
             remove_if_exists(p)?;
+        }
+        for d in &report.piece_maps {
+            self.drop_piece_map(d)?;
         }
         tracing::debug!(
             removed = report.removed.len(),
@@ -320,6 +330,7 @@ impl LayoutStore {
                 blobs.remove(&d);
                 if options.repair {
                     remove_if_exists(&path)?;
+                    self.drop_piece_map(&d)?;
                     report.removed.push(d);
                 }
             }

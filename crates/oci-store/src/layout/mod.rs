@@ -5,6 +5,7 @@ mod graph;
 pub(crate) mod index;
 mod ingest;
 mod leases;
+mod maps;
 mod pieces;
 mod store;
 mod writer;
@@ -70,7 +71,12 @@ fn own_dirs() -> Vec<Vec<&'static str>> {
     let mut dirs = vec![vec!["blobs"]];
     dirs.extend(Algorithm::ALL.iter().map(|a| vec!["blobs", a.as_str()]));
     dirs.push(vec![STATE_DIR]);
-    dirs.extend(["tmp", "ingests", "leases"].map(|d| vec![STATE_DIR, d]));
+    dirs.extend(["tmp", "ingests", "leases", maps::MAPS_DIR].map(|d| vec![STATE_DIR, d]));
+    dirs.extend(
+        Algorithm::ALL
+            .iter()
+            .map(|a| vec![STATE_DIR, maps::MAPS_DIR, a.as_str()]),
+    );
     dirs
 }
 
@@ -173,6 +179,9 @@ impl LayoutOptions {
 ///                                       descriptor), data, state (saved hash state), and for
 ///                                       an ingest written in pieces pieces.json (held pieces)
 /// .oci-rs/leases/<id>.json, <id>.pins   expiry; pinned digests, one a line (append-only)
+/// .oci-rs/piece-maps/<alg>/<enc>.json   cached piece maps of blobs held, made from their
+///                                       verified bytes (see [`LayoutStore::piece_map`]);
+///                                       removed with their blob by `delete` and collections
 /// .oci-rs/tmp/                          temporary files of atomic rewrites
 /// ```
 ///

@@ -79,6 +79,22 @@ impl ReadStore for LayoutStore {
         )))
     }
 
+    /// The layout's own map ([`LayoutStore::piece_map`]: cached, or computed from the
+    /// verified blob and cached), checked against `desc`.
+    async fn trusted_piece_map(&self, desc: &Descriptor) -> Result<Option<oci_digest::PieceMap>> {
+        let map = self.piece_map(&desc.digest).await?;
+        check_size(desc, map.size())?;
+        Ok(Some(map))
+    }
+
+    /// The layout's cached map ([`LayoutStore::cached_piece_map`]), never computed here.
+    async fn cached_trusted_piece_map(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<Option<oci_digest::PieceMap>> {
+        self.cached_piece_map(desc).await
+    }
+
     async fn fetch_unverified(&self, desc: &Descriptor) -> Result<BlobStream> {
         let (file, len) = self.open_blob(desc).await?;
         Ok(Box::pin(file_stream(file, len).await))
@@ -233,6 +249,7 @@ impl WriteStore for LayoutStore {
             if !remove_if_exists(&path)? {
                 return Err(not_found(&d));
             }
+            s.drop_piece_map(&d)?;
             if let Some(dir) = path.parent() {
                 sync_dir(dir)?;
             }
