@@ -1,7 +1,8 @@
-//! The fetch itself: one worker per source connection takes missing pieces from a shared queue
-//! (so a faster source takes more of them), an idle source takes over a piece from a source
-//! that stalls or is much slower, every piece is checked against the map when there is one,
-//! and a source that serves a bad piece is quarantined for the blob.
+//! The fetch itself: one worker per source connection takes runs of adjacent missing pieces
+//! from a shared queue, one request a run (so a faster source takes more of them), an idle
+//! source takes the pieces a run has not reached yet or takes over a piece from a source that
+//! stalls or is much slower, every piece is checked against the map when there is one, and a
+//! source that serves a bad piece is quarantined for the blob.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
