@@ -60,7 +60,8 @@ pub enum FetchEvent {
         /// How many.
         bytes: u64,
     },
-    /// A piece was written whole and recorded as held.
+    /// A piece was written whole and completed (held; a layout records its pieces durably in
+    /// batches, see [`PieceWriter::complete_piece`](crate::PieceWriter::complete_piece)).
     PieceDone {
         /// The source that served it.
         source: usize,
