@@ -481,7 +481,7 @@ pub trait PieceWriter: Send + Sync {
     fn expected(&self) -> &Descriptor;
     /// How the content is cut into pieces.
     fn layout(&self) -> PieceLayout;
-    /// The pieces held (written whole and recorded), in order.
+    /// The pieces held (written whole and completed), in order.
     fn held(&self) -> Vec<u64>;
     /// Writes `chunk` into piece `index` at `offset` bytes from the piece's start. `offset` must
     /// be 0 (starting the piece, again if need be) or where the previous write to the piece
@@ -491,7 +491,10 @@ pub trait PieceWriter: Send + Sync {
     /// A [`PieceRefused`] (as [`StoreError::Backend`]) when the piece is held, the offset is not
     /// the piece's next one, or the chunk goes past the piece's end.
     async fn write_piece(&self, index: u64, offset: u64, chunk: Bytes) -> Result<()>;
-    /// Records piece `index` as held, durably (its bytes reach storage first).
+    /// Marks piece `index` held. A store that keeps pieces across processes records it
+    /// durably, its bytes reaching storage before the record; it may do so in batches (the
+    /// layout records every 16 pieces or 16 MiB, and when the writer is dropped), so after a
+    /// crash the last pieces completed may be missing again, never a piece that was not written.
     ///
     /// # Errors
     /// A [`PieceRefused`] (as [`StoreError::Backend`]) when the piece was not written to its end.

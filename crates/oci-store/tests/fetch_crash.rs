@@ -36,6 +36,8 @@ const CHILD: &str = "OCI_FETCH_CHILD";
 const PL: u64 = 64 << 10;
 const PIECES: u64 = 48;
 const KEY: &str = "crash-fetch";
+/// Pieces the layout's piece writer completes before it records them (one `fdatasync`).
+const RECORD_EVERY: usize = 16;
 const TEST: &str = "sigkill_during_a_multi_source_fetch_then_resume";
 
 fn content(seed: u64) -> (Bytes, Descriptor, PieceLayout) {
@@ -161,7 +163,8 @@ fn sigkill_during_a_multi_source_fetch_then_resume() {
             .unwrap();
         let seed = rng.next();
         let map = round % 2 == 0;
-        let (done, finished) = if round < 8 {
+        let is_gated = round < 8;
+        let (done, finished) = if is_gated {
             gated += 1;
             // K pieces, then the sources hang half way through the next ones.
             let k = 1 + rng.below(36) as usize;
@@ -188,7 +191,8 @@ fn sigkill_during_a_multi_source_fetch_then_resume() {
             let f = store.fsck(&FsckOptions::default()).await.unwrap();
             assert!(f.is_clean(), "round {round}: {f:?}");
             let visible = store.exists(&desc.digest).await.unwrap();
-            // What the ingest holds: at least every piece the child reported done.
+            // What the ingest holds: the pieces the child reported done, but for those
+            // completed since its last record (the layout records every 16 pieces).
             let held: BTreeSet<u64> = if visible {
                 (0..PIECES).collect()
             } else {
@@ -197,10 +201,15 @@ fn sigkill_during_a_multi_source_fetch_then_resume() {
                 drop(w);
                 h
             };
-            assert!(
-                done.is_subset(&held),
-                "round {round}: done {done:?} not all held {held:?}"
-            );
+            if is_gated {
+                // The last piece done was completed (and any record it made written) before
+                // its event: at most one batch is not recorded.
+                let unrecorded = done.difference(&held).count();
+                assert!(
+                    unrecorded < RECORD_EVERY,
+                    "round {round}: done {done:?}, held {held:?}"
+                );
+            }
 
             // The fetch again, in this process: only the missing pieces are asked for.
             let sources: Vec<_> = (0..3)
@@ -215,10 +224,11 @@ fn sigkill_during_a_multi_source_fetch_then_resume() {
             )
             .await
             .unwrap();
+            // Every piece a request covered (a request takes a run of adjacent pieces).
             let asked: BTreeSet<u64> = sources
                 .iter()
                 .flat_map(|s| s.asked())
-                .map(|r| r.start / PL)
+                .flat_map(|r| r.start / PL..r.end.div_ceil(PL))
                 .collect();
             let missing: BTreeSet<u64> = (0..PIECES).filter(|p| !held.contains(p)).collect();
             assert_eq!(

@@ -180,16 +180,30 @@ async fn whole_body_answers_to_ranges() {
     let r = fetch_ok(&data, &desc, &[whole.clone(), good], &opts(layout)).await;
     assert!(r.bad_pieces.is_empty());
 
-    // Alone: the pieces near the start are read from the whole body (bytes before the range
-    // dropped, at most a piece of them); the others cannot be served and are named.
+    // Alone, one piece a request: the pieces near the start are read from the whole body
+    // (bytes before the range dropped, at most a piece of them); the others cannot be served
+    // and are named.
     let dst = MemoryStore::new();
-    let e = fetch_blob(&dst, "k", &desc, &dyns(&[whole]), &opts(layout))
+    let one = opts(layout).with_max_request(0);
+    let e = fetch_blob(&dst, "k", &desc, &dyns(std::slice::from_ref(&whole)), &one)
         .await
         .unwrap_err();
     assert_eq!(e.unservable_pieces(), vec![2, 3, 4, 5]);
     let r = e.report().unwrap();
     assert_eq!(r.sources[0].pieces, 2);
     assert!(e.to_string().contains("whole content"), "{e}");
+
+    // A run of pieces from the start in one request is read from the whole body in order.
+    let dst = MemoryStore::new();
+    let o = opts(layout)
+        .with_connections_per_source(1)
+        .with_max_request(6 * PL);
+    let r = fetch_blob(&dst, "k", &desc, &dyns(std::slice::from_ref(&whole)), &o)
+        .await
+        .unwrap();
+    assert_eq!(r.sources[0].pieces, 6);
+    assert_eq!(whole.asked().last(), Some(&(0..desc.size)));
+    assert_eq!(r.bytes_refetched, 0);
 }
 
 #[tokio::test]
@@ -458,7 +472,12 @@ async fn cancel_keeps_the_pieces_and_the_next_fetch_resumes() {
     .await
     .unwrap();
     assert_eq!(r.resumed_pieces, 5);
-    let asked: Vec<u64> = again.asked().iter().map(|r| r.start / PL).collect();
+    // Every piece a request covered (a request takes a run of adjacent pieces).
+    let asked: Vec<u64> = again
+        .asked()
+        .iter()
+        .flat_map(|r| r.start / PL..r.end.div_ceil(PL))
+        .collect();
     let mut sorted = asked.clone();
     sorted.sort();
     assert_eq!(sorted, vec![5, 6, 7, 8, 9]);

@@ -3,6 +3,7 @@
 //! over, cancelled, idle too long) around every wait.
 
 use std::future::Future;
+use std::ops::Range;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 
@@ -15,6 +16,15 @@ use tokio::sync::Notify;
 use super::options::FetchEvent;
 use super::run::{Fetch, Flight};
 use crate::error::StoreError;
+use crate::traits::BlobStream;
+
+/// An answer being read: its stream, the bytes read past the last piece taken, the bytes still
+/// to drop before the range's start.
+pub(super) struct Body {
+    stream: BlobStream,
+    carry: Bytes,
+    to_skip: u64,
+}
 
 /// Received bytes are written in batches of about this much.
 const WRITE_BATCH: usize = 1 << 20;
@@ -107,9 +117,8 @@ impl Fetch<'_> {
         }
     }
 
-    /// Fetches piece `index` from source `s`: writes it into the writer (`write`) and hashes
-    /// it (`hash`, giving its SHA-256). Bytes before the range in a whole-content answer are
-    /// dropped; bytes past the range are never read.
+    /// Fetches piece `index` from source `s` in a request of its own: writes it into the
+    /// writer (`write`) and hashes it (`hash`, giving its SHA-256).
     pub(super) async fn attempt(
         &self,
         s: usize,
@@ -118,9 +127,21 @@ impl Fetch<'_> {
         write: bool,
         hash: bool,
     ) -> Result<Option<Digest>, Failure> {
-        let range = self.range(index);
-        let len = range.end - range.start;
         let abandon = flight.map(|f| &*f.abandon);
+        let mut body = self.open(s, self.range(index), abandon).await?;
+        self.read_piece(s, index, &mut body, flight, write, hash)
+            .await
+    }
+
+    /// Sends source `s` the request for bytes `range` (one piece or a run of adjacent ones);
+    /// the answer positioned at the range's start (bytes before it in a whole-content answer
+    /// are dropped as they are read, up to the limit).
+    pub(super) async fn open(
+        &self,
+        s: usize,
+        range: Range<u64>,
+        abandon: Option<&Notify>,
+    ) -> Result<Body, Failure> {
         let answer = self
             .guard(
                 self.sources[s].read_range(self.desc, range.clone()),
@@ -138,27 +159,51 @@ impl Fetch<'_> {
         if skip > self.max_skip {
             return Err(Failure::WholeBody { skip });
         }
-        let mut stream = answer.stream;
-        let mut to_skip = skip;
+        Ok(Body {
+            stream: answer.stream,
+            carry: Bytes::new(),
+            to_skip: skip,
+        })
+    }
+
+    /// Reads piece `index` from `body` (which must be at the piece's start): writes it into
+    /// the writer (`write`) and hashes it (`hash`, giving its SHA-256). Bytes past the piece
+    /// stay in `body` for the next piece; bytes past the request are never read.
+    pub(super) async fn read_piece(
+        &self,
+        s: usize,
+        index: u64,
+        body: &mut Body,
+        flight: Option<&Flight>,
+        write: bool,
+        hash: bool,
+    ) -> Result<Option<Digest>, Failure> {
+        let len = self.layout.len_of(index);
+        let abandon = flight.map(|f| &*f.abandon);
         let mut got = 0u64;
         let mut written = 0u64;
         let mut pending = BytesMut::new();
         let mut digester = hash.then(|| Algorithm::Sha256.digester());
         while got < len {
-            let next = self.guard(stream.next(), abandon, true).await?;
-            let mut chunk = match next {
-                None => return Err(Failure::Truncated { got, want: len }),
-                Some(Err(e)) => return Err(Failure::Stream(e)),
-                Some(Ok(c)) => c,
+            let mut chunk = if body.carry.is_empty() {
+                let next = self.guard(body.stream.next(), abandon, true).await?;
+                let chunk = match next {
+                    None => return Err(Failure::Truncated { got, want: len }),
+                    Some(Err(e)) => return Err(Failure::Stream(e)),
+                    Some(Ok(c)) => c,
+                };
+                self.received(s, flight, chunk.len() as u64);
+                chunk
+            } else {
+                std::mem::take(&mut body.carry)
             };
-            self.received(s, flight, chunk.len() as u64);
-            if to_skip > 0 {
-                let n = usize::try_from(to_skip).map_or(chunk.len(), |t| t.min(chunk.len()));
+            if body.to_skip > 0 {
+                let n = usize::try_from(body.to_skip).map_or(chunk.len(), |t| t.min(chunk.len()));
                 chunk.advance(n);
-                to_skip -= n as u64;
+                body.to_skip -= n as u64;
             }
             let take = usize::try_from(len - got).map_or(chunk.len(), |r| r.min(chunk.len()));
-            let chunk = chunk.slice(..take);
+            body.carry = chunk.split_off(take);
             if let Some(d) = digester.as_mut() {
                 d.update(&chunk);
             }

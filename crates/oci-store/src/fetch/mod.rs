@@ -51,13 +51,19 @@ pub const MAX_SOURCES: usize = 64;
 ///
 /// - **Pieces**: the blob is cut by its [`PieceMap`](oci_digest::PieceMap)'s layout, or by
 ///   [`PieceLayout::for_size`] without a map. One worker per source connection takes the lowest
-///   missing piece from a shared queue, so a faster source serves more of them.
-/// - **Slow and stalled sources**: a source with nothing left to take takes over a piece
-///   another source has sent nothing of yet, or is much slower with (its rate so far against the
-///   taker's); the slow one stops at once and takes over nothing itself afterwards. An attempt
-///   that receives nothing for [`FetchOptions::idle_timeout`] is given up. Errors are retried on
-///   other sources; a source that fails several times in a row, or does not have the blob, is
-///   dropped for this blob.
+///   missing pieces from a shared queue, a run of adjacent ones in one ranged request (the
+///   missing pieces shared out over the connections, at most [`FetchOptions::max_request`]
+///   bytes), so a faster source serves more of them. The answer is read as it streams; each
+///   piece is checked, written and completed as it arrives.
+/// - **Slow and stalled sources**: a source with nothing left to take first takes the back part
+///   of another source's run that its request has not reached yet (as much as the two sources'
+///   rates say it finishes sooner; the owner's request stops before it), then takes over a
+///   piece another source has sent nothing of yet, or is much slower with (its rate so far
+///   against the taker's); the slow one stops at once and takes over nothing itself afterwards.
+///   A stalled source thus holds up only the piece it is on. An attempt that receives nothing
+///   for [`FetchOptions::idle_timeout`] is given up. Errors are retried on other sources; a
+///   source that fails several times in a row, or does not have the blob, is dropped for this
+///   blob.
 /// - **With a map** (trusted, or advisory when a source offered it): every piece is hashed as
 ///   it arrives and checked; a bad piece is fetched elsewhere and its source quarantined (used
 ///   only for pieces no other source can serve). An advisory map that two sources contradict the

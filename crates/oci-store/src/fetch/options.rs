@@ -60,7 +60,8 @@ pub enum FetchEvent {
         /// How many.
         bytes: u64,
     },
-    /// A piece was written whole and recorded as held.
+    /// A piece was written whole and completed (held; a layout records its pieces durably in
+    /// batches, see [`PieceWriter::complete_piece`](crate::PieceWriter::complete_piece)).
     PieceDone {
         /// The source that served it.
         source: usize,
@@ -131,6 +132,13 @@ pub struct FetchOptions {
     pub layout: Option<PieceLayout>,
     /// Requests at a time per source (default 2).
     pub connections_per_source: usize,
+    /// Most bytes one request asks for (default 16 MiB). A source takes a run of adjacent
+    /// missing pieces in one ranged request, read as it streams, each piece checked and
+    /// completed as it arrives; the runs shrink toward the end of the blob (the missing pieces
+    /// shared out over the connections), and another source takes over at once the pieces of a
+    /// run its request has not reached yet, so a stalled source holds up only its active piece.
+    /// At most one piece when lower than the piece length.
+    pub max_request: u64,
     /// Failed attempts of one source at one piece before it is not asked for that piece again
     /// (default 2).
     pub max_attempts_per_piece: u32,
@@ -166,6 +174,7 @@ impl Default for FetchOptions {
             ask_sources_for_maps: false,
             layout: None,
             connections_per_source: 2,
+            max_request: 16 << 20,
             max_attempts_per_piece: 2,
             max_failures_in_a_row: 4,
             idle_timeout: Some(Duration::from_secs(30)),
@@ -204,6 +213,18 @@ impl FetchOptions {
         self
     }
 
+    /// These options with requests of at most `bytes` (a run of adjacent pieces; one piece
+    /// when lower than the piece length).
+    ///
+    /// ```
+    /// let o = oci_store::FetchOptions::default().with_max_request(0);
+    /// assert_eq!(o.max_request, 0); // one piece a request
+    /// ```
+    pub fn with_max_request(mut self, bytes: u64) -> Self {
+        self.max_request = bytes;
+        self
+    }
+
     /// These options with another idle timeout.
     pub fn with_idle_timeout(mut self, t: Option<Duration>) -> Self {
         self.idle_timeout = t;
@@ -236,6 +257,7 @@ impl fmt::Debug for FetchOptions {
             .field("ask_sources_for_maps", &self.ask_sources_for_maps)
             .field("layout", &self.layout)
             .field("connections_per_source", &self.connections_per_source)
+            .field("max_request", &self.max_request)
             .field("max_attempts_per_piece", &self.max_attempts_per_piece)
             .field("max_failures_in_a_row", &self.max_failures_in_a_row)
             .field("idle_timeout", &self.idle_timeout)

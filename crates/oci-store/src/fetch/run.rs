@@ -1,7 +1,8 @@
-//! The fetch itself: one worker per source connection takes missing pieces from a shared queue
-//! (so a faster source takes more of them), an idle source takes over a piece from a source
-//! that stalls or is much slower, every piece is checked against the map when there is one,
-//! and a source that serves a bad piece is quarantined for the blob.
+//! The fetch itself: one worker per source connection takes runs of adjacent missing pieces
+//! from a shared queue, one request a run (so a faster source takes more of them), an idle
+//! source takes the pieces a run has not reached yet or takes over a piece from a source that
+//! stalls or is much slower, every piece is checked against the map when there is one, and a
+//! source that serves a bad piece is quarantined for the blob.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
@@ -84,11 +85,17 @@ pub(super) enum Phase {
     Held,
 }
 
-/// One attempt at a piece by one source.
+/// One attempt at a piece by one source (one piece of a request for a run of adjacent pieces).
 #[derive(Clone)]
 pub(super) struct Flight {
     pub(super) source: usize,
     id: u64,
+    /// The request (the id of the run's first attempt).
+    run: u64,
+    /// Whether the request's answer has reached this piece (the pieces after it in a run wait
+    /// their turn, and another source may take them over at once).
+    active: bool,
+    /// When the piece became active.
     started: Instant,
     pub(super) received: Arc<AtomicU64>,
     pub(super) abandon: Arc<Notify>,
@@ -117,7 +124,8 @@ pub(super) struct Src {
 
 /// What a worker does next.
 enum Job {
-    Take(u64, Flight),
+    /// A run of adjacent pieces, in one request.
+    Take(Vec<(u64, Flight)>),
     Wait(Option<Instant>),
     Exit,
 }
@@ -269,11 +277,115 @@ impl Fetch<'_> {
         Flight {
             source: s,
             id: st.next_attempt,
+            run: st.next_attempt,
+            active: true,
             started: Instant::now(),
             received: Arc::new(AtomicU64::new(0)),
             abandon: Arc::new(Notify::new()),
             len: self.layout.len_of(index),
         }
+    }
+
+    /// Gives source `s` the pieces `run` (adjacent) as one request: the first active, the
+    /// others queued behind it.
+    fn take_run(&self, st: &mut Sched, s: usize, run: &[u64]) -> Vec<(u64, Flight)> {
+        let mut out = Vec::with_capacity(run.len());
+        let mut id = None;
+        for &i in run {
+            let mut f = self.new_flight(st, s, i);
+            match id {
+                None => id = Some(f.id),
+                Some(first) => {
+                    f.run = first;
+                    f.active = false;
+                }
+            }
+            st.pieces[i as usize].phase = Phase::InFlight(f.clone());
+            out.push((i, f));
+        }
+        out
+    }
+
+    /// Most pieces one request takes now: the missing pieces shared out over the connections
+    /// (so the runs shrink toward the end), at most [`FetchOptions::max_request`] bytes.
+    fn run_len(&self, st: &Sched) -> usize {
+        let most = usize::try_from(self.options.max_request / self.layout.piece_length().max(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let missing = st
+            .pieces
+            .iter()
+            .filter(|p| matches!(p.phase, Phase::Missing))
+            .count();
+        let workers = st.sources.iter().filter(|s| s.alive).count().max(1)
+            * self.options.connections_per_source.max(1);
+        missing.div_ceil(workers).clamp(1, most)
+    }
+
+    /// The rate of source `s` so far (bytes a second over the pieces it completed).
+    fn rate(st: &Sched, s: usize) -> Option<f64> {
+        let src = &st.sources[s];
+        (src.busy > Duration::ZERO && src.busy_bytes > 0)
+            .then(|| src.busy_bytes as f64 / src.busy.as_secs_f64())
+    }
+
+    /// Queued pieces (not reached yet by their request) of another source's run that source
+    /// `s` is expected to finish sooner: the back part of the run with the most queued pieces,
+    /// shared so that both end about together. The owner stops its request where the pieces
+    /// taken start.
+    fn queued_to_take(&self, st: &Sched, s: usize) -> Option<Vec<u64>> {
+        let mut runs: BTreeMap<u64, (usize, Vec<u64>, u64)> = BTreeMap::new();
+        for (i, p) in st.pieces.iter().enumerate() {
+            let Phase::InFlight(f) = &p.phase else {
+                continue;
+            };
+            if f.source == s {
+                continue;
+            }
+            let e = runs.entry(f.run).or_insert((f.source, Vec::new(), 0));
+            if f.active {
+                e.2 = f.len - f.received.load(Ordering::Relaxed).min(f.len);
+            } else {
+                e.1.push(i as u64);
+            }
+        }
+        let (owner, queued, active_left) = runs
+            .into_values()
+            .filter(|(_, q, _)| !q.is_empty())
+            .max_by_key(|(_, q, _)| q.len())?;
+        // The eligible back part, contiguous.
+        let mut tail: Vec<u64> = queued
+            .iter()
+            .rev()
+            .take_while(|&&i| self.eligible(st, s, i))
+            .copied()
+            .collect();
+        tail.reverse();
+        if tail.is_empty() {
+            return None;
+        }
+        let bytes = |pieces: &[u64]| -> u64 { pieces.iter().map(|&i| self.layout.len_of(i)).sum() };
+        let n = match (Self::rate(st, s), Self::rate(st, owner)) {
+            (Some(mine), Some(theirs)) => {
+                // Both end together: the owner does the active rest and the first part, the
+                // taker the back part.
+                let total = (active_left + bytes(&queued)) as f64;
+                let share = total * mine / (mine + theirs);
+                let mut n = 0;
+                let mut taken = 0u64;
+                for &i in tail.iter().rev() {
+                    let len = self.layout.len_of(i);
+                    if (taken + len) as f64 > share + len as f64 / 2.0 {
+                        break;
+                    }
+                    taken += len;
+                    n += 1;
+                }
+                n
+            }
+            _ => queued.len().div_ceil(2).min(tail.len()),
+        };
+        (n > 0).then(|| tail.split_off(tail.len() - n))
     }
 
     /// The next job of a worker of source `s`.
@@ -297,24 +409,48 @@ impl Fetch<'_> {
                 && (!quarantined || !self.healthy_other(&st, s, i))
         });
         if let Some(i) = take {
-            let f = self.new_flight(&mut st, s, i);
-            st.pieces[i as usize].phase = Phase::InFlight(f.clone());
-            return Job::Take(i, f);
+            let most = if quarantined || st.sources[s].whole_body {
+                1
+            } else {
+                self.run_len(&st)
+            };
+            let mut run = vec![i];
+            while run.len() < most {
+                let j = i + run.len() as u64;
+                if j >= st.pieces.len() as u64
+                    || !matches!(st.pieces[j as usize].phase, Phase::Missing)
+                    || !self.eligible(&st, s, j)
+                {
+                    break;
+                }
+                run.push(j);
+            }
+            return Job::Take(self.take_run(&mut st, s, &run));
         }
         // Nothing missing for it: take over a piece another source is slow with.
         let src = &st.sources[s];
         if quarantined || src.stolen_from {
             return Job::Wait(None);
         }
-        let my_rate = (src.busy > Duration::ZERO && src.busy_bytes > 0)
-            .then(|| src.busy_bytes as f64 / src.busy.as_secs_f64());
+        // First the pieces queued behind another source's active piece (no byte of them sent
+        // yet): the owner's request stops before them.
+        if let Some(run) = self.queued_to_take(&st, s) {
+            for &i in &run {
+                if let Phase::InFlight(f) = &st.pieces[i as usize].phase {
+                    f.abandon.notify_one();
+                }
+            }
+            tracing::trace!(pieces = ?run, to = s, "queued pieces taken over");
+            return Job::Take(self.take_run(&mut st, s, &run));
+        }
+        let my_rate = Self::rate(&st, s);
         let mut best: Option<(u64, f64)> = None;
         let mut any_running = false;
         for (i, p) in st.pieces.iter().enumerate() {
             let Phase::InFlight(f) = &p.phase else {
                 continue;
             };
-            if f.source == s || !self.eligible(&st, s, i as u64) {
+            if f.source == s || !f.active || !self.eligible(&st, s, i as u64) {
                 continue;
             }
             any_running = true;
@@ -345,8 +481,7 @@ impl Fetch<'_> {
                 old.abandon.notify_one();
                 st.sources[from].stolen += 1;
                 st.sources[from].stolen_from = true;
-                let f = self.new_flight(&mut st, s, i);
-                st.pieces[i as usize].phase = Phase::InFlight(f.clone());
+                let run = self.take_run(&mut st, s, &[i]);
                 drop(st);
                 tracing::debug!(piece = i, from, to = s, "piece taken over");
                 self.emit(FetchEvent::Stolen {
@@ -354,7 +489,7 @@ impl Fetch<'_> {
                     to: s,
                     index: i,
                 });
-                Job::Take(i, f)
+                Job::Take(run)
             }
             None if any_running => Job::Wait(Some(now + self.options.steal_check)),
             None => Job::Wait(None),
@@ -393,7 +528,7 @@ impl Fetch<'_> {
                     };
                     let _ = select(notified, select(pin!(sleep), pin!(cancel))).await;
                 }
-                Job::Take(index, flight) => self.run_piece(s, index, flight).await,
+                Job::Take(run) => self.run_pieces(s, run).await,
             }
         }
     }
@@ -411,54 +546,137 @@ impl Fetch<'_> {
         )
     }
 
-    /// One attempt of source `s` at piece `index`, and what follows from it.
-    async fn run_piece(&self, s: usize, index: u64, flight: Flight) {
-        let lock = self.piece_lock(index);
-        // The previous attempt at the piece (taken over from a slow source) stops before this
-        // one writes.
-        let guard = match self.guard(lock.lock(), Some(&flight.abandon), false).await {
-            Ok(g) => g,
-            Err(_) => return,
-        };
-        if !self.is_current(index, flight.id) {
+    /// The request has reached queued piece `index`: `false` when it was taken over.
+    fn activate(&self, index: u64, id: u64) -> bool {
+        let mut st = self.sched();
+        match st.pieces.get_mut(index as usize).map(|p| &mut p.phase) {
+            Some(Phase::InFlight(f)) if f.id == id => {
+                f.active = true;
+                f.started = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The pieces of a run its request will not reach are missing again.
+    fn release(&self, run: &[(u64, Flight)]) {
+        if run.is_empty() {
             return;
         }
-        let hash = self.sched().map.is_some();
-        let res = self.attempt(s, index, Some(&flight), true, hash).await;
-        match res {
-            Ok(digest) => {
-                let expected = {
-                    let st = self.sched();
-                    match (&st.map, &digest) {
-                        (Some((m, _)), Some(d)) => m.piece_digest(index).filter(|e| e != d),
-                        _ => None,
-                    }
-                };
-                match expected {
-                    None => {
-                        if let Err(e) = self.writer.complete_piece(index).await {
-                            self.fatal(e);
-                            return;
-                        }
-                        // Held before the lock goes: an attempt waiting for it then sees so.
-                        self.piece_done(s, index, &flight, digest);
+        {
+            let mut st = self.sched();
+            for (i, f) in run {
+                let p = &mut st.pieces[*i as usize];
+                if matches!(&p.phase, Phase::InFlight(fl) if fl.id == f.id) {
+                    p.phase = Phase::Missing;
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// One request of source `s` for the adjacent pieces `run`, and what follows from each:
+    /// pieces are checked and completed one by one as the answer arrives; the request stops at
+    /// the first piece that fails or was taken over, and the pieces after it are missing again.
+    async fn run_pieces(&self, s: usize, run: Vec<(u64, Flight)>) {
+        let Some((first, f0)) = run.first() else {
+            return;
+        };
+        let Some((last, _)) = run.last() else {
+            return;
+        };
+        let mut body = None;
+        for (k, (index, flight)) in run.iter().enumerate() {
+            let lock = self.piece_lock(*index);
+            // The previous attempt at the piece (taken over from a slow source) stops before
+            // this one writes.
+            let guard = match self
+                .guard(lock.lock_owned(), Some(&flight.abandon), false)
+                .await
+            {
+                Ok(g) => g,
+                Err(_) => return self.release(&run[k..]),
+            };
+            let current = if k == 0 {
+                self.is_current(*index, flight.id)
+            } else {
+                self.activate(*index, flight.id)
+            };
+            if !current {
+                drop(guard);
+                return self.release(&run[k..]);
+            }
+            if body.is_none() {
+                let range = self.range(*first).start..self.range(*last).end;
+                match self.open(s, range, Some(&f0.abandon)).await {
+                    Ok(b) => body = Some(b),
+                    Err(f) => {
                         drop(guard);
-                    }
-                    Some(expected) => {
-                        drop(guard);
-                        // `digest` is Some whenever `expected` is.
-                        if let Some(actual) = digest {
-                            self.bad_piece(s, index, &flight, &actual, &expected);
-                        }
+                        self.release(&run[1..]);
+                        return self.attempt_failed(s, *first, f0.id, f);
                     }
                 }
             }
-            Err(Failure::Abandoned | Failure::Cancelled) => {}
-            Err(Failure::Writer(e)) => self.fatal(e),
-            Err(f) => {
+            let Some(b) = body.as_mut() else { return };
+            let hash = self.sched().map.is_some();
+            let res = self
+                .read_piece(s, *index, b, Some(flight), true, hash)
+                .await;
+            let digest = match res {
+                Ok(d) => d,
+                Err(f) => {
+                    drop(guard);
+                    self.release(&run[k + 1..]);
+                    return self.attempt_failed(s, *index, flight.id, f);
+                }
+            };
+            let expected = {
+                let st = self.sched();
+                match (&st.map, &digest) {
+                    (Some((m, _)), Some(d)) => m.piece_digest(*index).filter(|e| e != d),
+                    _ => None,
+                }
+            };
+            if let Some(expected) = expected {
                 drop(guard);
-                self.failed(s, index, flight.id, f);
+                self.release(&run[k + 1..]);
+                // `digest` is Some whenever `expected` is.
+                if let Some(actual) = digest {
+                    self.bad_piece(s, *index, flight, &actual, &expected);
+                }
+                return;
             }
+            if let Err(e) = self.writer.complete_piece(*index).await {
+                self.release(&run[k + 1..]);
+                return self.fatal(e);
+            }
+            // Held before the lock goes: an attempt waiting for it then sees so.
+            self.piece_done(s, *index, flight, digest);
+            drop(guard);
+        }
+    }
+
+    /// What follows from a failed attempt of `s` at piece `index`.
+    fn attempt_failed(&self, s: usize, index: u64, id: u64, f: Failure) {
+        match f {
+            Failure::Abandoned | Failure::Cancelled => {
+                // Taken over, or the fetch stops: the piece is the taker's (or nobody's).
+                self.release_if_current(index, id);
+            }
+            Failure::Writer(e) => self.fatal(e),
+            f => self.failed(s, index, id, f),
+        }
+    }
+
+    /// Piece `index` is missing again if attempt `id` still has it.
+    fn release_if_current(&self, index: u64, id: u64) {
+        let mut st = self.sched();
+        let p = &mut st.pieces[index as usize];
+        if matches!(&p.phase, Phase::InFlight(f) if f.id == id) {
+            p.phase = Phase::Missing;
+            drop(st);
+            self.changed.notify_waiters();
         }
     }
 
@@ -477,6 +695,11 @@ impl Fetch<'_> {
         {
             let mut st = self.sched();
             let p = &mut st.pieces[index as usize];
+            // When the piece became active (queued pieces wait for the ones before them).
+            let started = match &p.phase {
+                Phase::InFlight(f) if f.id == flight.id => f.started,
+                _ => flight.started,
+            };
             p.phase = Phase::Held;
             p.supplier = Some(s);
             match digest {
@@ -489,7 +712,7 @@ impl Fetch<'_> {
             }
             let src = &mut st.sources[s];
             src.failures_in_a_row = 0;
-            src.busy += flight.started.elapsed();
+            src.busy += started.elapsed();
             src.busy_bytes += len;
         }
         self.emit(FetchEvent::PieceDone { source: s, index });

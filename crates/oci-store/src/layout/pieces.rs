@@ -6,10 +6,16 @@
 //! `pieces.json` (`{"pieceLength":N,"size":S,"held":"<hex bitmap>"}`, piece `i` in bit `i % 8`
 //! of byte `i / 8`) is written when the writer opens, before any piece, so an ingest with a
 //! record is known to be written in pieces (its file may have holes); an ingest without one was
-//! written in order (its file is a prefix of the content). A piece is recorded only after its
-//! bytes were flushed to disk (`fdatasync`); the record itself is replaced by a rename and not
-//! flushed, so after a power loss it may be older than the data (pieces are fetched again),
-//! never newer.
+//! written in order (its file is a prefix of the content).
+//!
+//! Pieces are recorded in batches: once [`RECORD_EVERY_PIECES`] pieces or
+//! [`RECORD_EVERY_BYTES`] bytes were completed since the last record, and when the writer is
+//! dropped, one `fdatasync` of the data file makes every completed piece durable, and then the
+//! record is rewritten to claim them. A piece is therefore recorded only after its bytes were
+//! flushed to disk; the record itself is replaced by a rename and not flushed, so after a crash
+//! or a power loss it may be older than the data (the pieces completed since the last record
+//! are fetched again), never newer. The hash state saved for a resume (`state`) covers only
+//! recorded pieces, for the same reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -25,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LayoutStore;
 use super::fsutil::{blocking, ioe, open_options, open_regular, read_limited, remove_if_exists};
-use super::writer::{CHECKPOINT_EVERY, read_checkpoint, save_checkpoint};
+use super::writer::{CHECKPOINT_EVERY, read_checkpoint, save_checkpoint, write_checkpoint};
 use crate::error::{Result, StoreError};
 use crate::fetch::PieceSet;
 use crate::traits::{PieceRefused, PieceWriter, PushOutcome};
@@ -38,6 +44,13 @@ const RECORD_LIMIT: u64 = 256 << 10;
 
 /// Read size when hashing pieces back from the file.
 const READ_CHUNK: usize = 1 << 20;
+
+/// Completed pieces are recorded (one `fdatasync`, one record rewrite) once this many are
+/// waiting, ...
+pub(crate) const RECORD_EVERY_PIECES: usize = 16;
+
+/// ... or once they hold this many bytes.
+pub(crate) const RECORD_EVERY_BYTES: u64 = 16 << 20;
 
 /// The record of held pieces, `pieces.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -196,12 +209,21 @@ struct Shared {
     lock: Arc<File>,
     file: File,
     state: Mutex<State>,
+    /// Held while completed pieces are made durable and recorded (and while a piece is
+    /// discarded): one record at a time.
+    recording: Mutex<()>,
     /// The hash of the contiguous prefix of held pieces; one holder at a time.
     prefix: tokio::sync::Mutex<Prefix>,
 }
 
 struct State {
+    /// Pieces written whole (the hashed prefix follows these).
     held: PieceSet,
+    /// Of those, the ones flushed to disk and claimed by the record.
+    recorded: PieceSet,
+    /// Held pieces not recorded yet, and their bytes.
+    unrecorded: Vec<u64>,
+    unrecorded_bytes: u64,
     /// Pieces being written: bytes written from the piece's start.
     progress: HashMap<u64, u64>,
     /// Committed or aborted.
@@ -217,6 +239,8 @@ struct Prefix {
     /// Keep a mark every this many pieces (at most about 256 marks).
     stride: u64,
     since_checkpoint: u64,
+    /// The offset of the hash state last saved (`state`).
+    saved: u64,
 }
 
 impl LayoutPieceWriter {
@@ -296,7 +320,10 @@ impl LayoutPieceWriter {
                 lock: Arc::new(lock),
                 file,
                 state: Mutex::new(State {
+                    recorded: held.clone(),
                     held,
+                    unrecorded: Vec::new(),
+                    unrecorded_bytes: 0,
                     progress: HashMap::new(),
                     done: false,
                 }),
@@ -305,7 +332,9 @@ impl LayoutPieceWriter {
                     marks,
                     stride,
                     since_checkpoint: 0,
+                    saved: 0,
                 }),
+                recording: Mutex::new(()),
             }),
         })
     }
@@ -362,12 +391,79 @@ impl Shared {
             if (index + 1) % prefix.stride == 0 {
                 prefix.marks.insert(end, v.clone());
             }
-            if prefix.since_checkpoint >= CHECKPOINT_EVERY {
-                prefix.since_checkpoint = 0;
-                save_checkpoint(self.dir.clone(), v.digester()).await;
-            }
             prefix.verifier = v;
+            if prefix.since_checkpoint >= CHECKPOINT_EVERY
+                && let Some(state) = self.state_to_save(prefix, CHECKPOINT_EVERY)
+            {
+                save_checkpoint(self.dir.clone(), state.digester()).await;
+            }
         }
+    }
+
+    /// The newest hash state over recorded pieces only (a resume trusts it without reading
+    /// those bytes again), when it is at least `min_gain` bytes past the one saved; it is
+    /// then taken as saved.
+    fn state_to_save(&self, prefix: &mut Prefix, min_gain: u64) -> Option<Verifier> {
+        let recorded = self.state().recorded.prefix_bytes(&self.layout);
+        let v = &prefix.verifier;
+        let state = if v.received() <= recorded {
+            v.clone()
+        } else {
+            prefix.marks.range(..=recorded).next_back()?.1.clone()
+        };
+        if state.received() <= prefix.saved || state.received() - prefix.saved < min_gain {
+            return None;
+        }
+        prefix.since_checkpoint = v.received() - state.received();
+        prefix.saved = state.received();
+        Some(state)
+    }
+
+    /// Saves the hash state over the recorded pieces when the hash is not busy (in a blocking
+    /// context; a failure is only logged: a resume then hashes again).
+    fn save_recorded_state(&self, min_gain: u64) {
+        let Ok(mut prefix) = self.prefix.try_lock() else {
+            return;
+        };
+        if let Some(state) = self.state_to_save(&mut prefix, min_gain)
+            && let Err(e) = write_checkpoint(&self.dir, &state.digester().save_state())
+        {
+            tracing::debug!(error = %e, "saving the hash state failed; a resume will re-hash");
+        }
+    }
+
+    /// Makes the completed pieces not recorded yet durable (one `fdatasync`) and then records
+    /// them (in a blocking context).
+    fn record(&self) -> Result<()> {
+        let _one = self
+            .recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let batch = {
+            let mut st = self.state();
+            st.unrecorded_bytes = 0;
+            std::mem::take(&mut st.unrecorded)
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The bytes reach the disk before the record that says they are there.
+        if let Err(e) = self.file.sync_data() {
+            let mut st = self.state();
+            st.unrecorded.extend(batch);
+            return Err(StoreError::io("fsync", &self.data, e));
+        }
+        let mut st = self.state();
+        for i in batch {
+            // Discarded pieces left the batch under `recording`; this is only a guard.
+            if st.held.contains(i) {
+                st.recorded.insert(i);
+            }
+        }
+        write_record(&self.dir, &self.layout, &st.recorded)?;
+        drop(st);
+        self.save_recorded_state(CHECKPOINT_EVERY);
+        Ok(())
     }
 
     /// [`advance`](Shared::advance) when no one else is hashing (whoever is will go on).
@@ -385,6 +481,20 @@ impl Shared {
                 _ => return Ok(()),
             }
         }
+    }
+}
+
+impl Drop for LayoutPieceWriter {
+    /// Records the completed pieces not recorded yet (one `fdatasync`, blocking the thread), so
+    /// a fetch that stops (an error, a cancel) resumes with them.
+    fn drop(&mut self) {
+        if self.shared.state().done {
+            return;
+        }
+        if let Err(e) = self.shared.record() {
+            tracing::debug!(key = %self.shared.key, error = %e, "recording the last pieces failed; a resume fetches them again");
+        }
+        self.shared.save_recorded_state(1);
     }
 }
 
@@ -457,17 +567,22 @@ impl PieceWriter for LayoutPieceWriter {
                 return Err(s.refuse(index, "the piece was not written to its end"));
             }
         }
-        let me = Arc::clone(s);
-        blocking(move || {
-            let _held = Arc::clone(&me.lock);
-            // The bytes reach the disk before the record that says they are there.
-            me.file.sync_data().map_err(ioe("fsync", &me.data))?;
-            let mut st = me.state();
+        let due = {
+            let mut st = s.state();
             st.held.insert(index);
             st.progress.remove(&index);
-            write_record(&me.dir, &me.layout, &st.held)
-        })
-        .await?;
+            st.unrecorded.push(index);
+            st.unrecorded_bytes += range.end - range.start;
+            st.unrecorded.len() >= RECORD_EVERY_PIECES || st.unrecorded_bytes >= RECORD_EVERY_BYTES
+        };
+        if due {
+            let me = Arc::clone(s);
+            blocking(move || {
+                let _held = Arc::clone(&me.lock);
+                me.record()
+            })
+            .await?;
+        }
         s.advance_if_free().await
     }
 
@@ -477,11 +592,19 @@ impl PieceWriter for LayoutPieceWriter {
         let mut prefix = s.prefix.lock().await;
         let me = Arc::clone(s);
         blocking(move || {
+            let _one = me
+                .recording
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut st = me.state();
             st.progress.remove(&index);
             if st.held.contains(index) {
                 st.held.remove(index);
-                write_record(&me.dir, &me.layout, &st.held)?;
+                st.unrecorded.retain(|&i| i != index);
+            }
+            if st.recorded.contains(index) {
+                st.recorded.remove(index);
+                write_record(&me.dir, &me.layout, &st.recorded)?;
             }
             Ok(())
         })
@@ -497,6 +620,7 @@ impl PieceWriter for LayoutPieceWriter {
             prefix.marks.retain(|k, _| *k <= at);
             prefix.verifier = v;
             prefix.since_checkpoint = 0;
+            prefix.saved = 0;
             let state_file = s.dir.join("state");
             blocking(move || remove_if_exists(&state_file).map(|_| ())).await?;
         }

@@ -32,7 +32,7 @@ pub enum Mode {
     Gate(Arc<Notify>),
     /// The first request for each piece never answers; later ones are served.
     StallFirst,
-    /// Served while the shared budget lasts (one request each); past it, half the piece is
+    /// Served while the shared budget lasts (one piece each); past it, half the piece is
     /// sent and then nothing more (the fetch hangs mid-piece, to be killed).
     Budget(Arc<std::sync::atomic::AtomicI64>),
     /// The whole blob from byte 0, whatever the range (an HTTP 200 to a Range request).
@@ -108,13 +108,28 @@ impl Faulty {
 }
 
 fn chunks(data: Bytes) -> BlobStream {
+    Box::pin(futures_util::stream::iter(
+        split(data).into_iter().map(Ok::<_, std::io::Error>),
+    ))
+}
+
+/// `data` in chunks of 1000 bytes.
+fn split(data: Bytes) -> Vec<Bytes> {
     let mut v = Vec::new();
     let mut rest = data;
     while rest.len() > 1000 {
-        v.push(Ok(rest.split_to(1000)));
+        v.push(rest.split_to(1000));
     }
-    v.push(Ok(rest));
-    Box::pin(futures_util::stream::iter(v))
+    v.push(rest);
+    v
+}
+
+/// One step of an answer's body.
+enum Step {
+    Data(Bytes),
+    Fail,
+    Wait(Arc<Notify>),
+    Hang,
 }
 
 #[async_trait]
@@ -123,6 +138,9 @@ impl RangeSource for Faulty {
         self.name.clone()
     }
 
+    /// A request for a run of pieces is answered piece by piece, each by its mode: the modes
+    /// that shape the whole answer (an error, a 200, no answer at all) are taken from the
+    /// first piece; a later piece that truncates, stalls or fails ends the body there.
     async fn read_range(
         &self,
         desc: &Descriptor,
@@ -131,49 +149,14 @@ impl RangeSource for Faulty {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.asked.lock().unwrap().push(range.clone());
         let end = range.end.min(self.data.len() as u64);
-        let good = self.data.slice(range.start as usize..end as usize);
-        let index = self.layout.piece_at(range.start).unwrap_or(0);
-        match self.mode(index) {
-            Mode::Good => Ok(RangeAnswer::new(range.start, chunks(good))),
-            Mode::Corrupt(seed) => {
-                let mut v = good.to_vec();
-                let at = (seed as usize) % v.len().max(1);
-                if let Some(b) = v.get_mut(at) {
-                    *b ^= 0x5a;
-                }
-                Ok(RangeAnswer::new(range.start, chunks(Bytes::from(v))))
-            }
-            Mode::Truncate => Ok(RangeAnswer::new(
-                range.start,
-                chunks(good.slice(..good.len() / 2)),
-            )),
+        let first = self.layout.piece_at(range.start).unwrap_or(0);
+        match self.mode(first) {
             Mode::Stall => std::future::pending().await,
-            Mode::StallAfter(n) => {
-                let first = good.slice(..n.min(good.len()));
-                let s = futures_util::stream::iter(vec![Ok(first)])
-                    .chain(futures_util::stream::pending());
-                Ok(RangeAnswer::new(range.start, Box::pin(s)))
+            Mode::StallFirst if self.stalled_once.lock().unwrap().insert(first) => {
+                std::future::pending::<()>().await
             }
-            Mode::StallFirst => {
-                if self.stalled_once.lock().unwrap().insert(index) {
-                    std::future::pending::<()>().await;
-                }
-                Ok(RangeAnswer::new(range.start, chunks(good)))
-            }
-            Mode::Budget(b) => {
-                if b.fetch_sub(1, Ordering::SeqCst) > 0 {
-                    return Ok(RangeAnswer::new(range.start, chunks(good)));
-                }
-                let first = good.slice(..good.len() / 2);
-                let s = futures_util::stream::iter(vec![Ok(first)])
-                    .chain(futures_util::stream::pending());
-                Ok(RangeAnswer::new(range.start, Box::pin(s)))
-            }
-            Mode::Gate(n) => {
-                n.notified().await;
-                Ok(RangeAnswer::new(range.start, chunks(good)))
-            }
-            Mode::WholeBody => Ok(RangeAnswer::new(0, chunks(self.data.clone()))),
+            Mode::Gate(n) => n.notified().await,
+            Mode::WholeBody => return Ok(RangeAnswer::new(0, chunks(self.data.clone()))),
             Mode::Transient(_) => {
                 let left = self.transient_left.load(Ordering::SeqCst);
                 if left > 0 {
@@ -183,24 +166,97 @@ impl RangeSource for Faulty {
                         std::io::Error::from(std::io::ErrorKind::ConnectionReset),
                     ));
                 }
-                Ok(RangeAnswer::new(range.start, chunks(good)))
             }
-            Mode::Overlong => {
-                let mut v = good.to_vec();
-                v.extend_from_slice(&[0xee; 5000]);
-                Ok(RangeAnswer::new(range.start, chunks(Bytes::from(v))))
+            Mode::NotFound => {
+                return Err(StoreError::NotFound {
+                    digest: desc.digest.clone(),
+                });
             }
-            Mode::NotFound => Err(StoreError::NotFound {
-                digest: desc.digest.clone(),
-            }),
-            Mode::StreamError => {
-                let s = futures_util::stream::iter(vec![
-                    Ok(good.slice(..good.len() / 3)),
-                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-                ]);
-                Ok(RangeAnswer::new(range.start, Box::pin(s)))
+            _ => {}
+        }
+        let mut steps = Vec::new();
+        let mut at = range.start;
+        while at < end {
+            let index = self.layout.piece_at(at).unwrap_or(0);
+            let piece_end = self.layout.range(index).map_or(end, |r| r.end.min(end));
+            let good = self.data.slice(at as usize..piece_end as usize);
+            at = piece_end;
+            let data = |b: Bytes| split(b).into_iter().map(Step::Data);
+            match self.mode(index) {
+                Mode::Good | Mode::WholeBody | Mode::Transient(_) | Mode::NotFound => {
+                    steps.extend(data(good))
+                }
+                Mode::Stall if index != first => {
+                    steps.push(Step::Hang);
+                    break;
+                }
+                Mode::Stall => steps.extend(data(good)),
+                Mode::StallFirst => {
+                    if index != first && self.stalled_once.lock().unwrap().insert(index) {
+                        steps.push(Step::Hang);
+                        break;
+                    }
+                    steps.extend(data(good));
+                }
+                Mode::Gate(n) => {
+                    if index != first {
+                        steps.push(Step::Wait(n));
+                    }
+                    steps.extend(data(good));
+                }
+                Mode::Corrupt(seed) => {
+                    let mut v = good.to_vec();
+                    let at = (seed as usize) % v.len().max(1);
+                    if let Some(b) = v.get_mut(at) {
+                        *b ^= 0x5a;
+                    }
+                    steps.extend(data(Bytes::from(v)));
+                }
+                Mode::Truncate => {
+                    steps.extend(data(good.slice(..good.len() / 2)));
+                    break;
+                }
+                Mode::StallAfter(n) => {
+                    steps.push(Step::Data(good.slice(..n.min(good.len()))));
+                    steps.push(Step::Hang);
+                    break;
+                }
+                Mode::Budget(b) => {
+                    if b.fetch_sub(1, Ordering::SeqCst) > 0 {
+                        steps.extend(data(good));
+                    } else {
+                        steps.push(Step::Data(good.slice(..good.len() / 2)));
+                        steps.push(Step::Hang);
+                        break;
+                    }
+                }
+                Mode::Overlong => {
+                    steps.extend(data(good));
+                    if at == end {
+                        steps.push(Step::Data(Bytes::from(vec![0xee; 5000])));
+                    }
+                }
+                Mode::StreamError => {
+                    steps.push(Step::Data(good.slice(..good.len() / 3)));
+                    steps.push(Step::Fail);
+                    break;
+                }
             }
         }
+        let body = futures_util::stream::iter(steps).filter_map(|step| async move {
+            match step {
+                Step::Data(b) => Some(Ok(b)),
+                Step::Fail => Some(Err(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                ))),
+                Step::Wait(n) => {
+                    n.notified().await;
+                    None
+                }
+                Step::Hang => std::future::pending().await,
+            }
+        });
+        Ok(RangeAnswer::new(range.start, Box::pin(body)))
     }
 
     async fn piece_map(&self, _desc: &Descriptor) -> oci_store::Result<Option<PieceMap>> {
