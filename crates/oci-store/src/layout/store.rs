@@ -22,9 +22,11 @@ async fn file_stream(
             let want = usize::try_from(remaining)
                 .unwrap_or(READ_CHUNK)
                 .min(READ_CHUNK);
+            // Allocated here, not on the blocking thread: freed by the async side, a buffer
+            // from a blocking thread's own malloc arena would grow that arena instead.
+            let buf = Vec::with_capacity(want);
             let (file, buf) = tokio::task::spawn_blocking(move || {
-                let mut file = file;
-                let mut buf = Vec::with_capacity(want);
+                let (mut file, mut buf) = (file, buf);
                 io::Read::read_to_end(&mut io::Read::take(&mut file, want as u64), &mut buf)
                     .map(|_| (file, buf))
             })
