@@ -113,6 +113,20 @@ impl Repository {
         }
     }
 
+    /// Maps a client error of resolving `tag` to a store error.
+    fn resolve_err(&self, tag: &str, e: Error) -> StoreError {
+        match e {
+            e if e.is_not_found() => StoreError::TagNotFound {
+                tag: tag.to_owned(),
+            },
+            Error::InvalidReference { .. } => StoreError::InvalidTag {
+                tag: tag.to_owned(),
+                reason: "not a valid tag",
+            },
+            e => backend_error(format!("resolve {}:{tag}", self.store_name()), e),
+        }
+    }
+
     /// The manifest `desc` names, fetched by digest (verified) and of the size `desc` says.
     async fn manifest_of(
         &self,
@@ -360,20 +374,9 @@ impl WriteStore for Repository {
 #[async_trait]
 impl TagStore for Repository {
     async fn resolve(&self, tag: &str) -> oci_store::Result<Descriptor> {
-        match Repository::resolve(self, tag).await {
-            Ok(d) => Ok(d),
-            Err(e) if e.is_not_found() => Err(StoreError::TagNotFound {
-                tag: tag.to_owned(),
-            }),
-            Err(Error::InvalidReference { .. }) => Err(StoreError::InvalidTag {
-                tag: tag.to_owned(),
-                reason: "not a valid tag",
-            }),
-            Err(e) => Err(backend_error(
-                format!("resolve {}:{tag}", self.store_name()),
-                e,
-            )),
-        }
+        Repository::resolve(self, tag)
+            .await
+            .map_err(|e| self.resolve_err(tag, e))
     }
 
     async fn resolve_with_content(
@@ -382,20 +385,10 @@ impl TagStore for Repository {
     ) -> oci_store::Result<(Descriptor, Option<Bytes>)> {
         // One GET: the descriptor and the bytes (verified against the pinned digest or the
         // `Docker-Content-Digest`, else hashed), where `resolve` and a fetch are two requests.
-        match self.fetch_manifest(tag).await {
-            Ok(m) => Ok((m.descriptor, Some(m.bytes))),
-            Err(e) if e.is_not_found() => Err(StoreError::TagNotFound {
-                tag: tag.to_owned(),
-            }),
-            Err(Error::InvalidReference { .. }) => Err(StoreError::InvalidTag {
-                tag: tag.to_owned(),
-                reason: "not a valid tag",
-            }),
-            Err(e) => Err(backend_error(
-                format!("resolve {}:{tag}", self.store_name()),
-                e,
-            )),
-        }
+        self.fetch_manifest(tag)
+            .await
+            .map(|m| (m.descriptor, Some(m.bytes)))
+            .map_err(|e| self.resolve_err(tag, e))
     }
 
     async fn tag(&self, desc: &Descriptor, tag: &str) -> oci_store::Result<()> {
