@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use oci_digest::Digest;
-use oci_manifest::build::ImageManifestBuilder;
-use oci_manifest::{Descriptor, media_types};
+use oci_manifest::Descriptor;
 use oci_store::{
     CopyOptions, FetchEvent, FetchOptions, LayoutOptions, LayoutStore, MemoryStore, ProgressEvent,
-    RangeAnswer, RangeSource, ReadStore, TagStore, WriteStore, collect, copy,
+    RangeAnswer, RangeSource, ReadStore, TagStore, collect, copy,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -56,24 +55,10 @@ impl RangeSource for Flipping {
 /// An image with a 5 MiB layer in a memory store, tagged `v1`: (store, layer).
 async fn image() -> (MemoryStore, Descriptor) {
     let store = MemoryStore::new();
-    let data: Vec<u8> = (0..5 * MIB as u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    let layer = Descriptor::of(media_types::OCI_LAYER_GZIP, &data);
-    store.push_bytes(&layer, Bytes::from(data)).await.unwrap();
-    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
-    let config_desc = Descriptor::of(media_types::OCI_CONFIG, &config);
-    store.push_bytes(&config_desc, config).await.unwrap();
-    let m = ImageManifestBuilder::oci(config_desc)
-        .layer(layer.clone())
-        .build()
-        .unwrap();
-    store
-        .push_bytes(&m.descriptor(), m.raw().clone())
-        .await
-        .unwrap();
-    store.tag(&m.descriptor(), "v1").await.unwrap();
-    (store, layer)
+    let img = oci_store::testing::image(13, 1, 5 * MIB);
+    oci_store::testing::push_image(&store, &img).await.unwrap();
+    store.tag(img.root(), "v1").await.unwrap();
+    (store, img.blobs[0].desc.clone())
 }
 
 #[test]

@@ -6,7 +6,6 @@
 mod common;
 
 use bytes::Bytes;
-use oci_manifest::build::ImageManifestBuilder;
 use oci_manifest::{Descriptor, media_types};
 use oci_store::{
     FsckOptions, GcOptions, LayoutOptions, LayoutStore, ManagedStore, PieceMap, ReadStore,
@@ -128,21 +127,10 @@ fn maps_go_with_their_blobs_and_fsck_is_clean_beside_them() {
             .await
             .unwrap();
         // A tagged image (its layer's map is kept) and a loose blob (collected with its map).
-        let layer = data(MIB + 3, 4);
-        let layer_desc = Descriptor::of(media_types::OCI_LAYER_GZIP, &layer);
-        store.push_bytes(&layer_desc, layer).await.unwrap();
-        let config = Bytes::from_static(b"{}");
-        let config_desc = Descriptor::of(media_types::OCI_CONFIG, &config);
-        store.push_bytes(&config_desc, config).await.unwrap();
-        let m = ImageManifestBuilder::oci(config_desc)
-            .layer(layer_desc.clone())
-            .build()
-            .unwrap();
-        store
-            .push_bytes(&m.descriptor(), m.raw().clone())
-            .await
-            .unwrap();
-        store.tag(&m.descriptor(), "v1").await.unwrap();
+        let img = oci_store::testing::image(4, 1, MIB + 3);
+        oci_store::testing::push_image(&store, &img).await.unwrap();
+        store.tag(img.root(), "v1").await.unwrap();
+        let layer_desc = img.blobs[0].desc.clone();
         let loose = data(MIB / 2, 5);
         let loose_desc = Descriptor::of(media_types::OCI_LAYER_GZIP, &loose);
         store.push_bytes(&loose_desc, loose).await.unwrap();
