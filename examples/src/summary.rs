@@ -179,10 +179,12 @@ pub fn pieces_lines(report: &CopyReport) -> Vec<String> {
         return lines;
     }
     lines.extend([format!(
-        "  fetched in pieces from {} sources: {}; fetched twice: {}",
+        "  fetched in pieces from {} sources: {}; fetched twice: {}; of those, taken over from slower sources: {}; read ahead by stopped requests: {}",
         report.source_totals().len(),
         Count(report.fetches.len(), "blob"),
-        ExactSize(report.bytes_refetched())
+        ExactSize(report.bytes_refetched()),
+        ExactSize(report.bytes_taken_over()),
+        ExactSize(report.bytes_read_ahead())
     )]);
     for t in report.source_totals() {
         lines.push(format!(

@@ -76,6 +76,27 @@ async fn image() -> (MemoryStore, Descriptor) {
     (store, layer)
 }
 
+/// One byte in every piece of the 8 MiB layer, at a known offset in each: whichever pieces
+/// the scheduler gives the mirror (the sources' speeds decide, on a loaded machine), the first
+/// one it completes on each connection is bad.
+fn every_piece() -> Vec<u64> {
+    (0..8u64).map(|i| i * MIB as u64 + 100 + i).collect()
+}
+
+/// Checks a summary line "  bad piece N (bytes A..B) of DIGEST from SOURCE: …": the piece's
+/// range is its own, the digest the layer's, the source the mirror.
+fn check_bad_line(l: &str, layer: &Descriptor, mirror_name: &str) {
+    let n: u64 = between(l, "bad piece ", " ")
+        .parse()
+        .unwrap_or_else(|_| panic!("{l}"));
+    let range = format!("(bytes {}..{})", n * MIB as u64, (n + 1) * MIB as u64);
+    assert!(l.contains(&format!("bad piece {n} {range}")), "{l}");
+    assert!(
+        l.contains(&format!("of {} from {mirror_name}", layer.digest)),
+        "{l}"
+    );
+}
+
 /// Flips one byte at each of `offsets` in the registry's stored copy of `desc`.
 fn corrupt_on_disk(reg: &TestRegistry, desc: &Descriptor, offsets: &[u64]) {
     let hex = desc.digest.encoded();
@@ -135,8 +156,7 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
         ))
         .unwrap();
     }
-    // Pieces 0 and 1: those the mirror, listed first, is given first.
-    corrupt_on_disk(&mirror, &layer, &[100, MIB as u64 + 7]);
+    corrupt_on_disk(&mirror, &layer, &every_piece());
     let mirror_name = format!("{}/team/app", mirror.addr);
     let tmp = common::TempDir::new("copy-mirrors");
 
@@ -164,13 +184,7 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
         .collect();
     assert!(!bad_lines.is_empty(), "{stdout}");
     for l in &bad_lines {
-        assert!(l.contains(&layer.digest.to_string()), "{l}");
-        assert!(l.contains(&format!("from {mirror_name}")), "{l}");
-        assert!(
-            l.contains("bad piece 0 (bytes 0..1048576)")
-                || l.contains("bad piece 1 (bytes 1048576..2097152)"),
-            "{l}"
-        );
+        check_bad_line(l, &layer, &mirror_name);
     }
     assert!(stdout.contains("BAD SOURCE"), "{stdout}");
     // Without a map: at most what the mirror supplied is fetched again.
@@ -181,10 +195,10 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
             .next()
             .unwrap(),
     );
-    // Besides the mirror's pieces, "fetched twice" also counts the part of a piece one source
-    // had received when the scheduler gave that piece to another (a slow source's piece taken
-    // over, on a loaded machine): at most one piece a source.
-    assert!(twice > 0 && twice <= received + 2 * MIB as u64, "{stdout}");
+    // Besides the mirror's pieces, "fetched twice" also counts what a source had read of a
+    // piece the scheduler gave to another (a slow source's piece taken over, on a loaded
+    // machine), reported on its own.
+    assert!(twice > 0 && twice - timing(&stdout) <= received, "{stdout}");
     // The layout holds the right bytes (the store verified them).
     rt.block_on(async {
         let l = LayoutStore::open_with(tmp.path().join("a"), &LayoutOptions::read_only())
@@ -249,10 +263,13 @@ fn a_corrupt_mirror_costs_its_pieces_is_named_and_skopeo_fails_on_it() {
         assert!(!report.bad_pieces.is_empty(), "{report:?}");
         for b in &report.bad_pieces {
             assert_eq!(b.source_name, mirror_name);
-            assert!(b.index <= 1, "{b}");
+            assert_eq!(b.range.start, b.index * piece, "{b}");
         }
         assert!(report.sources[0].quarantined, "{report:?}");
-        assert!(report.bytes_refetched <= 2 * piece, "{report:?}");
+        assert!(
+            report.bytes_refetched - report.bytes_taken_over - report.bytes_read_ahead <= 2 * piece,
+            "{report:?}"
+        );
     });
 
     // skopeo pointed at the mirror: the layer fails its digest, the copy fails.
@@ -305,6 +322,16 @@ async fn push_artifact(repo: &Repository, artifact: &PieceMapArtifact) -> Descri
         .await
         .unwrap();
     desc
+}
+
+/// Of the bytes fetched twice, those the summary puts down to timing: pieces taken over from
+/// slower sources and bytes read ahead by stopped requests (never more than the total).
+fn timing(stdout: &str) -> u64 {
+    let twice = exact(between(stdout, "fetched twice: ", ";"));
+    let taken_over = exact(between(stdout, "taken over from slower sources: ", ";"));
+    let read_ahead = exact(between(stdout, "read ahead by stopped requests: ", ""));
+    assert!(taken_over + read_ahead <= twice, "{stdout}");
+    taken_over + read_ahead
 }
 
 #[test]
@@ -403,7 +430,7 @@ fn piece_maps_travel_with_the_image_and_a_pull_from_a_corrupt_mirror_uses_them()
     );
     assert!(!stdout.contains("piece maps pushed"), "{stdout}");
 
-    // The mirror holds the image without maps; its stored layer gets pieces 0 and 1 damaged.
+    // The mirror holds the image without maps; its stored layer gets every piece damaged.
     rt.block_on(copy(
         &src,
         "v1",
@@ -412,7 +439,7 @@ fn piece_maps_travel_with_the_image_and_a_pull_from_a_corrupt_mirror_uses_them()
         &CopyOptions::default(),
     ))
     .unwrap();
-    corrupt_on_disk(&mirror, &layer, &[100, MIB as u64 + 7]);
+    corrupt_on_disk(&mirror, &layer, &every_piece());
 
     // A pull from the mirror and the origin finds the artifact in the origin and checks every
     // piece against its (advisory) map: the mirror's bad pieces are named and replaced, at most
@@ -441,19 +468,14 @@ fn piece_maps_travel_with_the_image_and_a_pull_from_a_corrupt_mirror_uses_them()
         .collect();
     assert!(!bad_lines.is_empty(), "{stdout}");
     for l in &bad_lines {
-        assert!(
-            l.contains(&format!("of {} from {mirror_name}", layer.digest)),
-            "{l}"
-        );
-        assert!(
-            l.contains("bad piece 0 (bytes 0..1048576)")
-                || l.contains("bad piece 1 (bytes 1048576..2097152)"),
-            "{l}"
-        );
+        check_bad_line(l, &layer, &mirror_name);
     }
     assert!(stdout.contains("BAD SOURCE"), "{stdout}");
+    // Pieces a faster source took over from a slower one (on a loaded machine) and bytes a
+    // stopped request had read ahead are counted apart: they depend on timing, not on the
+    // mirror's bad bytes.
     let twice = exact(between(&stdout, "fetched twice: ", ""));
-    assert!(twice <= 2 * MIB as u64, "{stdout}");
+    assert!(twice - timing(&stdout) <= 2 * MIB as u64, "{stdout}");
     let data = rt.block_on(src.fetch_bytes(&layer, u64::MAX)).unwrap();
     rt.block_on(async {
         let l = LayoutStore::open_with(tmp.path().join("pulled"), &LayoutOptions::read_only())

@@ -417,6 +417,31 @@ impl CopyReport {
             .fold(0u64, |a, f| a.saturating_add(f.bytes_refetched))
     }
 
+    /// Of [`bytes_refetched`](Self::bytes_refetched): bytes read by requests that stopped
+    /// because a faster source took their piece over
+    /// ([`FetchReport::bytes_taken_over`](crate::FetchReport::bytes_taken_over)).
+    ///
+    /// ```
+    /// assert_eq!(oci_store::CopyReport::default().bytes_taken_over(), 0);
+    /// ```
+    pub fn bytes_taken_over(&self) -> u64 {
+        self.fetches
+            .iter()
+            .fold(0u64, |a, f| a.saturating_add(f.bytes_taken_over))
+    }
+
+    /// Of [`bytes_refetched`](Self::bytes_refetched): bytes requests had read past the piece
+    /// they stopped at ([`FetchReport::bytes_read_ahead`](crate::FetchReport::bytes_read_ahead)).
+    ///
+    /// ```
+    /// assert_eq!(oci_store::CopyReport::default().bytes_read_ahead(), 0);
+    /// ```
+    pub fn bytes_read_ahead(&self) -> u64 {
+        self.fetches
+            .iter()
+            .fold(0u64, |a, f| a.saturating_add(f.bytes_read_ahead))
+    }
+
     /// The lines of the summary about blobs fetched in pieces: bytes per source, bad pieces
     /// with their source, bytes fetched twice.
     fn pieces_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -425,9 +450,11 @@ impl CopyReport {
         }
         write!(
             f,
-            "\n  fetched in pieces: {} blobs, {} bytes fetched twice",
+            "\n  fetched in pieces: {} blobs, {} bytes fetched twice ({} of pieces taken over, {} read ahead by stopped requests)",
             self.fetches.len(),
-            self.bytes_refetched()
+            self.bytes_refetched(),
+            self.bytes_taken_over(),
+            self.bytes_read_ahead()
         )?;
         for t in self.source_totals() {
             write!(

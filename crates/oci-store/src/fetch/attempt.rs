@@ -19,11 +19,26 @@ use crate::error::StoreError;
 use crate::traits::BlobStream;
 
 /// An answer being read: its stream, the bytes read past the last piece taken, the bytes still
-/// to drop before the range's start.
+/// to drop before the range's start, the bytes of the range read into pieces.
 pub(super) struct Body {
     stream: BlobStream,
     carry: Bytes,
     to_skip: u64,
+    used: u64,
+}
+
+impl Body {
+    /// Bytes read into pieces beyond the first `kept` bytes of the range (a piece read in
+    /// part or dropped).
+    pub(super) fn partial(&self, kept: u64) -> u64 {
+        self.used.saturating_sub(kept)
+    }
+
+    /// Bytes read past the last piece read into (the stream delivers what it holds, up to
+    /// one read buffer).
+    pub(super) fn read_ahead(&self) -> u64 {
+        self.carry.len() as u64
+    }
 }
 
 /// Received bytes are written in batches of about this much.
@@ -163,6 +178,7 @@ impl Fetch<'_> {
             stream: answer.stream,
             carry: Bytes::new(),
             to_skip: skip,
+            used: 0,
         })
     }
 
@@ -208,6 +224,7 @@ impl Fetch<'_> {
                 d.update(&chunk);
             }
             got += take as u64;
+            body.used += take as u64;
             if write {
                 let batch: Option<Bytes> = if pending.is_empty() && chunk.len() >= WRITE_BATCH {
                     Some(chunk)

@@ -58,8 +58,10 @@ pub const MAX_SOURCES: usize = 64;
 /// - **Slow and stalled sources**: a source with nothing left to take first takes the back part
 ///   of another source's run that its request has not reached yet (as much as the two sources'
 ///   rates say it finishes sooner; the owner's request stops before it), then takes over a
-///   piece another source has sent nothing of yet, or is much slower with (its rate so far
-///   against the taker's); the slow one stops at once and takes over nothing itself afterwards.
+///   piece another source has sent nothing of for [`FetchOptions::steal_check`], or is much
+///   slower with (its rate so far against the taker's); the slow one stops at once and takes
+///   over nothing itself afterwards. What a stopped request had read is reported
+///   ([`FetchReport::bytes_taken_over`], [`FetchReport::bytes_read_ahead`]).
 ///   A stalled source thus holds up only the piece it is on. An attempt that receives nothing
 ///   for [`FetchOptions::idle_timeout`] is given up. Errors are retried on other sources; a
 ///   source that fails several times in a row, or does not have the blob, is dropped for this
@@ -448,6 +450,10 @@ impl Fetch<'_> {
             .map(|(i, _)| self.layout.len_of(i as u64))
             .sum();
         report.bytes_refetched = st.bytes_fetched.saturating_sub(fresh);
+        report.bytes_taken_over = st.bytes_taken_over.min(report.bytes_refetched);
+        report.bytes_read_ahead = st
+            .bytes_read_ahead
+            .min(report.bytes_refetched - report.bytes_taken_over);
         for (s, r) in report.sources.iter_mut().enumerate() {
             let src = &st.sources[s];
             r.pieces = st

@@ -149,8 +149,9 @@ pub struct FetchOptions {
     /// client with a minimum rate does).
     pub idle_timeout: Option<Duration>,
     /// How often an idle source looks again whether another source's piece is worth taking over
-    /// (default 250 ms). A piece whose source has sent nothing of it yet is taken over at once,
-    /// without waiting for this.
+    /// (default 250 ms). A piece whose source has sent nothing of it yet is taken over once it
+    /// has waited this long (sooner would mostly waste a request that just went out); a piece
+    /// under way, when the idle source would finish it well before its source.
     pub steal_check: Duration,
     /// Pause before a source that just failed takes another piece (default 50 ms).
     pub retry_delay: Duration,

@@ -154,6 +154,15 @@ pub struct FetchReport {
     /// pieces taken over, failed attempts, pieces fetched again to find a bad one) and bytes
     /// skipped before a range.
     pub bytes_refetched: u64,
+    /// Of [`bytes_refetched`](Self::bytes_refetched): what requests had read of pieces another
+    /// source took over (a slow source's piece read in part). How much depends on the sources'
+    /// speeds, not on their content.
+    pub bytes_taken_over: u64,
+    /// Of [`bytes_refetched`](Self::bytes_refetched): bytes requests had read past the piece
+    /// they stopped at (a bad piece, a piece taken over, a failure) or past their range. A
+    /// stream delivers what it holds, up to one read buffer (about 400 KiB over HTTP), so each
+    /// stopped request may cost that much on top of its piece.
+    pub bytes_read_ahead: u64,
     /// The piece map, if one was used.
     pub map: MapUse,
 }
@@ -177,6 +186,8 @@ impl FetchReport {
             bad_pieces: Vec::new(),
             bytes_fetched: 0,
             bytes_refetched: 0,
+            bytes_taken_over: 0,
+            bytes_read_ahead: 0,
             map: MapUse::None,
         }
     }

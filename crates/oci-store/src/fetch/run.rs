@@ -16,7 +16,7 @@ use oci_digest::{Digest, PieceLayout, PieceMap};
 use oci_manifest::Descriptor;
 use tokio::sync::Notify;
 
-use super::attempt::Failure;
+use super::attempt::{Body, Failure};
 use super::options::{FetchEvent, FetchOptions, MapTrust};
 use super::report::MapUse;
 use super::source::RangeSource;
@@ -57,6 +57,10 @@ pub(super) struct Sched {
     /// Held pieces two sources agree about.
     pub(super) agreed: HashSet<u64>,
     pub(super) bytes_fetched: u64,
+    /// Bytes of pieces read in part by requests whose piece was taken over.
+    pub(super) bytes_taken_over: u64,
+    /// Bytes requests had read past the piece they stopped at.
+    pub(super) bytes_read_ahead: u64,
 }
 
 /// One version of a piece.
@@ -162,6 +166,8 @@ impl Sched {
             held_digest: HashMap::new(),
             agreed: HashSet::new(),
             bytes_fetched: 0,
+            bytes_taken_over: 0,
+            bytes_read_ahead: 0,
         }
     }
 
@@ -456,6 +462,11 @@ impl Fetch<'_> {
             any_running = true;
             let got = f.received.load(Ordering::Relaxed);
             let score = if got == 0 {
+                // Its request may just have gone out: taking it over now would only waste
+                // that request.
+                if now.duration_since(f.started) < self.options.steal_check {
+                    continue;
+                }
                 f64::INFINITY
             } else {
                 let Some(mine) = my_rate else { continue };
@@ -586,7 +597,9 @@ impl Fetch<'_> {
         let Some((last, _)) = run.last() else {
             return;
         };
-        let mut body = None;
+        let mut body: Option<Body> = None;
+        // Bytes of the pieces this request completed.
+        let mut kept = 0u64;
         for (k, (index, flight)) in run.iter().enumerate() {
             let lock = self.piece_lock(*index);
             // The previous attempt at the piece (taken over from a slow source) stops before
@@ -596,7 +609,10 @@ impl Fetch<'_> {
                 .await
             {
                 Ok(g) => g,
-                Err(_) => return self.release(&run[k..]),
+                Err(f) => {
+                    self.stopped(body.as_ref(), kept, Some(&f));
+                    return self.release(&run[k..]);
+                }
             };
             let current = if k == 0 {
                 self.is_current(*index, flight.id)
@@ -605,6 +621,7 @@ impl Fetch<'_> {
             };
             if !current {
                 drop(guard);
+                self.stopped(body.as_ref(), kept, Some(&Failure::Abandoned));
                 return self.release(&run[k..]);
             }
             if body.is_none() {
@@ -627,6 +644,7 @@ impl Fetch<'_> {
                 Ok(d) => d,
                 Err(f) => {
                     drop(guard);
+                    self.stopped(Some(b), kept, Some(&f));
                     self.release(&run[k + 1..]);
                     return self.attempt_failed(s, *index, flight.id, f);
                 }
@@ -640,6 +658,7 @@ impl Fetch<'_> {
             };
             if let Some(expected) = expected {
                 drop(guard);
+                self.stopped(Some(b), kept, None);
                 self.release(&run[k + 1..]);
                 // `digest` is Some whenever `expected` is.
                 if let Some(actual) = digest {
@@ -653,7 +672,22 @@ impl Fetch<'_> {
             }
             // Held before the lock goes: an attempt waiting for it then sees so.
             self.piece_done(s, *index, flight, digest);
+            kept += self.layout.len_of(*index);
             drop(guard);
+        }
+        // Bytes past the range (a source that sent more than asked) that came with its end.
+        self.stopped(body.as_ref(), kept, None);
+    }
+
+    /// A request stopped after completing `kept` bytes of pieces (`why`: `None` when it
+    /// completed its run): what it had read past its last piece, and, when its piece was taken
+    /// over, what it had read of that piece, are counted.
+    fn stopped(&self, body: Option<&Body>, kept: u64, why: Option<&Failure>) {
+        let Some(b) = body else { return };
+        let mut st = self.sched();
+        st.bytes_read_ahead += b.read_ahead();
+        if let Some(Failure::Abandoned) = why {
+            st.bytes_taken_over += b.partial(kept);
         }
     }
 
