@@ -2004,9 +2004,11 @@ async fn a_registry_holding_fewer_bytes_resumes_from_an_older_checkpoint() {
 
 /// The requests of one image copied into a registry and back (issue 15: requests are the
 /// registry's CPU): into an empty repository each blob is asked for at the blob endpoint only
-/// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag (no `PUT` by
-/// digest, no `GET` to read it back for the tag); out of it, the tag is resolved and the
-/// manifest read in one `GET`.
+/// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag without being
+/// asked for first (no `HEAD`, no `PUT` by digest, no `GET` to read it back for the tag); out
+/// of it, the tag is resolved and the manifest read in one `GET`. With a ledger of shared
+/// blobs, a copy into another repository mounts each blob without asking first, and a copy
+/// again asks for each blob once and mounts nothing.
 #[tokio::test]
 async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
     let reg = FakeRegistry::start(Faults::default()).await;
@@ -2018,27 +2020,37 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
         use oci_store::TagStore;
         local.resolve("v1").await.expect("root")
     };
-    let opts = oci_store::CopyOptions::default();
-    oci_store::copy(&local, "v1", &app, Some("v1"), &opts)
-        .await
-        .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
-    let seen: Vec<(String, String)> = reg
-        .seen()
-        .into_iter()
-        .map(|s| (s.method, s.target))
-        .collect();
-    let count = |method: &str, part: &str| {
+    let opts = oci_store::CopyOptions::default().with_shared_blobs(oci_store::SharedBlobs::new());
+    // The requests of a copy into `to`, and its report.
+    let copy_into = |to: &'static str| {
+        let (reg, local, opts) = (&reg, &local, &opts);
+        async move {
+            let dst = repo(reg, config(&reg.addr), to);
+            let before = reg.seen().len();
+            let report = oci_store::copy(local, "v1", &dst, Some("v1"), opts)
+                .await
+                .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
+            let seen: Vec<(String, String)> = reg.seen()[before..]
+                .iter()
+                .map(|s| (s.method.clone(), s.target.clone()))
+                .collect();
+            (seen, report)
+        }
+    };
+    let count = |seen: &[(String, String)], method: &str, part: &str| {
         seen.iter()
             .filter(|(m, t)| m == method && t.contains(part))
             .count()
     };
+    let (seen, _) = copy_into("app").await;
+    let count_app = |method: &str, part: &str| count(&seen, method, part);
     // The config and the layer: one HEAD each, at the blob endpoint.
-    assert_eq!(count("HEAD", "/blobs/"), 2, "{seen:?}");
-    // The root: one HEAD (absent), then one PUT by tag; nothing read back.
-    assert_eq!(count("HEAD", "/manifests/"), 1, "{seen:?}");
-    assert_eq!(count("PUT", "/manifests/"), 1, "{seen:?}");
-    assert_eq!(count("PUT", "/manifests/v1"), 1, "{seen:?}");
-    assert_eq!(count("GET", "/manifests/"), 0, "{seen:?}");
+    assert_eq!(count_app("HEAD", "/blobs/"), 2, "{seen:?}");
+    // The root: one PUT by tag, not asked for first; nothing read back.
+    assert_eq!(count_app("HEAD", "/manifests/"), 0, "{seen:?}");
+    assert_eq!(count_app("PUT", "/manifests/"), 1, "{seen:?}");
+    assert_eq!(count_app("PUT", "/manifests/v1"), 1, "{seen:?}");
+    assert_eq!(count_app("GET", "/manifests/"), 0, "{seen:?}");
     // The registry has the manifest by digest too, and the tag names it.
     use oci_store::{ReadStore, TagStore};
     assert_eq!(app.resolve("v1").await.expect("tag").digest, root.digest);
@@ -2050,6 +2062,20 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
         app.stat_descriptor(&layer_desc).await.expect("stat"),
         Some(3000)
     );
+
+    // Into another repository, the ledger knowing where the blobs are: each mounted at once,
+    // no blob asked for.
+    let (seen, report) = copy_into("other").await;
+    assert_eq!(count(&seen, "HEAD", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(count(&seen, "POST", "mount="), 2, "{seen:?}");
+    assert_eq!(count(&seen, "PUT", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(report.mounted, 2, "{report}");
+    // Again: the ledger knows the blobs are there, the registry is asked (and says so).
+    let (seen, report) = copy_into("other").await;
+    assert_eq!(count(&seen, "HEAD", "/blobs/"), 2, "{seen:?}");
+    assert_eq!(count(&seen, "POST", "/blobs/"), 0, "{seen:?}");
+    assert_eq!((report.mounted, report.skipped), (0, 2), "{report}");
+    assert_eq!(count(&seen, "PUT", "/manifests/v1"), 1, "{seen:?}");
 
     // Back out: one GET resolves the tag and brings the manifest.
     let before = reg.seen().len();

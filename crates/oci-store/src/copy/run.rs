@@ -152,6 +152,15 @@ pub(super) struct Run<'a, S: ?Sized, D: ?Sized> {
     pub(super) fetch_maps: HashMap<Digest, (PieceMap, MapTrust)>,
 }
 
+/// What the ledger of shared blobs ([`CopyOptions::shared_blobs`]) knows of a blob on its way.
+#[derive(Clone, Copy, Default)]
+struct Hints<'h> {
+    /// Other repositories of the destination's registry that hold it.
+    places: &'h [Location],
+    /// No copy has seen it in the destination repository: mount it before asking.
+    mount_first: bool,
+}
+
 impl<'a, S, D> Run<'a, S, D>
 where
     S: ReadStore + TagStore + ?Sized,
@@ -213,26 +222,9 @@ where
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Stores manifest `bytes` of `node` (described by `target`): under the copy's tag at once
-    /// when `node` is the root and the destination takes that, else by digest.
-    async fn store_manifest(
-        &self,
-        node: &Node,
-        target: &Descriptor,
-        bytes: &Bytes,
-    ) -> Result<(), Fault> {
-        if let Some((root, tag)) = &self.tag_on_store
-            && *root == node.src.digest
-            && self
-                .dst
-                .store_tagged(target, bytes, tag)
-                .await
-                .at(Destination)?
-        {
-            self.tagged_on_store
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            return Ok(());
-        }
+    /// Stores manifest `bytes` of `node` (described by `target`) by digest (the root under its
+    /// tag was tried first, in [`attempt`](Run::attempt)).
+    async fn store_manifest(&self, target: &Descriptor, bytes: &Bytes) -> Result<(), Fault> {
         self.dst
             .push_bytes(target, bytes.clone())
             .await
@@ -356,14 +348,17 @@ where
             _ => None,
         };
         let hints = match &ticket {
-            Some(Ticket::Elsewhere(places)) => places.as_slice(),
-            _ => &[],
+            Some(Ticket::Elsewhere { places, here }) => Hints {
+                places: places.as_slice(),
+                mount_first: !*here,
+            },
+            _ => Hints::default(),
         };
         let result = self.attempt_with_permit(node, hints).await;
         if result.is_ok() {
             match (ticket, &self.options.shared_blobs, &self.dst_location) {
                 (Some(Ticket::Owner(guard)), _, _) => guard.stored(),
-                (Some(Ticket::Elsewhere(_)), Some(shared), Some(at)) => {
+                (Some(Ticket::Elsewhere { .. }), Some(shared), Some(at)) => {
                     shared.found(&node.target.digest, at);
                 }
                 _ => {}
@@ -374,7 +369,7 @@ where
 
     /// [`attempt`](Run::attempt) with a transfer permit, waiting for another writer of the
     /// node's ingest while it makes progress.
-    async fn attempt_with_permit(&self, node: &Node, hints: &[Location]) -> Result<Done, Fault> {
+    async fn attempt_with_permit(&self, node: &Node, hints: Hints<'_>) -> Result<Done, Fault> {
         let mut busy: Option<(u64, Instant)> = None;
         loop {
             if self.options.is_cancelled() {
@@ -416,17 +411,49 @@ where
     /// destination says it has it; then the destination's word is checked as the verify mode
     /// says ([`confirm`](Run::confirm), which stores the node again when the word is false).
     /// `hints`: other repositories of the destination's registry that hold the node.
-    async fn attempt(&self, node: &Node, hints: &[Location]) -> Result<Done, Fault> {
+    ///
+    /// Two answers of the destination make asking it first whether it has the node useless:
+    /// the root stored under its tag in one request ([`TagStore::store_tagged`], a registry's
+    /// manifest `PUT` by tag, which the tag needs whether the root is there or not), and a
+    /// mount into a repository no copy has seen the blob in (the registry's `201` says the
+    /// blob is there now). Both are answers of the registry itself, never of a cache.
+    async fn attempt(&self, node: &Node, hints: Hints<'_>) -> Result<Done, Fault> {
         let target = strip(&node.target);
+        if let Some(bytes) = &node.bytes
+            && let Some((root, tag)) = &self.tag_on_store
+            && *root == node.src.digest
+            && self
+                .dst
+                .store_tagged(&target, bytes, tag)
+                .await
+                .at(Destination)?
+        {
+            self.tagged_on_store
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.meter.emit(ProgressEvent::Started {
+                desc: target.clone(),
+                resumed_from: 0,
+            });
+            let done = Done::copied(target.size, 0);
+            return self.confirm(node, &target, Claim::Pushed, done).await;
+        }
+        let mounted_first = hints.mount_first && self.mount(&target, hints.places).await?;
+        if mounted_first {
+            return self
+                .confirm(node, &target, Claim::Mounted, Done::mounted())
+                .await;
+        }
         let (claim, done) = match self.dst.stat_descriptor(&target).await.at(Destination)? {
-            None if self.mount(&target, hints).await? => (Claim::Mounted, Done::mounted()),
+            None if !hints.mount_first && self.mount(&target, hints.places).await? => {
+                (Claim::Mounted, Done::mounted())
+            }
             None => match &node.bytes {
                 Some(bytes) => {
                     self.meter.emit(ProgressEvent::Started {
                         desc: target.clone(),
                         resumed_from: 0,
                     });
-                    self.store_manifest(node, &target, bytes).await?;
+                    self.store_manifest(&target, bytes).await?;
                     (Claim::Pushed, Done::copied(target.size, 0))
                 }
                 // A blob through a resumable writer: verified as it is written.

@@ -55,7 +55,9 @@ pub(super) enum Ticket {
     /// No other copy has it or is sending it: this copy sends it, and records the result.
     Owner(OwnerGuard),
     /// Other repositories of the destination's registry hold it: mount from one of them.
-    Elsewhere(Vec<Location>),
+    /// `here`: a copy found it in, or put it into, the destination repository too (a hint only:
+    /// the registry is still asked).
+    Elsewhere { places: Vec<Location>, here: bool },
 }
 
 /// The right to send a blob, released (waking the copies waiting for it) when dropped; a
@@ -139,9 +141,10 @@ impl SharedBlobs {
                 let mut entries = self.lock();
                 match entries.get(&key) {
                     Some(Entry::Stored(places)) => {
-                        return Ticket::Elsewhere(
-                            places.iter().filter(|p| *p != at).cloned().collect(),
-                        );
+                        return Ticket::Elsewhere {
+                            places: places.iter().filter(|p| *p != at).cloned().collect(),
+                            here: places.contains(at),
+                        };
                     }
                     Some(Entry::InFlight(n)) => Arc::clone(n),
                     None => {
@@ -189,7 +192,10 @@ mod tests {
         tokio::task::yield_now().await;
         guard.stored();
         match waiter.await.unwrap() {
-            Ticket::Elsewhere(places) => assert_eq!(places, vec![a]),
+            Ticket::Elsewhere { places, here } => {
+                assert_eq!(places, vec![a]);
+                assert!(!here);
+            }
             Ticket::Owner(_) => panic!("the blob was stored: mount it"),
         }
     }
