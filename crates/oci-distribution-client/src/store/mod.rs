@@ -15,21 +15,38 @@ mod writer;
 
 pub(crate) use ingest::Ingests;
 
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use oci_digest::Digest;
+use oci_manifest::{Descriptor, media_types};
+use oci_store::{
+    BlobStream, BlobWriter, IngestStatus, Location, PushOutcome, ReadStore, StoreError, TagStore,
+    WriteStore,
+};
+use reqwest::{Method, StatusCode};
+
+use crate::client::{Req, status_error};
+use crate::repository::{BlobPush, BlobSource, FetchedManifest};
+use crate::{Error, Repository};
+
 /// The manifests a [`Repository`] handle stored last (their bytes, which it verified before
 /// sending them), so that tagging one just stored needs no `GET` to read it back. Content is
 /// named by its digest, so the bytes cannot go stale; whether the registry still has them is
 /// the tag `PUT`'s answer.
 #[derive(Default)]
-pub(crate) struct Pushed(std::sync::Mutex<std::collections::VecDeque<(Digest, Bytes)>>);
+pub(crate) struct Pushed(Mutex<VecDeque<(Digest, Bytes)>>);
 
 impl Pushed {
     /// How many manifests are kept (a copy tags its root right after storing it).
     const KEPT: usize = 4;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Digest, Bytes)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(Digest, Bytes)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn remember(&self, digest: &Digest, bytes: &Bytes) {
@@ -48,23 +65,6 @@ impl Pushed {
             .map(|(_, b)| b.clone())
     }
 }
-
-use std::ops::Range;
-
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use oci_digest::Digest;
-use oci_manifest::{Descriptor, media_types};
-use oci_store::{
-    BlobStream, BlobWriter, IngestStatus, Location, PushOutcome, ReadStore, StoreError, TagStore,
-    WriteStore,
-};
-use reqwest::{Method, StatusCode};
-
-use crate::client::{Req, status_error};
-use crate::repository::{BlobPush, BlobSource, FetchedManifest};
-use crate::{Error, Repository};
 
 /// A client error as a store backend error. A refusal to authorize (401, 403) keeps its
 /// place in the chain behind an [`std::io::Error`] of kind
