@@ -76,6 +76,24 @@ pub fn validate_ingest_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Text from a peer or a file (a source's name, an error, a member name) written on one line:
+/// its control characters (line breaks and escape sequences included) written as Rust escapes,
+/// so a hostile name cannot rewrite a terminal or forge log lines.
+pub(crate) struct OneLine<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                std::fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The error for stored content whose size differs from its descriptor.
 pub(crate) fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
     if actual != desc.size {

@@ -5,23 +5,15 @@
 use std::path::Path;
 
 use crate::error::StoreError;
+use crate::util::OneLine;
 
 /// `s` with control characters as Rust escapes (`\n`, `\u{1b}`), cut to 200 characters.
 pub(crate) fn escape(s: &str) -> String {
     const MAX: usize = 200;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", OneLine(&s[..cut])),
+        None => OneLine(s).to_string(),
     }
-    out
 }
 
 /// [`StoreError::InvalidArchive`] for `member` of the archive at `path`.

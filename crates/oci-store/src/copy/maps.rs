@@ -277,7 +277,7 @@ pub(super) async fn artifact_maps<S: ReadStore + TagStore + ?Sized>(
         .take(MAX_ARTIFACTS)
     {
         let mut ignore = |why: String| {
-            warn!(artifact = %r.digest, subject = %subject.digest, "piece-map artifact ignored: {}", crate::fetch::escape(&why));
+            warn!(artifact = %r.digest, subject = %subject.digest, "piece-map artifact ignored: {}", crate::util::OneLine(&why));
             report.ignored.push((r.digest.clone(), why));
         };
         let m = match store.fetch_manifest(&strip(r)).await {

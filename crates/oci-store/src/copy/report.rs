@@ -1,6 +1,7 @@
 //! What a copy did: [`CopyReport`], one [`NodeReport`] per piece of content, and how the report
 //! is tallied from the outcomes of a run.
 
+use crate::util::OneLine;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -496,21 +497,4 @@ fn list(
         f.write_str(&show(d))?;
     }
     Ok(())
-}
-
-/// Text from a peer written on one line: its control characters (line breaks and escape
-/// sequences included) written as Rust escapes.
-struct OneLine<'a>(&'a str);
-
-impl fmt::Display for OneLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                fmt::Write::write_char(f, c)?;
-            }
-        }
-        Ok(())
-    }
 }

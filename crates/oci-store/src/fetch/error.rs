@@ -163,8 +163,8 @@ fn list_pieces(pieces: &[UnservablePiece]) -> String {
         if let Some((src, why)) = p.failures.last() {
             s.push_str(&format!(
                 " ({}: {})",
-                super::escape(src),
-                super::escape(why)
+                crate::util::OneLine(src),
+                crate::util::OneLine(why)
             ));
         }
     }
@@ -200,7 +200,12 @@ impl fmt::Display for UnservablePiece {
             self.index, self.range.start, self.range.end
         )?;
         for (src, why) in &self.failures {
-            write!(f, "; {}: {}", super::escape(src), super::escape(why))?;
+            write!(
+                f,
+                "; {}: {}",
+                crate::util::OneLine(src),
+                crate::util::OneLine(why)
+            )?;
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ impl Fetch<'_> {
             if pieces.is_empty() {
                 continue;
             }
-            tracing::info!(digest = %self.desc.digest, suspect = %suspect.map_or("an earlier fetch".to_owned(), |s| super::escape(&self.names[s])), pieces = pieces.len(), "checking a suspect source's pieces against other sources");
+            tracing::info!(digest = %self.desc.digest, suspect = %suspect.map_or("an earlier fetch".to_owned(), |s| crate::util::OneLine(&self.names[s]).to_string()), pieces = pieces.len(), "checking a suspect source's pieces against other sources");
             let results: Vec<Result<()>> = futures_util::stream::iter(pieces)
                 .map(|p| self.second_opinion(p, suspect))
                 .buffer_unordered(self.concurrency())

@@ -19,6 +19,7 @@ mod report;
 mod run;
 mod source;
 
+use crate::util::OneLine;
 use std::sync::{Arc, Mutex};
 
 use oci_digest::{PieceLayout, PieceMapError};
@@ -263,13 +264,13 @@ async fn source_map(
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(source = %escape(name), error = %e, "piece map offered for another blob");
-                    refused = Some(format!("{} offered {e}", escape(name)));
+                    tracing::warn!(source = %OneLine(name), error = %e, "piece map offered for another blob");
+                    refused = Some(format!("{} offered {e}", OneLine(name)));
                 }
             },
             Ok(None) => {}
             Err(e) => {
-                tracing::debug!(source = %escape(name), error = %crate::error::error_chain(&e), "no piece map from this source");
+                tracing::debug!(source = %OneLine(name), error = %crate::error::error_chain(&e), "no piece map from this source");
             }
         }
     }
@@ -498,17 +499,4 @@ impl Fetch<'_> {
         }
         report
     }
-}
-
-/// Text from a source (its name, its errors) on one line: control characters escaped.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -87,7 +87,7 @@ impl fmt::Display for BadPiece {
             self.index,
             self.range.start,
             self.range.end,
-            crate::fetch::escape(&self.source_name),
+            crate::util::OneLine(&self.source_name),
             self.actual,
             self.expected
         )

@@ -755,7 +755,7 @@ impl Fetch<'_> {
 
     /// Source `s` served piece `index` with bytes that do not match the map.
     fn bad_piece(&self, s: usize, index: u64, flight: &Flight, actual: &Digest, expected: &Digest) {
-        tracing::warn!(digest = %self.desc.digest, piece = index, source = %super::escape(&self.names[s]), %expected, %actual, "piece does not match the map");
+        tracing::warn!(digest = %self.desc.digest, piece = index, source = %crate::util::OneLine(&self.names[s]), %expected, %actual, "piece does not match the map");
         let mut events = vec![FetchEvent::BadPiece { source: s, index }];
         {
             let mut st = self.sched();
@@ -818,7 +818,7 @@ impl Fetch<'_> {
     /// An attempt of `s` at piece `index` failed (`id`: the attempt's, or 0 for one outside the
     /// schedule).
     pub(super) fn failed(&self, s: usize, index: u64, id: u64, f: Failure) {
-        tracing::debug!(digest = %self.desc.digest, piece = index, source = %super::escape(&self.names[s]), failure = %f, "attempt failed");
+        tracing::debug!(digest = %self.desc.digest, piece = index, source = %crate::util::OneLine(&self.names[s]), failure = %f, "attempt failed");
         let mut event = None;
         {
             let mut st = self.sched();
