@@ -649,46 +649,68 @@ depend on which finishes last (use --scoped)",
     Ok(Work { jobs, failed, ctx })
 }
 
-/// The report of an image a registry destination already has exactly: its tag names the
-/// digest the source's reference resolves to (two manifest `HEAD`s; one when the destination
-/// has no such tag). The registry accepted
-/// that manifest only with everything it refers to, so there is nothing to copy. `None` when
-/// that is not known (another answer, an error, a destination that is not a registry) or when
-/// the copy would change the manifest (`--platform`, `--format`, `--referrers`) or must check
-/// what is there (`--verify-existing`): the copy then runs and skips what is there.
+/// What a registry destination's tag says about an image before it is copied.
+enum Tagged {
+    /// The tag names the digest the source's reference resolves to. The registry accepted
+    /// that manifest only with everything it refers to, so there is nothing to copy: the
+    /// report of that.
+    There(Box<CopyReport>),
+    /// The tag is missing, or names other content: the copy stores the root under it without
+    /// asking for the root first ([`CopyOptions::tag_differs`]).
+    Differs,
+    /// Not known (another answer, an error, a destination that is not a registry), or the copy
+    /// would change the manifest (`--platform`, `--format`, `--referrers`) or must check what
+    /// is there (`--verify-existing`): the copy runs and skips what is there.
+    Unknown,
+}
+
+/// What the destination's tag says about the image (two manifest `HEAD`s; one when the
+/// destination has no such tag).
 async fn already_there(
     src: &Endpoint,
     dst: &Endpoint,
     options: &CopyOptions,
     ctx: &transport::Context,
-) -> Option<CopyReport> {
+) -> Tagged {
     if !matches!(dst, Endpoint::Registry { .. })
         || !options.platforms.is_empty()
         || options.format.is_some()
         || options.include_referrers
         || options.verify != VerifyMode::Trust
     {
-        return None;
+        return Tagged::Unknown;
     }
-    let source = transport::open(src, false, ctx).await.ok()?;
-    let reference = transport::source_reference(src, &source).await.ok()?;
+    let Ok(source) = transport::open(src, false, ctx).await else {
+        return Tagged::Unknown;
+    };
+    let Ok(reference) = transport::source_reference(src, &source).await else {
+        return Tagged::Unknown;
+    };
     let tag = match dst.reference() {
         Some(t) => t,
         None if Digest::parse(&reference).is_err() => reference.clone(),
-        None => return None,
+        None => return Tagged::Unknown,
     };
     // The destination first: when its tag is missing (a first sync) the source need not be
     // asked. A source tag by `HEAD` (`resolve_reference` would `GET` the manifest, which a
     // registry such as Docker Hub counts as a pull even when there is nothing to copy).
-    let target = transport::open(dst, false, ctx).await.ok()?;
-    let there = target.source().resolve(&tag).await.ok()?;
+    let Ok(target) = transport::open(dst, false, ctx).await else {
+        return Tagged::Unknown;
+    };
+    let there = match target.source().resolve(&tag).await {
+        Ok(there) => there,
+        Err(e) if e.is_not_found() => return Tagged::Differs,
+        Err(_) => return Tagged::Unknown,
+    };
     let root = match Digest::parse(&reference) {
         Ok(_) => oci_store::resolve_reference(source.source(), &reference).await,
         Err(_) => source.source().resolve(&reference).await,
-    }
-    .ok()?;
+    };
+    let Ok(root) = root else {
+        return Tagged::Unknown;
+    };
     if there.digest != root.digest {
-        return None;
+        return Tagged::Differs;
     }
     let mut report = CopyReport::default();
     report.reference = reference;
@@ -696,7 +718,7 @@ async fn already_there(
     report.result = Some(there);
     report.source = Some(root);
     report.tag = Some(tag);
-    Some(report)
+    Tagged::There(Box::new(report))
 }
 
 async fn run(work: Work, cli: &Cli) -> Vec<Outcome> {
@@ -746,17 +768,21 @@ async fn run(work: Work, cli: &Cli) -> Vec<Outcome> {
                     elapsed: Duration::ZERO,
                 };
             }
-            if let Some(report) = already_there(&job.src, &job.dst, &options, &ctx).await {
-                board.image_done();
-                return Outcome {
-                    line: job.line,
-                    src: job.src,
-                    dst: Some(job.dst),
-                    attempts: 1,
-                    result: Ok(report),
-                    elapsed: started.elapsed(),
-                };
-            }
+            let options = match already_there(&job.src, &job.dst, &options, &ctx).await {
+                Tagged::There(report) => {
+                    board.image_done();
+                    return Outcome {
+                        line: job.line,
+                        src: job.src,
+                        dst: Some(job.dst),
+                        attempts: 1,
+                        result: Ok(*report),
+                        elapsed: started.elapsed(),
+                    };
+                }
+                Tagged::Differs => options.with_tag_differs(true),
+                Tagged::Unknown => options,
+            };
             let mut attempts = 0;
             let result = loop {
                 attempts += 1;

@@ -2004,11 +2004,12 @@ async fn a_registry_holding_fewer_bytes_resumes_from_an_older_checkpoint() {
 
 /// The requests of one image copied into a registry and back (issue 15: requests are the
 /// registry's CPU): into an empty repository each blob is asked for at the blob endpoint only
-/// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag without being
-/// asked for first (no `HEAD`, no `PUT` by digest, no `GET` to read it back for the tag); out
-/// of it, the tag is resolved and the manifest read in one `GET`. With a ledger of shared
-/// blobs, a copy into another repository mounts each blob without asking first, and a copy
-/// again asks for each blob once and mounts nothing.
+/// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag (no `PUT` by
+/// digest, no `GET` to read it back for the tag), without being asked for first when the
+/// caller found the tag missing (`CopyOptions::tag_differs`, as the sync does); out of it, the
+/// tag is resolved and the manifest read in one `GET`. With a ledger of shared blobs, a copy
+/// into another repository mounts each blob without asking first, and a copy again asks for
+/// each blob and the root once, skips them all and mounts nothing.
 #[tokio::test]
 async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
     let reg = FakeRegistry::start(Faults::default()).await;
@@ -2020,14 +2021,15 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
         use oci_store::TagStore;
         local.resolve("v1").await.expect("root")
     };
-    let opts = oci_store::CopyOptions::default().with_shared_blobs(oci_store::SharedBlobs::new());
+    let again = oci_store::CopyOptions::default().with_shared_blobs(oci_store::SharedBlobs::new());
+    let first = again.clone().with_tag_differs(true);
     // The requests of a copy into `to`, and its report.
-    let copy_into = |to: &'static str| {
-        let (reg, local, opts) = (&reg, &local, &opts);
+    let copy_into = |to: &'static str, opts: &oci_store::CopyOptions| {
+        let (reg, local, opts) = (&reg, &local, opts.clone());
         async move {
             let dst = repo(reg, config(&reg.addr), to);
             let before = reg.seen().len();
-            let report = oci_store::copy(local, "v1", &dst, Some("v1"), opts)
+            let report = oci_store::copy(local, "v1", &dst, Some("v1"), &opts)
                 .await
                 .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
             let seen: Vec<(String, String)> = reg.seen()[before..]
@@ -2042,7 +2044,7 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
             .filter(|(m, t)| m == method && t.contains(part))
             .count()
     };
-    let (seen, _) = copy_into("app").await;
+    let (seen, _) = copy_into("app", &first).await;
     let count_app = |method: &str, part: &str| count(&seen, method, part);
     // The config and the layer: one HEAD each, at the blob endpoint.
     assert_eq!(count_app("HEAD", "/blobs/"), 2, "{seen:?}");
@@ -2065,22 +2067,33 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
 
     // Into another repository, the ledger knowing where the blobs are: each mounted at once,
     // no blob asked for.
-    let (seen, report) = copy_into("other").await;
+    let (seen, report) = copy_into("other", &first).await;
     assert_eq!(count(&seen, "HEAD", "/blobs/"), 0, "{seen:?}");
     assert_eq!(count(&seen, "POST", "mount="), 2, "{seen:?}");
     assert_eq!(count(&seen, "PUT", "/blobs/"), 0, "{seen:?}");
     assert_eq!(report.mounted, 2, "{report}");
-    // Again: the ledger knows the blobs are there, the registry is asked (and says so).
-    let (seen, report) = copy_into("other").await;
+    // Again, without `tag_differs`: the ledger knows the blobs are there, the registry is
+    // asked for them and the root (and says it has them); the tag is written again.
+    let (seen, report) = copy_into("other", &again).await;
     assert_eq!(count(&seen, "HEAD", "/blobs/"), 2, "{seen:?}");
+    assert_eq!(count(&seen, "HEAD", "/manifests/"), 1, "{seen:?}");
     assert_eq!(count(&seen, "POST", "/blobs/"), 0, "{seen:?}");
-    assert_eq!((report.mounted, report.skipped), (0, 2), "{report}");
+    assert_eq!(
+        (
+            report.copied,
+            report.mounted,
+            report.skipped,
+            report.bytes_copied
+        ),
+        (0, 0, 3, 0),
+        "{report}"
+    );
     assert_eq!(count(&seen, "PUT", "/manifests/v1"), 1, "{seen:?}");
 
     // Back out: one GET resolves the tag and brings the manifest.
     let before = reg.seen().len();
     let back = oci_store::MemoryStore::new();
-    oci_store::copy(&app, "v1", &back, Some("v1"), &opts)
+    oci_store::copy(&app, "v1", &back, Some("v1"), &again)
         .await
         .unwrap_or_else(|e| panic!("{}", oci_store::error_chain(&e)));
     let pulled: Vec<(String, String)> = reg.seen()[before..]

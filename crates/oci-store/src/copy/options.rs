@@ -134,6 +134,15 @@ pub struct CopyOptions {
     /// nothing is hashed for them), come first and are trusted. Malformed artifacts and maps are ignored with a warning
     /// ([`PieceMapsReport::ignored`](crate::PieceMapsReport)). On by default.
     pub find_piece_maps: bool,
+    /// The caller has just asked the destination for the tag this copy writes and found it
+    /// missing, or naming other content (as a sync does before each image). The root is then
+    /// stored under its tag at once where the destination takes that
+    /// ([`TagStore::store_tagged`](crate::TagStore::store_tagged): a registry's manifest `PUT`
+    /// by tag, which the tag needs whether the root is there or not), without asking first
+    /// whether the destination has it: one request less, and the root is reported copied. Off
+    /// by default: a copy again onto the same tag then finds the root there and reports it
+    /// skipped.
+    pub tag_differs: bool,
 }
 
 impl Default for CopyOptions {
@@ -160,6 +169,7 @@ impl Default for CopyOptions {
             shared_blobs: None,
             piece_maps: false,
             find_piece_maps: true,
+            tag_differs: false,
         }
     }
 }
@@ -192,6 +202,7 @@ impl fmt::Debug for CopyOptions {
             .field("shared_blobs", &self.shared_blobs)
             .field("piece_maps", &self.piece_maps)
             .field("find_piece_maps", &self.find_piece_maps)
+            .field("tag_differs", &self.tag_differs)
             .finish()
     }
 }
@@ -323,6 +334,17 @@ impl CopyOptions {
     /// ```
     pub fn with_piece_maps(mut self, push: bool) -> Self {
         self.piece_maps = push;
+        self
+    }
+    /// These options saying the destination's tag was just found missing or naming other
+    /// content, or not (see [`tag_differs`](Self::tag_differs)).
+    ///
+    /// ```
+    /// let o = oci_store::CopyOptions::default().with_tag_differs(true);
+    /// assert!(o.tag_differs);
+    /// ```
+    pub fn with_tag_differs(mut self, differs: bool) -> Self {
+        self.tag_differs = differs;
         self
     }
     /// These options looking for piece-map artifacts in the source when fetching in pieces, or

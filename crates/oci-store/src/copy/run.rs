@@ -222,14 +222,47 @@ where
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Stores manifest `bytes` of `node` (described by `target`) by digest (the root under its
-    /// tag was tried first, in [`attempt`](Run::attempt)).
-    async fn store_manifest(&self, target: &Descriptor, bytes: &Bytes) -> Result<(), Fault> {
+    /// Stores manifest `bytes` of `node` (described by `target`): under the copy's tag at once
+    /// when `node` is the root and the destination takes that, else by digest.
+    async fn store_manifest(
+        &self,
+        node: &Node,
+        target: &Descriptor,
+        bytes: &Bytes,
+    ) -> Result<(), Fault> {
+        if self.store_root_tagged(node, target, bytes).await? {
+            return Ok(());
+        }
         self.dst
             .push_bytes(target, bytes.clone())
             .await
             .at(Destination)?;
         Ok(())
+    }
+
+    /// Stores `node` under the copy's tag in one step ([`TagStore::store_tagged`]) when it is
+    /// the root and the destination takes that; whether it did.
+    async fn store_root_tagged(
+        &self,
+        node: &Node,
+        target: &Descriptor,
+        bytes: &Bytes,
+    ) -> Result<bool, Fault> {
+        let Some((root, tag)) = &self.tag_on_store else {
+            return Ok(false);
+        };
+        if *root != node.src.digest
+            || !self
+                .dst
+                .store_tagged(target, bytes, tag)
+                .await
+                .at(Destination)?
+        {
+            return Ok(false);
+        }
+        self.tagged_on_store
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(true)
     }
 
     pub(super) fn stats_lock(&self) -> MutexGuard<'_, Stats> {
@@ -413,23 +446,17 @@ where
     /// `hints`: other repositories of the destination's registry that hold the node.
     ///
     /// Two answers of the destination make asking it first whether it has the node useless:
-    /// the root stored under its tag in one request ([`TagStore::store_tagged`], a registry's
-    /// manifest `PUT` by tag, which the tag needs whether the root is there or not), and a
-    /// mount into a repository no copy has seen the blob in (the registry's `201` says the
-    /// blob is there now). Both are answers of the registry itself, never of a cache.
+    /// the root stored under its tag in one request when the caller found the tag missing or
+    /// naming other content ([`CopyOptions::tag_differs`]; [`TagStore::store_tagged`], a
+    /// registry's manifest `PUT` by tag, which the tag needs whether the root is there or
+    /// not), and a mount into a repository no copy has seen the blob in (the registry's `201`
+    /// says the blob is there now). Both are answers of the registry itself, never of a cache.
     async fn attempt(&self, node: &Node, hints: Hints<'_>) -> Result<Done, Fault> {
         let target = strip(&node.target);
-        if let Some(bytes) = &node.bytes
-            && let Some((root, tag)) = &self.tag_on_store
-            && *root == node.src.digest
-            && self
-                .dst
-                .store_tagged(&target, bytes, tag)
-                .await
-                .at(Destination)?
+        if self.options.tag_differs
+            && let Some(bytes) = &node.bytes
+            && self.store_root_tagged(node, &target, bytes).await?
         {
-            self.tagged_on_store
-                .store(true, std::sync::atomic::Ordering::SeqCst);
             self.meter.emit(ProgressEvent::Started {
                 desc: target.clone(),
                 resumed_from: 0,
@@ -453,7 +480,7 @@ where
                         desc: target.clone(),
                         resumed_from: 0,
                     });
-                    self.store_manifest(&target, bytes).await?;
+                    self.store_manifest(node, &target, bytes).await?;
                     (Claim::Pushed, Done::copied(target.size, 0))
                 }
                 // A blob through a resumable writer: verified as it is written.
