@@ -159,19 +159,25 @@ impl Repository {
         }
     }
 
+    /// [`StoreError::ManifestTooLarge`] when `desc` is over the client's manifest size limit
+    /// (checked before any byte is sent), else `None`.
+    fn oversized(&self, desc: &Descriptor) -> Option<StoreError> {
+        let limit = self.client.inner.config.max_manifest_size;
+        (desc.size > limit).then(|| StoreError::ManifestTooLarge {
+            digest: desc.digest.clone(),
+            size: desc.size,
+            limit,
+        })
+    }
+
     async fn push_manifest_bytes(
         &self,
         desc: &Descriptor,
         data: BlobSource,
         forced: bool,
     ) -> Result<PushOutcome, StoreError> {
-        let limit = self.client.inner.config.max_manifest_size;
-        if desc.size > limit {
-            return Err(StoreError::ManifestTooLarge {
-                digest: desc.digest.clone(),
-                size: desc.size,
-                limit,
-            });
+        if let Some(e) = self.oversized(desc) {
+            return Err(e);
         }
         if !forced
             && self
@@ -432,13 +438,8 @@ impl TagStore for Repository {
                 reason: "not a valid tag",
             });
         }
-        let limit = self.client.inner.config.max_manifest_size;
-        if desc.size > limit {
-            return Err(StoreError::ManifestTooLarge {
-                digest: desc.digest.clone(),
-                size: desc.size,
-                limit,
-            });
+        if let Some(e) = self.oversized(desc) {
+            return Err(e);
         }
         // Checked here: by tag, `push_manifest` has no digest to check the bytes against.
         let mut check = oci_digest::Verifier::new(desc.digest.clone(), desc.size);
