@@ -228,6 +228,13 @@ pub struct ClientConfig {
     /// sent, and the request that makes a blob visible is sent only after the client verified
     /// every byte (the last part of a streamed `PUT` is held back until then). Default 8 MiB.
     pub monolithic_max: u64,
+    /// Blobs up to this size are asked whether the registry has them with the request that
+    /// starts their upload: a mount from the repository itself, which the registry answers
+    /// `201` when it has the blob and `202` with a new upload session when not. One request
+    /// where a `HEAD` and a `POST` would be two. A registry that does not mount answers `202`
+    /// either way, and the blob is sent again: at most this many bytes. Larger blobs are asked
+    /// with a `HEAD` first. `0` asks every blob with a `HEAD`. Default 1 MiB.
+    pub probe_upload_max: u64,
     /// Streamed uploads: the spacing of the hash checkpoints an interrupted upload resumes
     /// from. The registry's own offset decides where sending continues; the bytes between the
     /// checkpoint below it and that offset are read from the source again and hashed, not sent.
@@ -310,6 +317,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             max_manifest_size: 4 * 1024 * 1024,
             monolithic_max: 8 * 1024 * 1024,
+            probe_upload_max: 1024 * 1024,
             chunk_size: 8 * 1024 * 1024,
             max_chunk_size: 64 * 1024 * 1024,
             chunked_uploads: Vec::new(),

@@ -145,7 +145,8 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
         "expired token renewed"
     );
 
-    // Mount: one token with both repositories' scopes.
+    // Mount: one token with both repositories' scopes (pull on the source at least: the
+    // push above asked for push on it too).
     let other = client
         .repository_by_name(&reg.addr, "team/other")
         .expect("repo");
@@ -158,7 +159,8 @@ async fn bearer_challenges_scopes_expiry_and_single_flight() {
     assert!(
         asked
             .iter()
-            .any(|s| s.contains(&"repository:team/app:pull".to_owned())
+            .any(|s| (s.contains(&"repository:team/app:pull".to_owned())
+                || s.contains(&"repository:team/app:pull,push".to_owned()))
                 && s.contains(&"repository:team/other:pull,push".to_owned())),
         "mount token must carry both scopes: {asked:?}"
     );
@@ -2002,6 +2004,65 @@ async fn a_registry_holding_fewer_bytes_resumes_from_an_older_checkpoint() {
     }
 }
 
+/// A small blob is asked with the request that starts its upload (a mount from the repository
+/// itself): one `POST`, no `HEAD`. A registry that refuses such a mount gets a `HEAD` and a
+/// plain `POST` for that blob and every later one (through the same handle); a blob above
+/// `probe_upload_max` always gets the `HEAD`. Every blob lands.
+#[tokio::test]
+async fn small_blobs_are_asked_with_the_post_that_starts_their_upload() {
+    let small: Vec<Vec<u8>> = (0..3).map(|i| common::random(1000, 77 + i)).collect();
+    let large = random(5000);
+    // Pushes `blobs` into `app` of `reg`, each answered `want` and then stored; returns the
+    // HEADs, the POSTs of a mount from `app` itself and all the requests the pushes made.
+    async fn push_all(
+        reg: &FakeRegistry,
+        blobs: &[&Vec<u8>],
+        want: BlobPush,
+    ) -> (usize, usize, usize) {
+        let mut config = config(&reg.addr);
+        config.probe_upload_max = 4096;
+        let app = repo(reg, config, "app");
+        let before = reg.seen().len();
+        for d in blobs {
+            let desc = blob_desc(d);
+            let got = app.push_blob(&desc, source(d, 512)).await.expect("push");
+            assert_eq!(got, want);
+            assert_eq!(stored(reg, &desc).as_deref(), Some(&d[..]));
+        }
+        let seen = reg.seen()[before..].to_vec();
+        let heads = seen.iter().filter(|s| s.method == "HEAD").count();
+        let probes = seen
+            .iter()
+            .filter(|s| s.method == "POST" && s.target.contains("&from=app"))
+            .count();
+        (heads, probes, seen.len())
+    }
+    let all: Vec<&Vec<u8>> = small.iter().collect();
+
+    let reg = FakeRegistry::start(Faults::default()).await;
+    // One POST each (answered 202 with a session), then the PUT with the bytes.
+    assert_eq!(push_all(&reg, &all, BlobPush::Monolithic).await, (0, 3, 6));
+    // Again: the registry has them, one request each (answered 201), nothing sent.
+    assert_eq!(push_all(&reg, &all, BlobPush::Skipped).await, (0, 3, 3));
+    // Above the limit: HEAD first, no probe.
+    let (heads, probes, _) = push_all(&reg, &[&large], BlobPush::Monolithic).await;
+    assert_eq!((heads, probes), (1, 0));
+
+    for status in [400, 404, 405] {
+        let reg = FakeRegistry::start(Faults {
+            refuse_mount_from_self: Some(status),
+            ..Faults::default()
+        })
+        .await;
+        // One refused probe, then HEAD, POST and PUT for each blob.
+        assert_eq!(
+            push_all(&reg, &all, BlobPush::Monolithic).await,
+            (3, 1, 10),
+            "{status}"
+        );
+    }
+}
+
 /// The requests of one image copied into a registry and back (issue 15: requests are the
 /// registry's CPU): into an empty repository each blob is asked for at the blob endpoint only
 /// (no manifest `HEAD` for a layer), and the root goes up in one `PUT` by tag (no `PUT` by
@@ -2046,8 +2107,13 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
     };
     let (seen, _) = copy_into("app", &first).await;
     let count_app = |method: &str, part: &str| count(&seen, method, part);
-    // The config and the layer: one HEAD each, at the blob endpoint.
-    assert_eq!(count_app("HEAD", "/blobs/"), 2, "{seen:?}");
+    // The config and the layer: no HEAD; each asked with the request that starts its upload
+    // (a mount from the repository itself, which the registry answers 202 with a session),
+    // then sent.
+    assert_eq!(count_app("HEAD", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(count_app("POST", "&from=app"), 2, "{seen:?}");
+    assert_eq!(count_app("POST", "/blobs/uploads/"), 2, "{seen:?}");
+    assert_eq!(count_app("PUT", "/blobs/uploads/"), 2, "{seen:?}");
     // The root: one PUT by tag, not asked for first; nothing read back.
     assert_eq!(count_app("HEAD", "/manifests/"), 0, "{seen:?}");
     assert_eq!(count_app("PUT", "/manifests/"), 1, "{seen:?}");
@@ -2063,6 +2129,21 @@ async fn a_copy_asks_each_endpoint_once_and_tags_in_its_manifest_put() {
     assert_eq!(
         app.stat_descriptor(&layer_desc).await.expect("stat"),
         Some(3000)
+    );
+
+    // Again into the same repository, with no ledger: the same requests start no upload, the
+    // registry answering 201 (it has them); none is sent, both are reported skipped (the
+    // root goes up with its tag, as the caller said the tag differs).
+    let fresh = oci_store::CopyOptions::default().with_tag_differs(true);
+    let (seen, report) = copy_into("app", &fresh).await;
+    assert_eq!(count(&seen, "HEAD", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(count(&seen, "POST", "&from=app"), 2, "{seen:?}");
+    assert_eq!(count(&seen, "PUT", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(count(&seen, "PATCH", "/blobs/"), 0, "{seen:?}");
+    assert_eq!(
+        (report.mounted, report.skipped, report.bytes_copied),
+        (0, 2, root.size),
+        "{report}"
     );
 
     // Into another repository, the ledger knowing where the blobs are: each mounted at once,

@@ -114,8 +114,9 @@ pub use crate::memory::MemoryStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
 pub use crate::object::{Backend, BucketOptions, BucketStore};
 pub use crate::traits::{
-    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, PieceRefused,
-    PieceWriter, PushOutcome, ReadStore, Store, TagStore, WriteStore, bytes_stream, collect,
+    BlobStream, BlobWriter, DEFAULT_LEASE_TTL, IngestStatus, Location, ManagedStore, Opened,
+    PieceRefused, PieceWriter, PushOutcome, ReadStore, Store, TagStore, WriteStore, bytes_stream,
+    collect,
 };
 pub use crate::util::{MAX_INGEST_KEY_LEN, MAX_TAG_LEN, validate_ingest_key, validate_tag};
 pub use crate::walk::walk;

@@ -50,6 +50,31 @@ pub enum PushOutcome {
     AlreadyExists,
 }
 
+/// What [`WriteStore::writer_unless_present`] found: the content, or a writer for it.
+#[non_exhaustive]
+pub enum Opened {
+    /// The store has the content: the size it answered with, when its answer carried one.
+    Present {
+        /// The stored size (`None`: the store's answer said nothing of it).
+        size: Option<u64>,
+    },
+    /// The store does not have the content: a writer for it.
+    Writer(Box<dyn BlobWriter>),
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opened::Present { size } => f.debug_struct("Present").field("size", size).finish(),
+            Opened::Writer(w) => f
+                .debug_struct("Writer")
+                .field("key", &w.key())
+                .field("offset", &w.offset())
+                .finish(),
+        }
+    }
+}
+
 /// State of a resumable ingest (an in-flight write keyed by an ingest key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -579,6 +604,50 @@ pub trait WriteStore: ReadStore {
     /// [`StoreError::IngestBusy`] when another writer holds the key;
     /// [`StoreError::IngestMismatch`] when the key is in use for another digest.
     async fn writer(&self, key: &str, desc: &Descriptor) -> Result<Box<dyn BlobWriter>>;
+
+    /// [`writer`](WriteStore::writer) for `desc` unless the store has the content already:
+    /// [`Opened::Present`] then. A store may answer both questions with one request: a
+    /// registry asks for a small blob with the request that starts its upload (see
+    /// `oci_distribution_client::ClientConfig::probe_upload_max`). The answer comes from the
+    /// store's storage, as [`stat_descriptor`](ReadStore::stat_descriptor)'s does. The default
+    /// asks `stat_descriptor`, then opens the writer.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use oci_manifest::Descriptor;
+    /// use oci_store::{MemoryStore, Opened, WriteStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let data = Bytes::from_static(b"layer");
+    /// let desc = Descriptor::new(
+    ///     "application/vnd.oci.image.layer.v1.tar",
+    ///     oci_digest::Algorithm::Sha256.hash(&data),
+    ///     data.len() as u64,
+    /// );
+    /// let Opened::Writer(mut w) = store.writer_unless_present("k", &desc).await? else {
+    ///     panic!("an empty store has nothing");
+    /// };
+    /// w.write(data).await?;
+    /// w.commit().await?;
+    /// assert!(matches!(
+    ///     store.writer_unless_present("k", &desc).await?,
+    ///     Opened::Present { size: Some(5) }
+    /// ));
+    /// # Ok::<(), oci_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`stat_descriptor`](ReadStore::stat_descriptor) and
+    /// [`writer`](WriteStore::writer) ([`StoreError::Unsupported`] from a store without
+    /// resumable writers: [`push`](WriteStore::push) instead, which skips content it has).
+    async fn writer_unless_present(&self, key: &str, desc: &Descriptor) -> Result<Opened> {
+        if let Some(size) = self.stat_descriptor(desc).await? {
+            return Ok(Opened::Present { size: Some(size) });
+        }
+        self.writer(key, desc).await.map(Opened::Writer)
+    }
 
     /// The state of ingest `key`, or `None` when there is none.
     async fn ingest_status(&self, key: &str) -> Result<Option<IngestStatus>>;

@@ -57,17 +57,79 @@ pub(crate) fn refuses_streaming(e: &Error) -> bool {
 }
 
 impl Repository {
+    /// Starts an upload session (`POST`): its location and the registry's
+    /// `OCI-Chunk-Min-Length`.
     pub(crate) async fn start_upload(&self) -> Result<(Url, Option<u64>), Error> {
         let url = self.url("blobs/uploads/")?;
         let resp = self
             .send(Req::new(Method::POST, url.clone()), &self.push_scope())
             .await?;
         let resp = expect(resp, &Method::POST, &[StatusCode::ACCEPTED]).await?;
+        self.session_started(&resp, &url)
+    }
+
+    /// The location and `OCI-Chunk-Min-Length` of the session a `202` to `url` started.
+    fn session_started(&self, resp: &Response, url: &Url) -> Result<(Url, Option<u64>), Error> {
         let min = header_str(resp.headers(), "oci-chunk-min-length").and_then(|v| v.parse().ok());
         if let Some(m) = min {
             self.ingests.set_min_chunk(m);
         }
-        Ok((location(&resp, &url)?, min))
+        Ok((location(resp, url)?, min))
+    }
+
+    /// Starts an upload session for `desc` unless the registry says this repository has the
+    /// blob: `None` when it has it, else the session ([`start_upload`](Self::start_upload)).
+    ///
+    /// A blob up to [`ClientConfig::probe_upload_max`](crate::ClientConfig::probe_upload_max)
+    /// is asked in one request: a mount of the blob from this repository itself
+    /// (`POST ?mount=<digest>&from=<this repository>`). The registry answers `201` when the
+    /// repository has the blob (the same lookup in its storage as a `HEAD`) and `202` with a
+    /// new session when it has not, as the distribution spec says of a mount it cannot do.
+    /// That saves the `HEAD` before every upload of a small blob. A registry that does not
+    /// mount answers `202` whatever it holds, and the blob is sent again: at most
+    /// `probe_upload_max` bytes. A registry that refuses such a mount (a `4xx` other than
+    /// `401`, `403` or `429`) is asked by `HEAD` and `POST` from then on, through this handle.
+    /// Larger blobs are always asked by `HEAD` first.
+    ///
+    /// # Errors
+    /// Registry and transport errors.
+    pub(crate) async fn start_upload_unless_present(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<Option<(Url, Option<u64>)>, Error> {
+        if desc.size <= self.client.inner.config.probe_upload_max && !self.ingests.probe_refused() {
+            let mut url = self.url("blobs/uploads/")?;
+            url.query_pairs_mut()
+                .append_pair("mount", desc.digest.as_str())
+                .append_pair("from", &self.name);
+            let resp = self
+                .send(Req::new(Method::POST, url.clone()), &self.push_scope())
+                .await?;
+            match resp.status() {
+                StatusCode::CREATED => {
+                    debug!(digest = %desc.digest, repository = %self.name, "the registry has the blob (mount from the repository itself)");
+                    return Ok(None);
+                }
+                StatusCode::ACCEPTED => return self.session_started(&resp, &url).map(Some),
+                s if s.is_client_error()
+                    && !matches!(
+                        s,
+                        StatusCode::UNAUTHORIZED
+                            | StatusCode::FORBIDDEN
+                            | StatusCode::TOO_MANY_REQUESTS
+                    ) =>
+                {
+                    warn!(repository = %self.name, status = s.as_u16(),
+                        "the registry refuses a mount from the repository itself; asking HEAD before each upload from now on");
+                    self.ingests.set_probe_refused();
+                }
+                _ => return Err(status_error(resp, &Method::POST).await),
+            }
+        }
+        if self.blob_exists(desc).await? {
+            return Ok(None);
+        }
+        self.start_upload().await.map(Some)
     }
 
     /// Sends one chunk at `offset`; on failure asks the registry how much it has and sends the

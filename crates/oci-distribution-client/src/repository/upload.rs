@@ -22,8 +22,9 @@ use crate::client::{Req, status_error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BlobPush {
-    /// The registry said it already had the blob (`HEAD`, see
-    /// [`Repository::blob_exists`]).
+    /// The registry said it already had the blob (a `HEAD`, see [`Repository::blob_exists`],
+    /// or for a small blob its answer to the request that starts an upload, see
+    /// [`ClientConfig::probe_upload_max`](crate::ClientConfig::probe_upload_max)).
     Skipped,
     /// The registry mounted it from another repository.
     Mounted,
@@ -41,8 +42,10 @@ pub enum BlobPush {
 }
 
 impl Repository {
-    /// Pushes a blob: skips it when the registry says it has it ([`Repository::blob_exists`]),
-    /// else uploads it in one streamed request (a `PUT` carrying the content up to
+    /// Pushes a blob: skips it when the registry says it has it (asked with the request that
+    /// starts the upload for a blob up to
+    /// [`ClientConfig::probe_upload_max`](crate::ClientConfig::probe_upload_max), else with
+    /// [`Repository::blob_exists`]), else uploads it in one streamed request (a `PUT` carrying the content up to
     /// [`ClientConfig::monolithic_max`](crate::ClientConfig::monolithic_max), else a `PATCH`
     /// and the closing `PUT`), or in chunks to a registry that wants them
     /// ([`ClientConfig::chunked_uploads`](crate::ClientConfig::chunked_uploads)). The content
@@ -86,18 +89,23 @@ impl Repository {
         data: BlobSource,
         mount_from: Option<&str>,
     ) -> Result<BlobPush, Error> {
+        let Some(from) = mount_from.filter(|f| *f != self.name) else {
+            return match self.start_upload_unless_present(desc).await? {
+                None => {
+                    debug!(digest = %desc.digest, repository = %self.name, "blob exists, skipped");
+                    Ok(BlobPush::Skipped)
+                }
+                Some(session) => self.upload(desc, data, Some(session)).await,
+            };
+        };
         if self.blob_exists(desc).await? {
             debug!(digest = %desc.digest, repository = %self.name, "blob exists, skipped");
             return Ok(BlobPush::Skipped);
         }
-        let mut location = None;
-        if let Some(from) = mount_from.filter(|f| *f != self.name) {
-            match self.mount(desc, from).await? {
-                MountResult::Mounted => return Ok(BlobPush::Mounted),
-                MountResult::Upload(l) => location = Some(l),
-            }
+        match self.mount(desc, from).await? {
+            MountResult::Mounted => Ok(BlobPush::Mounted),
+            MountResult::Upload(l) => self.upload(desc, data, Some((l, None))).await,
         }
-        self.upload(desc, data, location).await
     }
 
     /// Uploads a blob without checking for its existence first (repairs content a registry
@@ -156,10 +164,10 @@ impl Repository {
         &self,
         desc: &Descriptor,
         data: BlobSource,
-        location: Option<Url>,
+        session: Option<(Url, Option<u64>)>,
     ) -> Result<BlobPush, Error> {
-        let (loc, min_chunk) = match location {
-            Some(l) => (l, None),
+        let (loc, min_chunk) = match session {
+            Some(s) => s,
             None => self.start_upload().await?,
         };
         match self.chunk_limit() {

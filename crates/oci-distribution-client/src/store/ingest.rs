@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use oci_manifest::Descriptor;
-use oci_store::{BlobWriter, IngestStatus, StoreError};
+use oci_store::{BlobWriter, IngestStatus, Opened, ReadStore, StoreError};
 use reqwest::Url;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -40,6 +40,9 @@ pub(crate) struct Ingests {
     /// The registry's last `OCI-Chunk-Min-Length` (0: none seen), for chunked uploads of
     /// sessions reopened (whose start this handle did not see).
     min_chunk: AtomicU64,
+    /// The registry refused a mount of a blob from the repository itself through this handle
+    /// (see `Repository::start_upload_unless_present`): `HEAD` before each upload from now on.
+    probe_refused: AtomicBool,
 }
 
 pub(super) struct IngestState {
@@ -115,6 +118,16 @@ impl Ingests {
     /// Notes that the registry refused a streamed upload; returns whether that was known.
     pub(crate) fn set_streaming_refused(&self) -> bool {
         self.streaming_refused.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether the registry refused a mount from the repository itself through this handle.
+    pub(crate) fn probe_refused(&self) -> bool {
+        self.probe_refused.load(Ordering::SeqCst)
+    }
+
+    /// Notes that the registry refused a mount from the repository itself.
+    pub(crate) fn set_probe_refused(&self) {
+        self.probe_refused.store(true, Ordering::SeqCst);
     }
 
     /// Notes the registry's `OCI-Chunk-Min-Length`.
@@ -284,9 +297,63 @@ impl Repository {
         key: &str,
         desc: &Descriptor,
     ) -> oci_store::Result<Box<dyn BlobWriter>> {
+        let (reservation, prior) = self.reserve(key, desc).await?;
+        let resumed = match prior {
+            Some(prior) => self.resume_session(key, desc, prior).await?,
+            None => None,
+        };
+        let session = match resumed {
+            Some(s) => s,
+            None => self.new_session(None, desc).await?,
+        };
+        self.writer_for(reservation, key, desc, session).await
+    }
+
+    /// [`open_writer`](Self::open_writer) unless the repository has the blob: for a key with
+    /// no session yet, asked with the request that starts the session
+    /// ([`start_upload_unless_present`](Repository::start_upload_unless_present)); before a
+    /// recorded session is resumed, with a `HEAD`.
+    pub(super) async fn open_writer_unless_present(
+        &self,
+        key: &str,
+        desc: &Descriptor,
+    ) -> oci_store::Result<Opened> {
+        let (reservation, prior) = self.reserve(key, desc).await?;
+        let session = match prior {
+            Some(prior) => {
+                if let Some(size) = self.stat_descriptor(desc).await? {
+                    return Ok(Opened::Present { size: Some(size) });
+                }
+                match self.resume_session(key, desc, prior).await? {
+                    Some(s) => s,
+                    None => self.new_session(None, desc).await?,
+                }
+            }
+            None => {
+                let started = self
+                    .start_upload_unless_present(desc)
+                    .await
+                    .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
+                match started {
+                    Some(s) => self.new_session(Some(s), desc).await?,
+                    None => return Ok(Opened::Present { size: None }),
+                }
+            }
+        };
+        self.writer_for(reservation, key, desc, session)
+            .await
+            .map(Opened::Writer)
+    }
+
+    /// Reserves ingest `key` for a writer of `desc` (in memory first: a second writer of this
+    /// process gets `IngestBusy` even while this one is still asking the registry), with the
+    /// session to resume, if one is known (in memory or recorded on disk).
+    async fn reserve<'k>(
+        &'k self,
+        key: &'k str,
+        desc: &Descriptor,
+    ) -> oci_store::Result<(Reservation<'k>, Option<Restored>)> {
         self.wait_for_pause(key).await?;
-        // Reserve the key in memory first: a second writer of this process gets `IngestBusy`
-        // even while this one is still asking the registry.
         let in_memory = {
             let mut map = self.ingests.lock();
             match map.get_mut(key) {
@@ -328,7 +395,7 @@ impl Repository {
                 }
             }
         };
-        let mut reservation = Reservation {
+        let reservation = Reservation {
             ingests: &self.ingests,
             key,
             armed: true,
@@ -337,26 +404,39 @@ impl Repository {
             Some(r) => Some(r),
             None => self.restore_record(key, desc).await?,
         };
-        let resumed = match prior {
-            Some(prior) => self.resume_session(key, desc, prior).await?,
-            None => None,
-        };
-        let session = match resumed {
+        Ok((reservation, prior))
+    }
+
+    /// A session started now: `started` (by the caller), else a new one.
+    async fn new_session(
+        &self,
+        started: Option<(Url, Option<u64>)>,
+        desc: &Descriptor,
+    ) -> oci_store::Result<Session> {
+        let (location, min_chunk) = match started {
             Some(s) => s,
-            None => {
-                let (location, min_chunk) = self
-                    .start_upload()
-                    .await
-                    .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
-                Session {
-                    location,
-                    held: 0,
-                    checkpoints: Checkpoints::default(),
-                    started_at: SystemTime::now(),
-                    min_chunk,
-                }
-            }
+            None => self
+                .start_upload()
+                .await
+                .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?,
         };
+        Ok(Session {
+            location,
+            held: 0,
+            checkpoints: Checkpoints::default(),
+            started_at: SystemTime::now(),
+            min_chunk,
+        })
+    }
+
+    /// Records `session` as ingest `key`'s (reserved by `reservation`) and returns its writer.
+    async fn writer_for(
+        &self,
+        mut reservation: Reservation<'_>,
+        key: &str,
+        desc: &Descriptor,
+        session: Session,
+    ) -> oci_store::Result<Box<dyn BlobWriter>> {
         self.save_record(
             key,
             desc,

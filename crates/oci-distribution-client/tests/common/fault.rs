@@ -93,6 +93,9 @@ pub struct Faults {
     /// Every mount answers 201 without linking anything: the registry claims mounts it did
     /// not make (the blob stays unknown in the target repository).
     pub lying_mounts: bool,
+    /// A mount whose `from` is the repository itself gets this error status (a registry that
+    /// refuses such mounts).
+    pub refuse_mount_from_self: Option<u16>,
     /// Every manifest PUT gets this answer (status, `Content-Type`, body) and stores nothing:
     /// distribution 2.8 answers 500 with a JSON error to a manifest it refuses on validation
     /// (layer `urls` its configuration does not allow). See [`Faults::refuse_manifest_puts`].
@@ -1000,6 +1003,11 @@ fn uploads(
     }
     match (req.method.as_str(), id.is_empty()) {
         ("POST", true) => {
+            if let (Some(status), Some(from)) = (s.faults.refuse_mount_from_self, req.query("from"))
+                && from == name
+            {
+                return Answer::error(status, "UNSUPPORTED", "no mount from the repository itself");
+            }
             if let Some(m) = req.query("mount")
                 && s.faults.lying_mounts
             {

@@ -29,7 +29,7 @@ use super::shared::Ticket;
 use super::verify::Claim;
 use crate::error::{StoreError, error_chain};
 use crate::fetch::MapTrust;
-use crate::traits::{Location, ReadStore, Store, TagStore, bytes_stream};
+use crate::traits::{BlobWriter, Location, Opened, ReadStore, Store, TagStore, bytes_stream};
 
 /// The ingest key a copy uses for `digest` in the destination (so that a later copy, in this or
 /// another process, resumes the same ingest).
@@ -450,7 +450,10 @@ where
     /// naming other content ([`CopyOptions::tag_differs`]; [`TagStore::store_tagged`], a
     /// registry's manifest `PUT` by tag, which the tag needs whether the root is there or
     /// not), and a mount into a repository no copy has seen the blob in (the registry's `201`
-    /// says the blob is there now). Both are answers of the registry itself, never of a cache.
+    /// says the blob is there now). A blob with no mount to try is asked and opened in one step
+    /// ([`WriteStore::writer_unless_present`](crate::WriteStore::writer_unless_present)): a
+    /// registry asks a small blob with the request that starts its upload. All are answers of
+    /// the destination itself, never of a cache.
     async fn attempt(&self, node: &Node, hints: Hints<'_>) -> Result<Done, Fault> {
         let target = strip(&node.target);
         if self.options.tag_differs
@@ -469,6 +472,26 @@ where
             return self
                 .confirm(node, &target, Claim::Mounted, Done::mounted())
                 .await;
+        }
+        // A blob with no mount to try and no pieces to fetch: whether the destination has it
+        // and a writer for it when not, in one step where the store can (a registry asks a
+        // small blob with the request that starts its upload).
+        if node.bytes.is_none()
+            && !target.is_manifest()
+            && self.options.blob_sources.len() <= 1
+            && self.mount_source(hints.places).is_none()
+        {
+            let key = ingest_key(&target.digest);
+            return match self.dst.writer_unless_present(&key, &target).await {
+                // A store that answers without a size is taken at the expected one; the verify
+                // mode checks its word as it checks a `stat`'s.
+                Ok(Opened::Present { size }) => {
+                    let claim = Claim::Has(size.unwrap_or(target.size));
+                    self.confirm(node, &target, claim, Done::skipped()).await
+                }
+                Ok(Opened::Writer(w)) => self.write_blob(node, Ok(w)).await,
+                Err(e) => self.write_blob(node, Err(e)).await,
+            };
         }
         let (claim, done) = match self.dst.stat_descriptor(&target).await.at(Destination)? {
             None if !hints.mount_first && self.mount(&target, hints.places).await? => {
@@ -498,14 +521,20 @@ where
         if target.is_manifest() {
             return Ok(false);
         }
-        let from = self.mount_from.as_ref().or_else(|| {
-            let at = self.dst_location.as_ref()?;
-            hints.iter().find(|h| at.can_mount_from(h))
-        });
-        match from {
+        match self.mount_source(hints) {
             Some(from) => self.dst.mount(target, from).await.at(Destination),
             None => Ok(false),
         }
+    }
+
+    /// Where [`mount`](Run::mount) would mount a blob from: the source's repository when both
+    /// are repositories of one registry, else the first of `hints` the destination can mount
+    /// from.
+    fn mount_source<'h>(&'h self, hints: &'h [Location]) -> Option<&'h Location> {
+        self.mount_from.as_ref().or_else(|| {
+            let at = self.dst_location.as_ref()?;
+            hints.iter().find(|h| at.can_mount_from(h))
+        })
     }
 
     /// Streams a blob from the source into a resumable writer of the destination (or a plain
@@ -517,9 +546,20 @@ where
         {
             return done;
         }
+        let key = ingest_key(&node.target.digest);
+        let writer = self.dst.writer(&key, &strip(&node.target)).await;
+        self.write_blob(node, writer).await
+    }
+
+    /// Streams a blob from the source into `writer`, the destination's answer to opening one
+    /// (a plain push when the destination has no resumable writers).
+    async fn write_blob(
+        &self,
+        node: &Node,
+        writer: Result<Box<dyn BlobWriter>, StoreError>,
+    ) -> Result<Done, Fault> {
         let desc = strip(&node.target);
-        let key = ingest_key(&desc.digest);
-        let mut writer = match self.dst.writer(&key, &desc).await {
+        let mut writer = match writer {
             Ok(w) => w,
             Err(StoreError::Unsupported { .. }) => {
                 self.meter.emit(ProgressEvent::Started {

@@ -8,7 +8,7 @@ use oci_manifest::media_types;
 use super::content::{Rng, blob, image, push_image};
 use super::{Case, assert_no_ingest, push_tagged, read_all};
 use crate::error::StoreError;
-use crate::traits::{PushOutcome, Store, collect};
+use crate::traits::{Opened, PushOutcome, Store, collect};
 
 /// Content of sizes 0 B to 5 MiB: absent before its push, written by the first push and
 /// "already exists" at the second, `stat` answering its size, read back whole and from offset
@@ -326,7 +326,10 @@ pub async fn verified_or_invisible<S: Store + ?Sized>(s: &S) {
 /// Resumable writers: a key is busy while a writer holds it; a dropped writer leaves an ingest
 /// that resumes at its offset; another digest under the key is refused; a write past the size
 /// is refused at once; commit verifies (wrong bytes leave nothing, not even the ingest); abort
-/// (of a writer, or by key of a dropped writer's ingest) removes the ingest. (Key validation: [`ingest_keys`].)
+/// (of a writer, or by key of a dropped writer's ingest) removes the ingest;
+/// [`writer_unless_present`](crate::WriteStore::writer_unless_present) opens a writer for
+/// content the store has not and answers `Present` for content it has, leaving no ingest.
+/// (Key validation: [`ingest_keys`].)
 ///
 /// A backend that sends bytes in chunks (a registry) reports as offset what its peer
 /// acknowledged: configure it so that 1 MiB is a whole number of chunks.
@@ -431,6 +434,34 @@ pub async fn resumable_writer<S: Store + ?Sized>(s: &S) {
     assert_no_ingest(c, s, "k4", "after abort_ingest").await;
     let err = c.err(s.abort_ingest("k4").await, "abort_ingest k4 again");
     assert!(err.is_not_found(), "{c}: abort_ingest k4 again: {err:?}");
+    // `writer_unless_present`: a writer for content the store has not, which lands; then
+    // `Present` for it and for the 3 MiB committed above, with its size if one is given.
+    let small = blob("application/octet-stream", &b"small and new"[..]);
+    let sd = &small.desc.digest;
+    let Opened::Writer(mut w) = c.ok(
+        s.writer_unless_present("k5", &small.desc).await,
+        format_args!("writer_unless_present k5 for {sd}, not stored"),
+    ) else {
+        panic!("{c}: writer_unless_present answered Present for {sd}, never stored");
+    };
+    assert_eq!(w.offset(), 0, "{c}: offset of writer_unless_present k5");
+    c.ok(w.write(small.data.clone()).await, "write k5");
+    c.ok(w.commit().await, format_args!("commit k5 ({sd})"));
+    assert_no_ingest(c, s, "k5", "after its commit").await;
+    for x in [&small, &b] {
+        let xd = &x.desc.digest;
+        match c.ok(
+            s.writer_unless_present("k6", &x.desc).await,
+            format_args!("writer_unless_present k6 for {xd}, stored"),
+        ) {
+            Opened::Present { size } => assert!(
+                size.is_none_or(|n| n == x.desc.size),
+                "{c}: writer_unless_present says {xd} is there with {size:?} bytes"
+            ),
+            other => panic!("{c}: writer_unless_present for {xd}, stored: {other:?}"),
+        }
+        assert_no_ingest(c, s, "k6", "after Present").await;
+    }
 }
 
 /// Ingest keys are validated, not used as paths: an empty key, a key with a NUL and a key over
