@@ -136,6 +136,43 @@ async fn a_manifest_put_answered_500_is_attempted_once_plus_the_budget() {
     );
 }
 
+/// A manifest the registry refuses as it stands (a `4xx` with `MANIFEST_INVALID`, `TAG_INVALID`
+/// or `UNSUPPORTED`, or a `405`) is sent once: no retry can change the answer, and the budget
+/// stays for what a retry can cure. A `4xx` about the upload session, or any `5xx`, is still
+/// retried (the test above).
+#[tokio::test]
+async fn a_manifest_refused_as_it_stands_is_sent_once() {
+    // (status, code, retried with a budget of 2): the same code in a 500 is the registry's
+    // trouble and retried (distribution answers a refused manifest so, see above); a 400
+    // about the upload session too.
+    for (status, code, retried) in [
+        (400, "MANIFEST_INVALID", 0),
+        (400, "TAG_INVALID", 0),
+        (400, "UNSUPPORTED", 0),
+        (405, "UNSUPPORTED", 0),
+        (405, "SOMETHING_ELSE", 0),
+        (500, "MANIFEST_INVALID", 2),
+        (400, "BLOB_UPLOAD_INVALID", 2),
+    ] {
+        let reg = FakeRegistry::start(Faults::refuse_manifest_puts(status, code, REFUSAL)).await;
+        let dst = repo(&reg, "team/app");
+        let (src, _) = image(&[b"layer one"]).await;
+        let opts = CopyOptions::default().with_retries(2, Duration::from_millis(1));
+        let e = copy(&src, "v1", &dst, None, &opts).await.unwrap_err();
+        assert_eq!(manifest_puts(&reg), 1 + retried, "{status} {code}");
+        let report = e.report();
+        assert_eq!(report.retried, retried, "{status} {code}: {report}");
+        assert_eq!(
+            report.retry_budget_spent,
+            retried == 2,
+            "{status} {code}: {report}"
+        );
+        let chain = error_chain(&e);
+        assert!(chain.contains(code), "{chain}");
+        assert!(chain.contains(REFUSAL), "{chain}");
+    }
+}
+
 #[tokio::test]
 async fn a_budget_of_zero_sends_the_put_once() {
     let (reg, dst) = refusing_registry().await;

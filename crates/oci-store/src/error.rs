@@ -356,9 +356,11 @@ impl StoreError {
     /// chain ([`source`](std::error::Error::source)s, and errors wrapped inside I/O errors) of
     /// kind `ConnectionRefused` (nothing listens at the address), `TimedOut` (a deadline or a
     /// minimum transfer rate already waited its full time: a registry client reports those
-    /// so), `PermissionDenied` (a registry's 401 or 403 included), `ReadOnlyFilesystem` or
-    /// `StorageFull`: errors of backends this crate does not know are classified by the
-    /// standard vocabulary of their causes.
+    /// so), `PermissionDenied` (a registry's 401 or 403 included), `InvalidInput` (a request
+    /// the peer refuses as it stands: a registry client reports a `405` or a `4xx` saying the
+    /// manifest, name or tag is invalid so), `ReadOnlyFilesystem` or `StorageFull`: errors of
+    /// backends this crate does not know are classified by the standard vocabulary of their
+    /// causes.
     ///
     /// Everything else is not transient: content or tags missing or invalid, sizes, limits,
     /// unsafe entries, and content that failed verification
@@ -447,6 +449,7 @@ pub(crate) fn permanent_cause(e: &(dyn std::error::Error + 'static)) -> Option<s
                 K::ConnectionRefused
                     | K::TimedOut
                     | K::PermissionDenied
+                    | K::InvalidInput
                     | K::ReadOnlyFilesystem
                     | K::StorageFull
             ) {

@@ -31,7 +31,7 @@ use oci_store::{
 use reqwest::{Method, StatusCode};
 
 use crate::client::{Req, status_error};
-use crate::repository::{BlobPush, BlobSource, FetchedManifest};
+use crate::repository::{BlobPush, BlobSource, FetchedManifest, refuses_streaming};
 use crate::{Error, Repository};
 
 /// The manifests a [`Repository`] handle stored last (their bytes, which it verified before
@@ -76,7 +76,36 @@ fn backend_error(context: impl Into<String>, e: Error) -> StoreError {
             context,
             std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
         ),
+        e if refused_as_is(&e) => StoreError::backend(
+            context,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        ),
         e => StoreError::backend(context, e),
+    }
+}
+
+/// Whether the registry refused the request as it stands, so that sending it again cannot
+/// change the answer ([`StoreError::is_transient`] is then false: a copy does not spend its
+/// retry budget on it): a `405 Method Not Allowed`, or another `4xx` whose error code says the
+/// request itself is wrong (`MANIFEST_INVALID`, `MANIFEST_UNVERIFIED`, `NAME_INVALID`,
+/// `TAG_INVALID`, `UNSUPPORTED`, `DENIED`). Other `4xx` answers may concern the state of an
+/// upload session that a new attempt starts again (`BLOB_UPLOAD_INVALID`, `DIGEST_INVALID`,
+/// `RANGE_INVALID`), and a `5xx` is the registry's own trouble: both stay transient.
+fn refused_as_is(e: &Error) -> bool {
+    const CODES: [&str; 6] = [
+        "MANIFEST_INVALID",
+        "MANIFEST_UNVERIFIED",
+        "NAME_INVALID",
+        "TAG_INVALID",
+        "UNSUPPORTED",
+        "DENIED",
+    ];
+    match e.status() {
+        Some(405) => true,
+        Some(s) if (400..500).contains(&s) && !matches!(s, 404 | 408 | 429) => e
+            .registry_errors()
+            .is_some_and(|errs| errs.0.iter().any(|x| CODES.contains(&x.code.as_str()))),
+        _ => false,
     }
 }
 
@@ -109,6 +138,10 @@ impl Repository {
                 digest: digest.clone(),
                 source,
             },
+            // A refused streamed upload: the next attempt sends chunks, and may succeed.
+            e if refuses_streaming(&e) && self.ingests.streaming_refused() => {
+                StoreError::backend(format!("{what} {digest} in {}", self.store_name()), e)
+            }
             other => backend_error(format!("{what} {digest} in {}", self.store_name()), other),
         }
     }
