@@ -501,6 +501,12 @@ pub struct RegistryArgs {
     /// closing PUT, which a stopped push resumes from the registry's offset [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     pub monolithic_max: Option<Size>,
+    /// Ask whether the registry has a blob up to SIZE with the request that starts its upload
+    /// (a mount from the repository itself: one request instead of a HEAD and a POST); larger
+    /// blobs, and all with 0, are asked with a HEAD first. A registry that does not mount
+    /// gets such a blob again even when it has it [default: 1MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub probe_max: Option<Size>,
     /// Push to the registries named in chunks of at most SIZE (for a registry that refuses
     /// streamed uploads or requests above a size, such as 4MiB); each chunk is held in memory
     /// while it is sent

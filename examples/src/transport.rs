@@ -483,6 +483,9 @@ impl Context {
         if let Some(max) = settings.monolithic_max {
             config.monolithic_max = max.0;
         }
+        if let Some(max) = settings.probe_max {
+            config.probe_upload_max = max.0;
+        }
         for r in registries {
             if settings.plain_http && !config.plain_http.contains(r) {
                 config = config.with_plain_http(r.clone());

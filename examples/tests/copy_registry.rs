@@ -413,11 +413,13 @@ fn copy_example_pushes_and_pulls_with_a_registry() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("copied 5"));
-    // The other upload shapes: every blob in one streamed PUT, and chunks of 64 KiB (for
-    // registries that refuse streamed uploads); both give the image skopeo pulls whole.
+    // The other upload shapes: every blob in one streamed PUT, chunks of 64 KiB (for
+    // registries that refuse streamed uploads), and every blob asked with a HEAD first (none
+    // with the POST that starts its upload); each gives the image skopeo pulls whole.
     for (repo, opts) in [
         ("cli/put", ["--monolithic-max", "1GiB"]),
         ("cli/chunked", ["--chunked-upload", "64KiB"]),
+        ("cli/head", ["--probe-max", "0"]),
     ] {
         let dst = format!("docker://{}/{repo}:v1", reg.addr);
         let out = Command::new(&bin)
