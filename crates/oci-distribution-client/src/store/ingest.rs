@@ -1,8 +1,9 @@
 //! Upload sessions as resumable ingests of the store traits: [`WriteStore::writer`] opens (or
 //! reopens, by key) a session kept in memory and, with
 //! [`ClientConfig::upload_state_dir`](crate::ClientConfig::upload_state_dir), recorded on disk,
-//! so another process can resume it. The writer itself (streamed or chunked) is in
-//! `writer.rs`.
+//! so another process can resume it. [`WriteStore::writer_unless_present`] opens one only when
+//! the repository does not have the blob, asking a small blob with the request that starts the
+//! session. The writer itself (streamed or chunked) is in `writer.rs`.
 //!
 //! A session is its upload location and the hash [`Checkpoints`] of its content. Reopened, it
 //! resumes from the registry's own offset: the `GET` of the location says how many bytes the
@@ -13,6 +14,7 @@
 //! short) starts again from byte 0, and says so.
 //!
 //! [`WriteStore::writer`]: oci_store::WriteStore::writer
+//! [`WriteStore::writer_unless_present`]: oci_store::WriteStore::writer_unless_present
 
 use std::collections::HashMap;
 use std::path::PathBuf;
