@@ -71,7 +71,7 @@ struct Session {
     min_chunk: Option<u64>,
 }
 
-/// Releases a key reserved by [`WriteStore::writer`] when opening the session fails (or the
+/// Releases a key reserved by [`WriteStore::writer`](oci_store::WriteStore::writer) when opening the session fails (or the
 /// future is dropped): a new reservation is removed, a reopened one is marked idle.
 struct Reservation<'a> {
     ingests: &'a Ingests,
