@@ -311,36 +311,37 @@ impl Repository {
         self.writer_for(reservation, key, desc, session).await
     }
 
-    /// [`open_writer`](Self::open_writer) unless the repository has the blob: for a key with
-    /// no session yet, asked with the request that starts the session
-    /// ([`start_upload_unless_present`](Repository::start_upload_unless_present)); before a
-    /// recorded session is resumed, with a `HEAD`.
+    /// [`open_writer`](Self::open_writer) unless the repository has the content: a blob for a
+    /// key with no session yet is asked with the request that starts the session
+    /// ([`start_upload_unless_present`](Repository::start_upload_unless_present)); a manifest
+    /// (at its own endpoint), or a blob before its recorded session is resumed, with a `HEAD`.
     pub(super) async fn open_writer_unless_present(
         &self,
         key: &str,
         desc: &Descriptor,
     ) -> oci_store::Result<Opened> {
         let (reservation, prior) = self.reserve(key, desc).await?;
-        let session = match prior {
-            Some(prior) => {
-                if let Some(size) = self.stat_descriptor(desc).await? {
-                    return Ok(Opened::Present { size: Some(size) });
-                }
-                match self.resume_session(key, desc, prior).await? {
-                    Some(s) => s,
-                    None => self.new_session(None, desc).await?,
-                }
-            }
-            None => {
+        let probe = prior.is_none() && !super::is_manifest(desc);
+        if !probe && let Some(size) = self.stat_descriptor(desc).await? {
+            return Ok(Opened::Present { size: Some(size) });
+        }
+        let started = match prior {
+            Some(prior) => self.resume_session(key, desc, prior).await?,
+            None if probe => {
                 let started = self
                     .start_upload_unless_present(desc)
                     .await
                     .map_err(|e| self.store_err(e, "start upload of", &desc.digest))?;
-                match started {
-                    Some(s) => self.new_session(Some(s), desc).await?,
-                    None => return Ok(Opened::Present { size: None }),
-                }
+                let Some(s) = started else {
+                    return Ok(Opened::Present { size: None });
+                };
+                Some(self.new_session(Some(s), desc).await?)
             }
+            None => None,
+        };
+        let session = match started {
+            Some(s) => s,
+            None => self.new_session(None, desc).await?,
         };
         self.writer_for(reservation, key, desc, session)
             .await

@@ -369,13 +369,6 @@ impl WriteStore for Repository {
         desc: &Descriptor,
     ) -> oci_store::Result<Opened> {
         oci_store::validate_ingest_key(key)?;
-        // A manifest lives at the manifest endpoint: asked there, as the default does.
-        if is_manifest(desc) {
-            if let Some(size) = self.stat_descriptor(desc).await? {
-                return Ok(Opened::Present { size: Some(size) });
-            }
-            return self.open_writer(key, desc).await.map(Opened::Writer);
-        }
         self.open_writer_unless_present(key, desc).await
     }
 

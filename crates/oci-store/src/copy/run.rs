@@ -482,16 +482,17 @@ where
             && self.mount_source(hints.places).is_none()
         {
             let key = ingest_key(&target.digest);
-            return match self.dst.writer_unless_present(&key, &target).await {
+            let writer = match self.dst.writer_unless_present(&key, &target).await {
                 // A store that answers without a size is taken at the expected one; the verify
                 // mode checks its word as it checks a `stat`'s.
                 Ok(Opened::Present { size }) => {
                     let claim = Claim::Has(size.unwrap_or(target.size));
-                    self.confirm(node, &target, claim, Done::skipped()).await
+                    return self.confirm(node, &target, claim, Done::skipped()).await;
                 }
-                Ok(Opened::Writer(w)) => self.write_blob(node, Ok(w)).await,
-                Err(e) => self.write_blob(node, Err(e)).await,
+                Ok(Opened::Writer(w)) => Ok(w),
+                Err(e) => Err(e),
             };
+            return self.write_blob(node, writer).await;
         }
         let (claim, done) = match self.dst.stat_descriptor(&target).await.at(Destination)? {
             None if !hints.mount_first && self.mount(&target, hints.places).await? => {
